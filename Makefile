@@ -1,0 +1,40 @@
+# Two commands matter: `make test` and `make demo`. Both set up everything they need
+# (venv, editable install with the C extension, mosquitto) and are safe to re-run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.nrfprov-installed
+# Re-install when packaging or C sources change: editable installs rebuild the .so only on install.
+INSTALL_DEPS := pyproject.toml $(wildcard setup.py native/build_ffi.py native/include/*.h native/src/*.c)
+
+.PHONY: setup test lint bench demo sanitize fuzz mosquitto clean
+
+setup: $(STAMP) mosquitto
+
+$(STAMP): $(INSTALL_DEPS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+# The local AWS IoT stand-in runs a real mosquitto. Debian installs it in /usr/sbin.
+mosquitto:
+	@if command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing mosquitto with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	else \
+		echo "mosquitto is missing and I am not root: run 'sudo apt-get install mosquitto' (Debian/Ubuntu)"; \
+		exit 1; \
+	fi
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info src/nrfprov/_native*.so .pytest_cache .mypy_cache

@@ -1,0 +1,327 @@
+"""Zephyr/NCS Kconfig fragments (``prj.conf`` + overlays) → typed :class:`Settings`.
+
+nrfprov reads the same files a firmware build reads, with the same rules, so one set of fragments
+describes both the device and the host that provisions it:
+
+- Syntax [zephyr ``doc/build/kconfig/setting.rst``; Kconfiglib]: one ``CONFIG_NAME=value`` per line,
+  no spaces around ``=``; ``y``/``n``; ``"strings"`` with ``\\`` escaping the next character; decimal
+  or ``0x`` hex integers; ``# CONFIG_X is not set`` means ``n``; other ``#`` lines are comments.
+  Kconfiglib merely warns on a malformed line, but Zephyr turns warnings into build failures, and a
+  silently ignored line in a provisioning tool is a mis-provisioned device: we refuse it.
+- Merge [zephyr ``scripts/kconfig/kconfig.py``]: fragments in order, the last assignment wins, then
+  ``--set`` overrides (like ``-DCONFIG_X=`` on the CMake line after ``EXTRA_CONF_FILE``).
+- A real ``prj.conf`` is full of firmware-only symbols; those are kept in ``Settings.ignored`` and
+  otherwise ignored. An unknown ``CONFIG_NRFPROV_*`` symbol is an error (it is ours, so it is a typo).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nrfprov.errors import ConfigError
+
+Value = bool | int | str
+
+_NAME_RE = re.compile(r"CONFIG_[A-Za-z0-9_]+")
+_NOT_SET_RE = re.compile(r"#\s*(CONFIG_[A-Za-z0-9_]+) is not set\s*")
+_INT_RE = re.compile(r"-?[0-9]+")
+_HEX_RE = re.compile(r"0[xX][0-9a-fA-F]+")
+OUR_PREFIX = "CONFIG_NRFPROV_"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One ``CONFIG_X=value`` line, with where it came from (for errors and "decided by")."""
+
+    name: str
+    value: Value
+    path: str
+    line_no: int
+    line: str
+
+    @property
+    def origin(self) -> str:
+        return f"{self.path}:{self.line_no}: {self.line}"
+
+
+def parse_value(text: str, *, path: str = "<value>", line_no: int = 0, line: str = "") -> Value:
+    """Parse the right-hand side of an assignment (``y``, ``n``, ``"str"``, ``42``, ``0x2A``)."""
+    if text in ("y", "n"):
+        return text == "y"
+    if text.startswith('"'):
+        return _parse_string(text, path, line_no, line or text)
+    if _HEX_RE.fullmatch(text):
+        return int(text, 16)
+    if _INT_RE.fullmatch(text):
+        return int(text, 10)
+    raise ConfigError(
+        "malformed value (expected y, n, a \"quoted string\" or an integer)",
+        path=path, line_no=line_no, line=line or text,
+    )
+
+
+def _parse_string(text: str, path: str, line_no: int, line: str) -> str:
+    out: list[str] = []
+    i = 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            if i + 1 >= len(text):
+                break
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if ch == '"':
+            if text[i + 1 :].strip():
+                raise ConfigError("text after the closing quote", path=path, line_no=line_no, line=line)
+            return "".join(out)
+        out.append(ch)
+        i += 1
+    raise ConfigError("unterminated string", path=path, line_no=line_no, line=line)
+
+
+def parse_fragment(text: str, path: str = "<fragment>") -> list[Assignment]:
+    """Parse one fragment; raise ``ConfigError`` naming ``path:line`` for the first bad line."""
+    result: list[Assignment] = []
+    for line_no, raw in enumerate(text.splitlines(), start=1):
+        line = raw.rstrip()
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("#"):
+            m = _NOT_SET_RE.fullmatch(stripped)
+            if m:
+                result.append(Assignment(m.group(1), False, path, line_no, stripped))
+            continue
+        name, sep, rhs = stripped.partition("=")
+        if not sep or not _NAME_RE.fullmatch(name):
+            raise ConfigError(
+                "malformed line (expected CONFIG_NAME=value with no spaces around '=')",
+                path=path, line_no=line_no, line=stripped,
+            )
+        value = parse_value(rhs, path=path, line_no=line_no, line=stripped)
+        result.append(Assignment(name, value, path, line_no, stripped))
+    return result
+
+
+def read_fragment(path: str | Path) -> list[Assignment]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError("no such configuration file", path=str(p)) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file: {exc}", path=str(p)) from exc
+    return parse_fragment(text, str(p))
+
+
+def parse_override(text: str) -> Assignment:
+    """``--set CONFIG_X=VAL``; a bare string value may omit its quotes for shell convenience."""
+    name, sep, rhs = text.partition("=")
+    if not sep or not _NAME_RE.fullmatch(name):
+        raise ConfigError("--set expects CONFIG_NAME=value", path="--set", line=text)
+    spec = _SYMBOLS.get(name)
+    if spec is not None and spec.kind is str and not rhs.startswith('"'):
+        return Assignment(name, rhs, "--set", 0, text)
+    return Assignment(name, parse_value(rhs, path="--set", line=text), "--set", 0, text)
+
+
+def merge(assignment_lists: Iterable[Iterable[Assignment]]) -> dict[str, Assignment]:
+    """Kconfig merge: in order, the last assignment of a symbol wins.
+
+    A reassigned symbol moves to the end, so iteration order is the order of the winning lines; this
+    lets two symbols that feed one field (legacy and v2.9 NCS names) resolve by position too.
+    """
+    merged: dict[str, Assignment] = {}
+    for assignments in assignment_lists:
+        for a in assignments:
+            merged.pop(a.name, None)
+            merged[a.name] = a
+    return merged
+
+
+# --- the symbols nrfprov honours ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Symbol:
+    field: str
+    kind: type
+    check: Callable[[Any], str | None] | None = None
+
+
+def _choice(*options: str) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if v in options else f"must be one of {', '.join(repr(o) for o in options)}"
+
+    return check
+
+
+def _range(lo: int, hi: int) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if lo <= v <= hi else f"must be between {lo} and {hi}"
+
+    return check
+
+
+_SEC_TAG = _range(-1, 2147483647)  # %CMNG sec tag range [nrf91 AT ref]; -1 = unset (MQTT Helper)
+
+# Later entries for the same field come from newer NCS versions; the merged assignment that appears
+# last in the fragments decides (see _resolve).
+_SYMBOLS: dict[str, _Symbol] = {
+    "CONFIG_AWS_IOT_BROKER_HOST_NAME": _Symbol("broker_host", str),
+    "CONFIG_AWS_IOT_PORT": _Symbol("broker_port", int, _range(1, 65535)),
+    "CONFIG_MQTT_HELPER_PORT": _Symbol("broker_port", int, _range(1, 65535)),
+    "CONFIG_AWS_IOT_CLIENT_ID_STATIC": _Symbol("client_id", str),
+    "CONFIG_AWS_IOT_SEC_TAG": _Symbol("claim_sec_tag", int, _SEC_TAG),
+    "CONFIG_MQTT_HELPER_SEC_TAG": _Symbol("claim_sec_tag", int, _SEC_TAG),
+    "CONFIG_MQTT_KEEPALIVE": _Symbol("keepalive", int, _range(0, 65535)),
+    "CONFIG_MQTT_CLEAN_SESSION": _Symbol("clean_session", bool),
+    "CONFIG_MQTT_VERSION_5_0": _Symbol("mqtt_v5", bool),
+    "CONFIG_MBEDTLS_SSL_IN_CONTENT_LEN": _Symbol("mbedtls_in_content_len", int, _range(512, 16384)),
+    "CONFIG_MBEDTLS_SSL_OUT_CONTENT_LEN": _Symbol("mbedtls_out_content_len", int, _range(512, 16384)),
+    "CONFIG_NET_SOCKETS_TLS_SET_MAX_FRAGMENT_LENGTH": _Symbol("max_fragment_length", bool),
+    "CONFIG_AWS_IOT_MQTT_PAYLOAD_BUFFER_LEN": _Symbol("mqtt_payload_buffer_len", int, _range(1, 1 << 20)),
+    "CONFIG_MQTT_HELPER_PAYLOAD_BUFFER_LEN": _Symbol("mqtt_payload_buffer_len", int, _range(1, 1 << 20)),
+    "CONFIG_MQTT_HELPER_CERTIFICATES_FOLDER": _Symbol("certs_dir", str),
+    "CONFIG_MBEDTLS_TLS_LIBRARY": _Symbol("_ncs_native_tls", bool),
+    "CONFIG_MQTT_HELPER_NATIVE_TLS": _Symbol("_ncs_native_tls", bool),
+    # Ours.
+    "CONFIG_NRFPROV_TLS_BACKEND": _Symbol("_tls_backend", str, _choice("native", "offload", "host")),
+    "CONFIG_NRFPROV_PROVISIONED_SEC_TAG": _Symbol("provisioned_sec_tag", int, _range(0, 2147483647)),
+    "CONFIG_NRFPROV_FLOW": _Symbol("flow", str, _choice("split", "combined", "csr")),
+    "CONFIG_NRFPROV_PAYLOAD_FORMAT": _Symbol("payload_format", str, _choice("json", "cbor")),
+    "CONFIG_NRFPROV_TEMPLATE_NAME": _Symbol("template_name", str),
+    "CONFIG_NRFPROV_TEMPLATE_PARAMETERS": _Symbol("template_parameters", str),
+    "CONFIG_NRFPROV_CERTS_DIR": _Symbol("certs_dir", str),
+    "CONFIG_NRFPROV_CA_FILE": _Symbol("ca_file", str),
+    "CONFIG_NRFPROV_MIRROR_DEVICE_LIMITS": _Symbol("mirror_device_limits", bool),
+    "CONFIG_NRFPROV_MODEM_DIALECT": _Symbol("modem_dialect", str, _choice("auto", "sm", "slm")),
+    "CONFIG_NRFPROV_SLM_TERMINATOR": _Symbol("slm_terminator", str),
+    "CONFIG_NRFPROV_RESPONSE_TIMEOUT_S": _Symbol("response_timeout", int, _range(1, 3600)),
+    "CONFIG_NRFPROV_LTE_TIMEOUT_S": _Symbol("lte_timeout", int, _range(1, 3600)),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What nrfprov needs to know, with NCS defaults where NCS has one."""
+
+    broker_host: str = ""
+    broker_port: int = 8883  # CONFIG_AWS_IOT_PORT default
+    client_id: str = "my-thing"  # CONFIG_AWS_IOT_CLIENT_ID_STATIC default
+    claim_sec_tag: int | None = None  # no NCS default; the sample uses 43
+    provisioned_sec_tag: int = 50  # the sample writes the new credentials to sec tag 50
+    keepalive: int = 60  # Zephyr CONFIG_MQTT_KEEPALIVE default
+    clean_session: bool = True
+    mqtt_v5: bool = False
+    tls_backend: str = "offload"
+    mbedtls_in_content_len: int = 16384  # MBEDTLS_SSL_MAX_CONTENT_LEN default
+    mbedtls_out_content_len: int = 16384
+    max_fragment_length: bool = False
+    mqtt_payload_buffer_len: int = 2304  # legacy CONFIG_AWS_IOT_MQTT_PAYLOAD_BUFFER_LEN default
+    flow: str = "split"  # what the sample does
+    payload_format: str = "json"
+    template_name: str = ""  # empty: no RegisterThing
+    template_parameters: str = ""  # "Key=Value,Key2=Value2"; {imei} and {client_id} expand at run time
+    certs_dir: str = "certs"  # CONFIG_MQTT_HELPER_CERTIFICATES_FOLDER default
+    ca_file: str = ""  # empty: Amazon Root CA 1 + 3 from certs/
+    mirror_device_limits: bool = False
+    modem_dialect: str = "auto"
+    slm_terminator: str = "+++"  # CONFIG_SLM_DATAMODE_TERMINATOR default
+    response_timeout: int = 60  # the workaround's device script waits 60 s for both parts
+    lte_timeout: int = 300
+    #: field name → the fragment line that set it (absent: default).
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: firmware-only symbols seen and ignored, as "path:line: line".
+    ignored: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def tls_backend_reason(self) -> str:
+        return self.origins.get("tls_backend", "default: no fragment enables native TLS")
+
+    def parameters(self) -> dict[str, str]:
+        """``template_parameters`` as a dict (placeholders not yet expanded)."""
+        out: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in self.template_parameters.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(
+                    "CONFIG_NRFPROV_TEMPLATE_PARAMETERS entries must be Key=Value", line=item
+                )
+            out[key.strip()] = value.strip()
+        return out
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON-able data (``nrfprov config show --json``)."""
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("origins", "ignored")}
+        data["tls_backend_reason"] = self.tls_backend_reason
+        return data
+
+
+def settings_from(merged: Mapping[str, Assignment]) -> Settings:
+    """Turn merged assignments into Settings; validate our symbols' types and values."""
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    ignored: list[str] = []
+    for name, a in merged.items():
+        spec = _SYMBOLS.get(name)
+        if spec is None:
+            if name.startswith(OUR_PREFIX):
+                close = difflib.get_close_matches(name, [s for s in _SYMBOLS if s.startswith(OUR_PREFIX)], 1)
+                hint = f"did you mean {close[0]}?" if close else "see README 'Configuration'"
+                raise ConfigError(f"unknown symbol {name}", path=a.path, line_no=a.line_no, hint=hint)
+            ignored.append(a.origin)
+            continue
+        value = a.value
+        if spec.kind is int and isinstance(value, bool) or not isinstance(value, spec.kind):
+            raise ConfigError(
+                f"{name} takes {_KIND_NAMES[spec.kind]}", path=a.path, line_no=a.line_no, line=a.line
+            )
+        problem = spec.check(value) if spec.check else None
+        if problem:
+            raise ConfigError(f"{name} {problem}", path=a.path, line_no=a.line_no, line=a.line)
+        if spec.field == "claim_sec_tag" and value == -1:
+            value = None  # MQTT Helper's "unset"
+        # Several symbols may feed one field (legacy and v2.9 names): `merged` is in line order,
+        # so the later line simply overwrites.
+        values[spec.field] = value
+        origins[spec.field] = a.origin
+    backend, reason = _resolve_backend(values, origins)
+    values.pop("_tls_backend", None)
+    values.pop("_ncs_native_tls", None)
+    origins.pop("_tls_backend", None)
+    origins.pop("_ncs_native_tls", None)
+    if reason is not None:
+        origins["tls_backend"] = reason
+    return Settings(**values, tls_backend=backend, origins=origins, ignored=tuple(ignored))
+
+
+_KIND_NAMES = {bool: "y or n", int: "an integer", str: 'a "quoted string"'}
+
+
+def _resolve_backend(values: dict[str, Any], origins: dict[str, str]) -> tuple[str, str | None]:
+    """``native`` when asked, or when the fragments enable NCS native TLS; else ``offload``."""
+    explicit = values.get("_tls_backend")
+    if explicit is not None:
+        return explicit, origins["_tls_backend"]
+    if values.get("_ncs_native_tls"):
+        return "native", origins["_ncs_native_tls"]
+    return "offload", None
+
+
+def load_settings(
+    conf: str | Path | None = None,
+    overlays: Iterable[str | Path] = (),
+    overrides: Iterable[str] = (),
+) -> Settings:
+    """Read ``conf`` then each overlay in order, apply ``--set`` overrides, return Settings."""
+    paths = ([conf] if conf is not None else []) + list(overlays)
+    sources = [read_fragment(path) for path in paths]
+    sources.append([parse_override(o) for o in overrides])
+    return settings_from(merge(sources))

@@ -1,0 +1,314 @@
+"""The whole exception tree of nrfprov.
+
+Every failure a user can meet is one of these classes. Each class carries the fields a caller needs
+to act on it (``CommandError.code``, ``CloudRejected.error_code`` ...) and an ``exit_code`` that the
+CLI returns, so the mapping from failure to exit status lives in one place:
+
+    0 ok · 2 usage/config · 3 modem/AT · 4 network/TLS · 5 cloud rejected · 6 payload invalid ·
+    7 credential write/verify failed
+
+Messages name the cause and, where there is one, the fix. They never contain private key material.
+"""
+
+from __future__ import annotations
+
+
+class NrfprovError(Exception):
+    """Base of every error nrfprov raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+# --- 2: usage / configuration -------------------------------------------------------------------
+
+
+class ConfigError(NrfprovError):
+    """A configuration fragment or option is malformed or inconsistent."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line_no: int | None = None,
+        line: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}:{line_no}: " if line_no is not None else f"{path}: "
+        full = f"{where}{message}"
+        if line is not None:
+            full += f": {line!r}"
+        super().__init__(full, hint=hint)
+        self.path = path
+        self.line_no = line_no
+        self.line = line
+
+
+class UsageError(NrfprovError):
+    """The command line asks for something that cannot work (e.g. a flow the backend cannot carry)."""
+
+    exit_code = 2
+
+
+# --- 3: modem / AT ------------------------------------------------------------------------------
+
+
+class ModemError(NrfprovError):
+    """Anything between the host and the modem's AT interpreter."""
+
+    exit_code = 3
+
+
+class AtProtocolError(ModemError):
+    """The modem sent bytes that break the AT grammar, or a buffer limit was exceeded."""
+
+    def __init__(self, message: str, *, data: bytes = b"", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.data = data
+
+
+class CommandError(ModemError):
+    """The modem answered a command with ``ERROR``, ``+CME ERROR: n`` or ``+CMS ERROR: n``.
+
+    ``kind`` is ``"ERROR"``, ``"CME"`` or ``"CMS"``; ``code`` is the number for CME/CMS, else None.
+    """
+
+    def __init__(
+        self, command: str, kind: str, code: int | None = None, *, hint: str | None = None
+    ) -> None:
+        shown = _redact_command(command)
+        what = "ERROR" if kind == "ERROR" else f"+{kind} ERROR: {code}"
+        meaning = CME_MEANINGS.get(code) if kind == "CME" and code is not None else None
+        msg = f"modem answered {what} to {shown}"
+        if meaning:
+            msg += f" ({meaning})"
+        super().__init__(msg, hint=hint)
+        self.command = shown
+        self.kind = kind
+        self.code = code
+
+
+class CommandTimeout(ModemError):
+    """No final result arrived within the command's timeout."""
+
+    def __init__(self, command: str, timeout: float, *, hint: str | None = None) -> None:
+        shown = _redact_command(command)
+        super().__init__(f"no answer to {shown} within {timeout:g} s", hint=hint)
+        self.command = shown
+        self.timeout = timeout
+
+
+class ModemLinkError(ModemError):
+    """The serial link to the modem failed or closed."""
+
+
+class DialectError(ModemError):
+    """The modem's socket dialect is unknown, or cannot safely do what was asked."""
+
+
+class RegistrationTimeout(ModemError):
+    """The modem did not register on the LTE network in time."""
+
+    def __init__(self, timeout: float, last_status: int | None) -> None:
+        super().__init__(
+            f"no LTE registration within {timeout:g} s (last +CEREG status: {last_status})",
+            hint="check antenna, SIM and %XSYSTEMMODE, or raise the registration timeout",
+        )
+        self.timeout = timeout
+        self.last_status = last_status
+
+
+# --- 4: network / TLS ---------------------------------------------------------------------------
+
+
+class TransportError(NrfprovError):
+    """A byte stream (modem socket, TLS session, TCP connection, MQTT link) failed."""
+
+    exit_code = 4
+
+
+class ConnectError(TransportError):
+    """The connection could not be opened (DNS, refused, unreachable, modem socket error)."""
+
+    def __init__(self, host: str, port: int, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"cannot connect to {host}:{port}: {reason}", hint=hint)
+        self.host = host
+        self.port = port
+        self.reason = reason
+
+
+class LinkClosed(TransportError):
+    """The peer or an intermediate hop closed the stream before the operation completed."""
+
+
+class TlsError(TransportError):
+    """The TLS session failed. ``err`` is the mbedTLS error code (positive), when known."""
+
+    def __init__(self, message: str, *, err: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.err = err
+
+
+class CertificateVerifyError(TlsError):
+    """The server's certificate or host name did not verify, or the server refused ours."""
+
+
+class ModemTlsLimitError(TransportError):
+    """An incoming TLS record exceeded the modem's ~2 KB secure-socket buffer (EMSGSIZE)."""
+
+    def __init__(self, message: str, *, record_size: int | None = None, limit: int = 2048) -> None:
+        super().__init__(
+            message,
+            hint="use the native TLS backend (CONFIG_NRFPROV_TLS_BACKEND=\"native\" or "
+            "overlay-native_tls.conf) or the split-topic flow (CONFIG_NRFPROV_FLOW=\"split\")",
+        )
+        self.record_size = record_size
+        self.limit = limit
+
+
+class DeviceLimitError(TransportError):
+    """Device-mirror mode: a message would not fit a buffer the firmware fragments configure."""
+
+    def __init__(self, symbol: str, limit: int, needed: int) -> None:
+        super().__init__(
+            f"message needs {needed} bytes but {symbol}={limit}: the device would fail "
+            f"(short by {needed - limit} bytes)",
+            hint=f"raise {symbol} to at least {needed} in your overlay",
+        )
+        self.symbol = symbol
+        self.limit = limit
+        self.needed = needed
+
+
+class MqttError(TransportError):
+    """The MQTT session failed: CONNACK refused, SUBACK failure, PUBACK with an error reason."""
+
+    def __init__(self, message: str, *, reason_code: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason_code = reason_code
+
+
+class ResponseTimeout(TransportError):
+    """No reply arrived on the expected topic(s) in time."""
+
+    def __init__(self, what: str, timeout: float, *, hint: str | None = None) -> None:
+        super().__init__(f"no {what} within {timeout:g} s", hint=hint)
+        self.what = what
+        self.timeout = timeout
+
+
+# --- 5: cloud rejected --------------------------------------------------------------------------
+
+
+class CloudRejected(NrfprovError):
+    """AWS IoT (or the stand-in) answered on a ``.../rejected`` topic."""
+
+    exit_code = 5
+
+    def __init__(self, topic: str, status_code: int | None, error_code: str, error_message: str) -> None:
+        super().__init__(f"cloud rejected the request on {topic}: {status_code} {error_code}: {error_message}")
+        self.topic = topic
+        self.status_code = status_code
+        self.error_code = error_code
+        self.error_message = error_message
+
+
+# --- 6: payload invalid -------------------------------------------------------------------------
+
+
+class PayloadError(NrfprovError):
+    """A received payload is malformed, truncated, oversized or lacks a field.
+
+    ``offset`` is the byte offset where parsing failed, when known.
+    """
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, offset: int | None = None, hint: str | None = None) -> None:
+        if offset is not None:
+            message = f"{message} (at byte {offset})"
+        super().__init__(message, hint=hint)
+        self.offset = offset
+
+
+class PayloadTooLarge(PayloadError):
+    """A payload or field exceeds a documented limit (AWS 128 KB, modem 4096-byte command ...)."""
+
+    def __init__(self, what: str, size: int, limit: int, *, hint: str | None = None) -> None:
+        super().__init__(f"{what} is {size} bytes, over the {limit}-byte limit", hint=hint)
+        self.what = what
+        self.size = size
+        self.limit = limit
+
+
+class CredentialBundleError(PayloadError):
+    """Received credentials are unusable: PEM does not parse, key does not match cert, expired ..."""
+
+
+# --- 7: credential write / verify ---------------------------------------------------------------
+
+
+class CredentialError(NrfprovError):
+    """Writing or verifying a credential in the modem failed."""
+
+    exit_code = 7
+
+
+class CredentialVerifyError(CredentialError):
+    """``%CMNG`` list shows a different SHA-256 (or no entry) after a write."""
+
+    def __init__(self, sec_tag: int, cred_type: int, expected: str, actual: str | None) -> None:
+        super().__init__(
+            f"sec tag {sec_tag} type {cred_type}: modem reports SHA-256 {actual or 'none'}, "
+            f"wrote {expected}"
+        )
+        self.sec_tag = sec_tag
+        self.cred_type = cred_type
+        self.expected = expected
+        self.actual = actual
+
+
+class JournalError(CredentialError):
+    """The provisioning journal cannot be read or written; issued credentials may be at risk."""
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+#: +CME ERROR numbers from the nRF91 AT command reference (security chapter) and nrfcredstore.
+CME_MEANINGS: dict[int, str] = {
+    0: "command not supported by this modem firmware",
+    513: "not found",
+    514: "no access",
+    515: "memory full",
+    518: "not allowed in active state: set AT+CFUN=4 first",
+    519: "already exists",
+    523: "key generation failed",
+    527: "invalid certificate content",
+    528: "not allowed while a power-off warning is active",
+}
+
+_PRIVATE_MARKERS = ("PRIVATE KEY",)
+
+
+def _redact_command(command: str) -> str:
+    """Shorten a command for messages and hide PEM content, so no key material reaches a log."""
+    if any(marker in command for marker in _PRIVATE_MARKERS) or "-----BEGIN" in command:
+        head = command.split('"', 1)[0]
+        return f'{head}"<PEM redacted>"'
+    if len(command) > 120:
+        return command[:117] + "..."
+    return command
