@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# Shared fixtures, one plugin module per stand-in / room (tests/fixtures/<name>.py).
+pytest_plugins: list[str] = []
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("nrfprov hardware")
