@@ -46,7 +46,8 @@ class Assignment:
 
     @property
     def origin(self) -> str:
-        return f"{self.path}:{self.line_no}: {self.line}"
+        where = f"{self.path}:{self.line_no}" if self.line_no else self.path
+        return f"{where}: {self.line}"
 
 
 def parse_value(text: str, *, path: str = "<value>", line_no: int = 0, line: str = "") -> Value:
@@ -126,9 +127,18 @@ def parse_override(text: str) -> Assignment:
     if not sep or not _NAME_RE.fullmatch(name):
         raise ConfigError("--set expects CONFIG_NAME=value", path="--set", line=text)
     spec = _SYMBOLS.get(name)
+    if spec is None and name.startswith(OUR_PREFIX):
+        raise _unknown_symbol(name, "--set", None)
     if spec is not None and spec.kind is str and not rhs.startswith('"'):
         return Assignment(name, rhs, "--set", 0, text)
     return Assignment(name, parse_value(rhs, path="--set", line=text), "--set", 0, text)
+
+
+def _unknown_symbol(name: str, path: str, line_no: int | None) -> ConfigError:
+    ours = [s for s in _SYMBOLS if s.startswith(OUR_PREFIX)]
+    close = difflib.get_close_matches(name, ours, 1)
+    hint = f"did you mean {close[0]}?" if close else "see README 'Configuration' for the known symbols"
+    return ConfigError(f"unknown symbol {name}", path=path, line_no=line_no, hint=hint)
 
 
 def merge(assignment_lists: Iterable[Iterable[Assignment]]) -> dict[str, Assignment]:
@@ -273,13 +283,11 @@ def settings_from(merged: Mapping[str, Assignment]) -> Settings:
         spec = _SYMBOLS.get(name)
         if spec is None:
             if name.startswith(OUR_PREFIX):
-                close = difflib.get_close_matches(name, [s for s in _SYMBOLS if s.startswith(OUR_PREFIX)], 1)
-                hint = f"did you mean {close[0]}?" if close else "see README 'Configuration'"
-                raise ConfigError(f"unknown symbol {name}", path=a.path, line_no=a.line_no, hint=hint)
+                raise _unknown_symbol(name, a.path, a.line_no or None)
             ignored.append(a.origin)
             continue
-        value = a.value
-        if spec.kind is int and isinstance(value, bool) or not isinstance(value, spec.kind):
+        value: Value | None = a.value
+        if (spec.kind is int and isinstance(value, bool)) or not isinstance(value, spec.kind):
             raise ConfigError(
                 f"{name} takes {_KIND_NAMES[spec.kind]}", path=a.path, line_no=a.line_no, line=a.line
             )

@@ -48,7 +48,7 @@ class ConfigError(NrfprovError):
     ) -> None:
         where = ""
         if path is not None:
-            where = f"{path}:{line_no}: " if line_no is not None else f"{path}: "
+            where = f"{path}:{line_no}: " if line_no else f"{path}: "
         full = f"{where}{message}"
         if line is not None:
             full += f": {line!r}"
