@@ -3,6 +3,12 @@
 A modem raw socket, a modem-offloaded TLS socket, the native TLS bridge and a host TCP connection all
 look the same to the layers above: ordered bytes both ways, EOF as ``b""``, typed errors. The native
 TLS bridge wraps *any* ``ByteStream``, which is what lets TLS run on the host over the modem's TCP.
+
+Optional extension: a stream that can be waited on with ``select()`` also offers ``fileno()``
+(:class:`SelectableStream`). The contract is: once ``recv(n, timeout=0)`` has raised
+``ResponseTimeout``, no more data arrives without that descriptor turning readable. Host TCP and the
+native TLS bridge over host TCP offer it; modem sockets do not (their readiness is an AT URC), and the
+MQTT tunnel falls back to short ``recv`` timeouts for them.
 """
 
 from __future__ import annotations
@@ -32,3 +38,32 @@ class ByteStream(Protocol):
     def recv(self, max_bytes: int, timeout: float | None = None) -> bytes: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SelectableStream(ByteStream, Protocol):
+    """A ``ByteStream`` whose readiness can be waited on with ``select()`` (see module docstring)."""
+
+    def fileno(self) -> int: ...
+
+
+def layer_counters(stream: object) -> list[dict[str, object]]:
+    """Byte counters of ``stream`` and every stream it wraps (outermost first).
+
+    A wrapping stream names the stream it wraps in an ``inner`` attribute; this walks that chain, so
+    a caller sees e.g. TLS plaintext and the ciphertext the modem socket carried, in one list.
+    """
+    out: list[dict[str, object]] = []
+    seen: set[int] = set()
+    cur: object | None = stream
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        out.append(
+            {
+                "layer": type(cur).__name__,
+                "bytes_sent": int(getattr(cur, "bytes_sent", 0)),
+                "bytes_received": int(getattr(cur, "bytes_received", 0)),
+            }
+        )
+        cur = getattr(cur, "inner", None)
+    return out
