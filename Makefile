@@ -36,5 +36,26 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 
+# Benchmarks (issue 8): pytest-benchmark suites, then report.py writes benchmarks/results/summary.json,
+# benchmarks/RESULTS.md and the PNG. The `bench` extra (awsiotsdk, matplotlib) is installed from
+# pyproject.toml without re-installing nrfprov. The raw export is a .json.tmp (git-ignored); nothing is
+# stored in .benchmarks/. A failing suite still gets a report of what ran, then make fails.
+BENCH_RAW := benchmarks/results/pytest-benchmark.json.tmp
+BENCH_STAMP := $(VENV)/.nrfprov-bench-installed
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench']))" > $(VENV)/bench-requirements.txt
+	$(PY) -m pip install -q -r $(VENV)/bench-requirements.txt
+	@touch $@
+
+bench: setup $(BENCH_STAMP)
+	@mkdir -p benchmarks/results
+	@rm -f $(BENCH_RAW)
+	@status=0; \
+	$(PY) -m pytest benchmarks -q -p no:cacheprovider --benchmark-only --benchmark-json=$(BENCH_RAW) \
+		--benchmark-columns=min,median,max,rounds || status=$$?; \
+	if [ -s $(BENCH_RAW) ]; then $(PY) benchmarks/report.py $(BENCH_RAW) || status=$$?; fi; \
+	exit $$status
+
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info src/nrfprov/_native*.so .pytest_cache .mypy_cache

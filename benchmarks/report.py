@@ -1,0 +1,360 @@
+"""Turn one pytest-benchmark JSON export into summary.json, RESULTS.md and a PNG plot.
+
+Run by ``make bench`` after ``pytest benchmarks --benchmark-only --benchmark-json=RAW``:
+
+    python benchmarks/report.py RAW [--out benchmarks/results] [--results-md benchmarks/RESULTS.md]
+
+Every ratio is computed from figures measured side by side in the same run; nothing here is an
+absolute-time threshold. How each suite is recognised (see benchmarks/README.md, "Conventions"):
+
+- ``extra_info["suite"]`` names the suite (``p1p2``, ``p2_sdk``, ``p4``, ``p3``, ``p5``); files written by
+  other rooms may omit it, then the file name (``test_p3_*``, ``test_p5_*``) decides.
+- P3/P5 sides: ``extra_info["impl"]`` (``bridge``/``openssl``, ``c``/``python``), else the test name or
+  parameters mention ``openssl``/``paho``/``ssl`` (peer) or ``python``/``json.loads``/``cbor2`` (reference).
+- Sizes: ``extra_info["size"]`` or a ``size``/``payload_size``/``nbytes`` parameter (bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+UART_BYTES_PER_S = 115200 / 10  # 8N1: 10 bits on the wire per byte -> 11,520 B/s at 115200 baud
+
+GOALS = {
+    "p1": ("P1 wall ÷ UART floor", "<=", 1.15),
+    "p2": ("P2 our bytes ÷ awsiotsdk bytes (same flow)", "<=", 1.0),
+    "p3": ("P3 bridge ÷ paho+OpenSSL throughput", ">=", 0.8),
+    "p4": ("P4 our latency ÷ awsiotsdk latency", "<=", 1.0),
+    "p5": ("P5 C extractor speed-up over json/cbor2 + pick", ">=", 1.0),
+}
+
+
+@dataclass(frozen=True)
+class Bench:
+    """The parts of one pytest-benchmark record the report uses."""
+
+    file: str
+    name: str
+    params: dict[str, Any]
+    extra: dict[str, Any]
+    median: float
+    mean: float
+    minimum: float
+    rounds: int
+
+    @property
+    def text(self) -> str:
+        return f"{self.name} {json.dumps(self.params, default=str)} {self.extra.get('impl', '')}".lower()
+
+
+def load(raw_path: Path) -> tuple[dict[str, Any], list[Bench]]:
+    raw = json.loads(raw_path.read_text())
+    out = []
+    for b in raw.get("benchmarks", []):
+        st = b["stats"]
+        out.append(
+            Bench(
+                file=b["fullname"].split("::")[0].rsplit("/", 1)[-1],
+                name=b["name"],
+                params=b.get("params") or {},
+                extra=b.get("extra_info") or {},
+                median=st["median"],
+                mean=st["mean"],
+                minimum=st["min"],
+                rounds=st["rounds"],
+            )
+        )
+    return raw, out
+
+
+def suite_of(b: Bench) -> str:
+    if "suite" in b.extra:
+        return str(b.extra["suite"])
+    m = re.match(r"test_(p\d)", b.file)
+    return m.group(1) if m else "other"
+
+
+def size_of(b: Bench) -> int | None:
+    for src in (b.extra, b.params):
+        for key in ("size", "payload_size", "nbytes", "size_bytes", "payload_bytes"):
+            if key in src:
+                try:
+                    return int(src[key])
+                except (TypeError, ValueError):
+                    pass
+    m = re.search(r"(\d+(?:\.\d+)?)\s*(k|kb|kib)\b", b.text)
+    if m:
+        return int(float(m.group(1)) * (1024 if m.group(2) == "kib" else 1000))
+    return None
+
+
+def _fmt_size(n: int) -> str:
+    return f"{n / 1000:g} KB" if n % 1024 else f"{n // 1024} KiB"
+
+
+# -- P1/P2/P4: provisioning runs -------------------------------------------------------------------
+
+
+def _med(values: Iterable[float]) -> float:
+    vals = list(values)
+    return statistics.median(vals) if vals else float("nan")
+
+
+def provisioning(benches: list[Bench]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """P1 by flow/backend, P2 by flow/format/backend (+ awsiotsdk), P4 ours vs awsiotsdk."""
+    p1: dict[str, Any] = {}
+    p1_detail: dict[str, Any] = {}
+    p2: dict[str, Any] = {}
+    p4: dict[str, Any] = {}
+    for b in benches:
+        s = suite_of(b)
+        if s == "p1p2":
+            flow, fmt, backend = b.extra["flow"], b.extra["format"], b.extra["backend"]
+            uart = _med(b.extra["uart_bytes"])
+            floor = uart / UART_BYTES_PER_S
+            entry = {
+                "ratio": round(b.median / floor, 3),
+                "wall_s_median": round(b.median, 4),
+                "uart_bytes_median": int(uart),
+                "uart_tx_host_to_modem": int(_med(b.extra["uart_rx"])),
+                "uart_tx_modem_to_host": int(_med(b.extra["uart_tx"])),
+                "floor_s": round(floor, 4),
+                "rounds": b.rounds,
+            }
+            p1_detail.setdefault(flow, {}).setdefault(fmt, {})[backend] = entry
+            # The headline is by flow/backend (the brief); json is the format AWS documents first.
+            if fmt == "json" or fmt not in ("json", "cbor"):
+                p1.setdefault(flow, {})[backend] = entry
+            p2.setdefault(flow, {}).setdefault(fmt, {})[backend] = _air(b)
+        elif s == "p2_sdk":
+            p2["awsiotsdk"] = {"flow": "combined", "format": "json", **_air(b)}
+            p4["awsiotsdk_s_median"] = round(b.median, 4)
+            p4["awsiotsdk_rounds"] = b.rounds
+        elif s == "p4":
+            p4["ours_s_median"] = round(b.median, 4)
+            p4["ours_rounds"] = b.rounds
+            p4["ours_backend"] = b.extra.get("backend", "host")
+            p2.setdefault("combined", {}).setdefault("json", {})["host"] = _air(b)
+    if "ours_s_median" in p4 and "awsiotsdk_s_median" in p4:
+        p4["ratio"] = round(p4["ours_s_median"] / p4["awsiotsdk_s_median"], 3)
+    if p1_detail:
+        p1["_by_format"] = p1_detail
+    return p1, p2, p4
+
+
+def _air(b: Bench) -> dict[str, Any]:
+    up = _med(b.extra["air_up"])
+    down = _med(b.extra["air_down"])
+    tickets = _med(b.extra.get("ticket_bytes", [0]))
+    return {
+        "up": int(up),
+        "down": int(down),
+        "total": int(up + down),
+        "tls13_ticket_bytes": int(tickets),
+        "total_without_tickets": int(up + down - tickets),
+        "tls": b.extra.get("tls", "?"),
+        "connections": b.extra.get("connections"),
+        "rounds": b.rounds,
+    }
+
+
+# -- P3/P5: pairs by size ---------------------------------------------------------------------------
+
+_PEER_WORDS = ("openssl", "paho", "ssl")
+_REF_WORDS = ("python", "json.loads", "cbor2", "reference", "stdlib")
+
+
+def _side(b: Bench, peer_words: tuple[str, ...], ours_words: tuple[str, ...]) -> str:
+    impl = str(b.extra.get("impl", "")).lower()
+    if impl:
+        return "peer" if impl in peer_words or impl in ("peer", "ref") else "ours"
+    text = b.text
+    if any(w in text for w in ours_words):
+        return "ours"
+    return "peer" if any(w in text for w in peer_words) else "ours"
+
+
+def _format_of(b: Bench) -> str:
+    fmt = b.extra.get("format") or b.params.get("format") or b.params.get("fmt")
+    if fmt:
+        return str(fmt)
+    return "cbor" if "cbor" in b.text else "json"
+
+
+def pairs(benches: list[Bench], suite: str, *, by_format: bool) -> dict[str, Any]:
+    """Pair our side and the peer side per (format,) size; ratio = peer time / our time (higher is better)."""
+    if suite == "p3":
+        peer_words, ours_words = _PEER_WORDS, ("bridge", "native", "mbedtls")
+    else:
+        peer_words, ours_words = _REF_WORDS, ("native", "extractor", "_c_", "[c-", "-c]", "cffi")
+    table: dict[str, dict[int, dict[str, Bench]]] = {}
+    for b in benches:
+        if suite_of(b) != suite:
+            continue
+        size = size_of(b)
+        if size is None:
+            continue
+        fmt = _format_of(b) if by_format else "-"
+        table.setdefault(fmt, {}).setdefault(size, {})[_side(b, peer_words, ours_words)] = b
+    out: dict[str, Any] = {}
+    for fmt, by_size in sorted(table.items()):
+        rows: dict[str, Any] = {}
+        for size, sides in sorted(by_size.items()):
+            if "ours" not in sides or "peer" not in sides:
+                continue
+            ours, peer = sides["ours"], sides["peer"]
+            rows[str(size)] = {
+                "ratio": round(peer.median / ours.median, 3),
+                "ours_s_median": ours.median,
+                "peer_s_median": peer.median,
+                "ours_mb_s": round(size / ours.median / 1e6, 3),
+                "peer_mb_s": round(size / peer.median / 1e6, 3),
+                "ours": ours.name,
+                "peer": peer.name,
+            }
+        if rows:
+            out[fmt] = rows
+    return out if by_format else out.get("-", {})
+
+
+# -- goals ------------------------------------------------------------------------------------------
+
+
+def _ratios(tree: Any, key: str = "ratio") -> list[float]:
+    found: list[float] = []
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            if k == key and isinstance(v, int | float):
+                found.append(float(v))
+            elif not k.startswith("_"):
+                found.extend(_ratios(v, key))
+    return found
+
+
+def goals(summary: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+
+    def judge(name: str, values: list[float]) -> None:
+        label, op, target = GOALS[name]
+        if not values:
+            out[name] = {"goal": f"{op} {target}", "label": label, "met": None, "why": "not measured"}
+            return
+        worst = max(values) if op == "<=" else min(values)
+        met = worst <= target if op == "<=" else worst >= target
+        out[name] = {"goal": f"{op} {target}", "label": label, "worst": round(worst, 3), "met": met}
+
+    judge("p1", _ratios(summary["p1_uart_ratio"]))
+    sdk = summary["p2_air_bytes"].get("awsiotsdk")
+    ours_combined = summary["p2_air_bytes"].get("combined", {}).get("json", {})
+    p2_ratios = [
+        v["total_without_tickets"] / sdk["total_without_tickets"] for v in ours_combined.values()
+    ] if sdk else []
+    judge("p2", p2_ratios)
+    judge("p3", _ratios(summary["p3_bridge_vs_openssl"]))
+    judge("p4", _ratios(summary["p4_vs_awsiotsdk"]))
+    judge("p5", _ratios(summary["p5_c_vs_python"]))
+    return out
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("nrfprov", "python-mbedtls", "paho-mqtt", "awsiotsdk", "awscrt", "cbor2", "cffi",
+                 "pytest-benchmark", "pyserial", "cryptography"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    try:
+        import ssl
+
+        out["openssl"] = ssl.OPENSSL_VERSION
+        import mbedtls.version as mv
+
+        out["mbedtls"] = str(mv.version)
+    except ImportError:
+        pass
+    import subprocess
+
+    try:
+        proc = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True, timeout=5,
+                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        first = (proc.stdout or proc.stderr).splitlines()[0]
+        out["mosquitto"] = first.strip()
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        out["mosquitto"] = "not found"
+    return out
+
+
+def machine(raw: dict[str, Any]) -> dict[str, Any]:
+    mi = raw.get("machine_info", {})
+    cpu = mi.get("cpu", {})
+    return {
+        "node": mi.get("node"),
+        "system": f"{mi.get('system')} {mi.get('release')}",
+        "machine": mi.get("machine"),
+        "cpu": cpu.get("brand_raw"),
+        "cpu_count": cpu.get("count"),
+        "python": f"{mi.get('python_implementation')} {mi.get('python_version')}",
+        "datetime": raw.get("datetime"),
+        "commit": (raw.get("commit_info") or {}).get("id"),
+        "dirty": (raw.get("commit_info") or {}).get("dirty"),
+    }
+
+
+def build_summary(raw: dict[str, Any], benches: list[Bench]) -> dict[str, Any]:
+    p1, p2, p4 = provisioning(benches)
+    summary: dict[str, Any] = {
+        "machine": machine(raw),
+        "versions": versions(),
+        "p1_uart_ratio": p1,
+        "p2_air_bytes": p2,
+        "p3_bridge_vs_openssl": pairs(benches, "p3", by_format=False),
+        "p4_vs_awsiotsdk": p4,
+        "p5_c_vs_python": pairs(benches, "p5", by_format=True),
+    }
+    summary["goals"] = goals(summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("raw", type=Path, help="pytest-benchmark --benchmark-json output")
+    ap.add_argument("--out", type=Path, default=HERE / "results", help="folder for summary.json and the PNG")
+    ap.add_argument("--results-md", type=Path, default=HERE / "RESULTS.md")
+    ap.add_argument("--notes", type=Path, default=HERE / "notes.md",
+                    help="hand-written findings (profiles, causes) appended to RESULTS.md")
+    args = ap.parse_args(argv)
+    raw, benches = load(args.raw)
+    if not benches:
+        print(f"{args.raw}: no benchmarks in it; did pytest run with --benchmark-only?", file=sys.stderr)
+        return 1
+    summary = build_summary(raw, benches)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+    from render import plot, results_markdown  # sibling module; report.py runs as a script
+
+    png = args.out / "payload_size.png"
+    plot(summary, png)
+    notes = args.notes.read_text() if args.notes.exists() else ""
+    args.results_md.write_text(results_markdown(summary, png_rel=png.relative_to(args.results_md.parent),
+                                                notes=notes))
+    print(f"wrote {args.out / 'summary.json'}, {args.results_md}, {png}")
+    for name, g in summary["goals"].items():
+        print(f"  {name}: {g['label']} {g['goal']}: worst {g.get('worst', '-')} -> "
+              f"{'met' if g['met'] else 'NOT met' if g['met'] is False else 'not measured'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

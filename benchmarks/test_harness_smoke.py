@@ -1,0 +1,227 @@
+"""Fast checks that the benchmark harness itself is right (part of the normal suite; no --benchmark-only).
+
+- The relay forwards and counts exactly, both ways, and half-closes like TCP.
+- It reads the negotiated TLS version, and what it calls TLS 1.3 session tickets is exactly what the
+  server's tickets cost: the same exchange with ``num_tickets = 0`` is lighter by that many bytes.
+- report.py turns a pytest-benchmark export into summary.json, RESULTS.md and a PNG with the right ratios.
+
+Real peers only: Python's ssl (OpenSSL) on 127.0.0.1 on both ends of the relay.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from relay import LOOPBACK, CountingRelay
+
+TIMEOUT = 5.0
+
+
+@pytest.fixture(scope="module")
+def server_pem(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("pki")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = d / "cert.pem", d / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption())
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+class _Server:
+    """One-connection-at-a-time server: optional TLS; answers each message with a fixed-size reply."""
+
+    def __init__(self, ctx: ssl.SSLContext | None, reply: bytes) -> None:
+        self.ctx, self.reply = ctx, reply
+        self.sock = socket.socket()
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.received = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.settimeout(TIMEOUT)
+            c: socket.socket = self.ctx.wrap_socket(conn, server_side=True) if self.ctx else conn
+            with c:
+                while data := c.recv(65536):
+                    self.received += len(data)
+                    c.sendall(self.reply)
+                if isinstance(c, ssl.SSLSocket):
+                    c.unwrap()
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone does not on Linux
+        self.sock.close()
+        self.thread.join(TIMEOUT)
+
+
+@pytest.fixture
+def plain_server() -> Iterator[_Server]:
+    srv = _Server(None, b"r" * 777)
+    yield srv
+    srv.close()
+
+
+def test_relay_counts_exact_bytes_both_ways(plain_server: _Server) -> None:
+    with CountingRelay(LOOPBACK, plain_server.port) as relay:
+        with socket.create_connection((LOOPBACK, relay.port), timeout=TIMEOUT) as c:
+            for size in (1, 1000, 100_000):
+                c.sendall(b"x" * size)
+            c.shutdown(socket.SHUT_WR)  # the relay must pass the half-close on, or this read never ends
+            got = 0
+            while chunk := c.recv(65536):
+                got += len(chunk)
+        assert relay.wait_idle(TIMEOUT)
+        totals = relay.totals()
+    assert totals["up"] == 101_001 == plain_server.received
+    assert totals["down"] == got >= 777
+    assert totals["connections"] == 1
+    assert totals["ticket_bytes"] == 0
+
+
+def _tls_exchange(port: int, cert: Path, version: ssl.TLSVersion) -> int:
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.maximum_version = version
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection((LOOPBACK, port), timeout=TIMEOUT) as raw:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with ctx.wrap_socket(raw, server_hostname="localhost") as c:
+            c.sendall(b"CONNECT")
+            assert c.recv(100) == b"ACK"
+            c.sendall(b"PUBLISH" * 10)
+            assert c.recv(100) == b"ACK"
+            c.unwrap()
+    return 0
+
+
+@pytest.mark.parametrize("num_tickets", [2, 0])
+def test_relay_sees_tls_version_and_tls13_tickets(server_pem: tuple[Path, Path], num_tickets: int) -> None:
+    cert, key = server_pem
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(cert, key)
+    sctx.num_tickets = num_tickets
+    srv = _Server(sctx, b"ACK")
+    try:
+        with CountingRelay(LOOPBACK, srv.port) as relay:
+            _tls_exchange(relay.port, cert, ssl.TLSVersion.TLSv1_2)
+            assert relay.wait_idle(TIMEOUT)
+            (c12,) = relay.counts()
+            relay.reset()
+            _tls_exchange(relay.port, cert, ssl.TLSVersion.TLSv1_3)
+            assert relay.wait_idle(TIMEOUT)
+            (c13,) = relay.counts()
+    finally:
+        srv.close()
+    assert c12.tls_version == 0x0303 and c12.ticket_bytes == 0
+    assert c13.tls_version == 0x0304
+    assert c13.ticket_records == num_tickets
+    if num_tickets:
+        assert c13.ticket_bytes > 100 * num_tickets
+    # Remember the ticket-free download for the cross-check in the next test.
+    _TLS13_DOWN[num_tickets] = (c13.down, c13.ticket_bytes)
+
+
+_TLS13_DOWN: dict[int, tuple[int, int]] = {}
+
+
+def test_ticket_bytes_are_what_the_tickets_cost() -> None:
+    if set(_TLS13_DOWN) != {0, 2}:
+        pytest.fail("runs after test_relay_sees_tls_version_and_tls13_tickets; run the whole module")
+    down2, tickets2 = _TLS13_DOWN[2]
+    down0, tickets0 = _TLS13_DOWN[0]
+    assert tickets0 == 0
+    # ECDSA signatures vary by a couple of bytes (DER integers); everything else is the same exchange.
+    assert abs((down2 - tickets2) - down0) <= 8, (down2, tickets2, down0)
+
+
+def _fake_export(tmp: Path) -> Path:
+    def rec(file: str, name: str, median: float, extra: dict[str, object], params: dict[str, object]
+            ) -> dict[str, object]:
+        return {
+            "group": None, "name": name, "fullname": f"benchmarks/{file}::{name}", "params": params,
+            "extra_info": extra,
+            "stats": {"median": median, "mean": median, "min": median, "rounds": 3},
+        }
+
+    air = {"air_up": [1000, 1000, 1000], "air_down": [3000, 3000, 3000], "ticket_bytes": [0, 0, 0],
+           "tls": "TLS 1.2", "connections": 2}
+    benches = [
+        rec("test_provisioning.py", "combined-json-native", 2.0,
+            {"suite": "p1p2", "flow": "combined", "format": "json", "backend": "native",
+             "uart_bytes": [11520, 11520, 11520], "uart_rx": [5000] * 3, "uart_tx": [6520] * 3, **air}, {}),
+        rec("test_awsiotsdk.py", "sdk", 0.5,
+            {"suite": "p2_sdk", "air_up": [2000] * 3, "air_down": [9000] * 3, "ticket_bytes": [3000] * 3,
+             "tls": "TLS 1.3", "connections": 2}, {}),
+        rec("test_awsiotsdk.py", "ours-host", 0.25, {"suite": "p4", "backend": "host", **air}, {}),
+        rec("test_p3_bridge.py", "test_bridge[4.5k]", 0.002, {}, {"size": 4500}),
+        rec("test_p3_bridge.py", "test_paho_openssl[4.5k]", 0.001, {}, {"size": 4500}),
+        rec("test_p5_extractor.py", "test_c[json-4500]", 0.0001, {"impl": "c"}, {"size": 4500, "format": "json"}),
+        rec("test_p5_extractor.py", "test_py[json-4500]", 0.0003, {"impl": "python"},
+            {"size": 4500, "format": "json"}),
+    ]
+    raw = {"machine_info": {"node": "n", "system": "Linux", "release": "x", "machine": "x86_64",
+                            "python_implementation": "CPython", "python_version": "3.11",
+                            "cpu": {"brand_raw": "test cpu", "count": 2}},
+           "commit_info": {"id": "abc", "dirty": False}, "datetime": "now", "benchmarks": benches}
+    path = tmp / "raw.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def test_report_computes_ratios_and_writes_three_files(tmp_path: Path) -> None:
+    import report
+
+    out = tmp_path / "results"
+    md = tmp_path / "RESULTS.md"
+    assert report.main([str(_fake_export(tmp_path)), "--out", str(out), "--results-md", str(md),
+                        "--notes", str(tmp_path / "none.md")]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["p1_uart_ratio"]["combined"]["native"]["ratio"] == 2.0  # 2 s over a 1 s floor
+    assert s["p2_air_bytes"]["awsiotsdk"]["total_without_tickets"] == 8000
+    assert s["p3_bridge_vs_openssl"]["4500"]["ratio"] == 0.5
+    assert s["p4_vs_awsiotsdk"]["ratio"] == 0.5
+    assert s["p5_c_vs_python"]["json"]["4500"]["ratio"] == 3.0
+    g = s["goals"]
+    assert (g["p1"]["met"], g["p2"]["met"], g["p3"]["met"], g["p4"]["met"], g["p5"]["met"]) == (
+        False, True, False, True, True)
+    assert (out / "payload_size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = md.read_text()
+    assert "test cpu" in text and "| combined | json | native | 2.0 |" in text
