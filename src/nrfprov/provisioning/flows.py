@@ -1,0 +1,344 @@
+"""Topics, request payloads and reply collectors for each way of getting credentials (sans-IO).
+
+- ``split``: the workaround the seed sample uses [aws-iot.md §2]: an empty publish to
+  ``certificate/<id>/create``; the key and the certificate come back as raw PEM on two topics, in
+  either order, maybe more than once (QoS 1 redelivery, a stale earlier request).
+- ``combined``: CreateKeysAndCertificate [aws-iot.md §3]; one ~3.5 KB message carries everything
+  and is parsed by the streaming C extractor (``nrfprov.extractor``), the code a device would run.
+- ``csr``: CreateCertificateFromCsr with the CSR from the modem's ``%KEYGEN``.
+- ``RegisterThing`` after combined / csr when a template is configured.
+
+Collectors take ``(topic, payload)`` and return a result once they have one; they raise
+``CloudRejected`` for a ``rejected`` reply and ``PayloadError`` for a malformed one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import cbor2
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from nrfprov.errors import CloudRejected, ConfigError, PayloadError, PayloadTooLarge
+
+FLOWS = ("split", "combined", "csr")
+FORMATS = ("json", "cbor")
+
+#: AWS IoT Core PUBLISH payload limit [aws-iot.md §4; AWS quotas page]: nothing larger can be genuine.
+AWS_PAYLOAD_LIMIT = 128 * 1024
+#: Distinct keys / certs kept while waiting for a matching split pair. Each request yields one of
+#: each; four tolerates a few stale deliveries without letting a flood grow memory.
+SPLIT_CANDIDATES_LIMIT = 4
+#: Thing-name / client-id rule [aws-iot.md §2, API_CreateThing]: 1-128 chars of [a-zA-Z0-9:_-].
+THING_NAME_RE = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to subscribe to (before publishing), and what to publish."""
+
+    subscribe: tuple[str, ...]
+    topic: str
+    payload: bytes
+    qos: int = 1
+
+
+@dataclass(frozen=True)
+class IssuedCredentials:
+    certificate_pem: str
+    private_key_pem: str | None
+    certificate_id: str = ""
+    ownership_token: str = ""
+
+
+@dataclass(frozen=True)
+class Registration:
+    thing_name: str
+    device_configuration: Mapping[str, str]
+
+
+def encode(fmt: str, doc: Mapping[str, Any]) -> bytes:
+    if fmt == "json":
+        return json.dumps(doc, separators=(",", ":")).encode()
+    if fmt == "cbor":
+        return bytes(cbor2.dumps(dict(doc)))
+    raise ValueError(f"unknown payload format {fmt!r}")
+
+
+def decode(fmt: str, payload: bytes, what: str) -> dict[str, Any]:
+    """Decode a small reply (RegisterThing, rejected, CSR) into a dict, or raise PayloadError."""
+    if len(payload) > AWS_PAYLOAD_LIMIT:
+        raise PayloadTooLarge(what, len(payload), AWS_PAYLOAD_LIMIT)
+    try:
+        doc = json.loads(payload) if fmt == "json" else cbor2.loads(payload)
+    except (ValueError, cbor2.CBORDecodeError) as exc:
+        raise PayloadError(f"{what} is not valid {fmt}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise PayloadError(f"{what} is a {type(doc).__name__}, expected an object")
+    return doc
+
+
+def _str_field(doc: Mapping[str, Any], name: str, what: str) -> str:
+    value = doc.get(name)
+    if not isinstance(value, str) or not value:
+        raise PayloadError(f"{what} lacks the string field {name!r}")
+    return value
+
+
+def rejection(topic: str, fmt: str, payload: bytes) -> CloudRejected:
+    """Build the typed error for a ``rejected`` reply; tolerate a malformed body (still a rejection)."""
+    try:
+        doc = decode(fmt, payload, f"reply on {topic}")
+    except PayloadError:
+        return CloudRejected(topic, None, "Unparseable", payload[:200].decode("utf-8", "replace"))
+    status = doc.get("statusCode")
+    return CloudRejected(
+        topic,
+        status if isinstance(status, int) else None,
+        str(doc.get("errorCode", "")),
+        str(doc.get("errorMessage", "")),
+    )
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+def split_request(client_id: str) -> Request:
+    base = f"certificate/{client_id}/create"
+    # The sample subscribes only accepted/+; rejected as well turns a refusal into a fast, typed error.
+    return Request((f"{base}/accepted/+", f"{base}/rejected"), base, b"")
+
+
+def combined_request(fmt: str) -> Request:
+    base = f"$aws/certificates/create/{fmt}"
+    # AWS documents an empty request; the AWS Python SDK sends {} -- we send {} (aws-iot.md §3).
+    return Request((f"{base}/accepted", f"{base}/rejected"), base, encode(fmt, {}))
+
+
+def csr_request(fmt: str, csr_pem: str) -> Request:
+    base = f"$aws/certificates/create-from-csr/{fmt}"
+    return Request(
+        (f"{base}/accepted", f"{base}/rejected"), base, encode(fmt, {"certificateSigningRequest": csr_pem})
+    )
+
+
+def register_topics(template: str, fmt: str) -> tuple[str, str, str]:
+    base = f"$aws/provisioning-templates/{template}/provision/{fmt}"
+    return base, f"{base}/accepted", f"{base}/rejected"
+
+
+def register_request(template: str, fmt: str, token: str, parameters: Mapping[str, str]) -> Request:
+    base, accepted, rejected = register_topics(template, fmt)
+    doc: dict[str, Any] = {"certificateOwnershipToken": token}
+    if parameters:
+        doc["parameters"] = dict(parameters)
+    return Request((accepted, rejected), base, encode(fmt, doc))
+
+
+def csr_der_to_pem(der: bytes) -> tuple[str, bytes]:
+    """(CSR PEM, SubjectPublicKeyInfo DER) from the modem's CSR, which must verify."""
+    try:
+        csr = x509.load_der_x509_csr(der)
+    except ValueError as exc:
+        raise PayloadError(f"the modem's CSR does not parse: {exc}") from exc
+    if not csr.is_signature_valid:
+        raise PayloadError("the modem's CSR signature does not verify")
+    pub = csr.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return csr.public_bytes(serialization.Encoding.PEM).decode(), pub
+
+
+# --- collectors ---------------------------------------------------------------------------------
+
+
+class Collector(Protocol):
+    def feed(self, topic: str, payload: bytes) -> IssuedCredentials | None: ...
+
+
+def _pem_text(payload: bytes, what: str) -> str:
+    try:
+        return payload.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"{what} is not ASCII PEM", offset=exc.start) from exc
+
+
+def _spki_of_key(pem: str) -> bytes | None:
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        return None
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _spki_of_cert(pem: str) -> bytes | None:
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return None
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+class SplitCollector:
+    """Key and certificate on two topics, either order, duplicates and stale parts tolerated.
+
+    A pair is complete when some received key matches some received certificate, so a stale part
+    from an earlier request can delay but never poison the result.
+    """
+
+    def __init__(self, client_id: str) -> None:
+        self._prefix = f"certificate/{client_id}/create/"
+        self._keys: dict[str, bytes | None] = {}
+        self._certs: dict[str, bytes | None] = {}
+
+    @property
+    def parts(self) -> tuple[int, int]:
+        return len(self._keys), len(self._certs)
+
+    def feed(self, topic: str, payload: bytes) -> IssuedCredentials | None:
+        if len(payload) > AWS_PAYLOAD_LIMIT:
+            raise PayloadTooLarge(f"message on {topic}", len(payload), AWS_PAYLOAD_LIMIT)
+        if topic == self._prefix + "rejected":
+            raise rejection(topic, "json", payload)
+        # The sample matches by suffix (/accepted/key, /accepted/cert) [aws-iot.md §1 notes].
+        if topic == self._prefix + "accepted/key":
+            store, spki = self._keys, _spki_of_key
+        elif topic == self._prefix + "accepted/cert":
+            store, spki = self._certs, _spki_of_cert
+        else:
+            return None
+        text = _pem_text(payload, f"message on {topic}")
+        if text not in store:
+            if len(store) >= SPLIT_CANDIDATES_LIMIT:
+                raise PayloadError(
+                    f"more than {SPLIT_CANDIDATES_LIMIT} different parts on {topic} without a matching pair",
+                    hint="another client is requesting credentials with this client id",
+                )
+            store[text] = spki(text)
+        for key_pem, key_spki in self._keys.items():
+            for cert_pem, cert_spki in self._certs.items():
+                if key_spki is not None and key_spki == cert_spki:
+                    return IssuedCredentials(cert_pem, key_pem)
+        return None
+
+    def explain_incomplete(self) -> str:
+        keys, certs = self.parts
+        if keys and certs:
+            return f"{keys} key(s) and {certs} certificate(s) but no matching pair"
+        if keys:
+            return "the private key but no certificate"
+        if certs:
+            return "the certificate but no private key"
+        return "neither the key nor the certificate"
+
+
+class ExtractorLike(Protocol):
+    def feed(self, chunk: bytes) -> None: ...
+    def finish(self) -> Any: ...
+
+
+ExtractorFactory = Callable[[str], ExtractorLike]
+
+
+def native_extractor(fmt: str) -> ExtractorLike:
+    """The C extractor (issue 7); imported here so a missing build fails with its own clear error."""
+    from nrfprov.extractor import CombinedExtractor
+
+    return CombinedExtractor(fmt)  # type: ignore[no-any-return]
+
+
+#: Chunk size fed to the extractor: the modem's 2048-byte #XRECV (nrf91-at.md §2), i.e. what a device
+#: parsing the message as it arrives would see.
+EXTRACTOR_CHUNK = 2048
+
+
+class CombinedCollector:
+    """CreateKeysAndCertificate: the one large message, parsed by the streaming extractor."""
+
+    def __init__(self, fmt: str, extractor: ExtractorFactory = native_extractor) -> None:
+        self._fmt = fmt
+        self._base = f"$aws/certificates/create/{fmt}"
+        self._extractor = extractor
+
+    def feed(self, topic: str, payload: bytes) -> IssuedCredentials | None:
+        if topic == self._base + "/rejected":
+            raise rejection(topic, self._fmt, payload)
+        if topic != self._base + "/accepted":
+            return None
+        if len(payload) > AWS_PAYLOAD_LIMIT:
+            raise PayloadTooLarge(f"message on {topic}", len(payload), AWS_PAYLOAD_LIMIT)
+        ex = self._extractor(self._fmt)
+        for i in range(0, len(payload), EXTRACTOR_CHUNK):
+            ex.feed(payload[i : i + EXTRACTOR_CHUNK])
+        msg = ex.finish()
+        if getattr(msg, "is_rejected", False):
+            raise CloudRejected(topic, msg.status_code, msg.error_code or "", msg.error_message or "")
+        for name in ("certificate_pem", "private_key", "certificate_id", "ownership_token"):
+            if not getattr(msg, name, None):
+                raise PayloadError(f"CreateKeysAndCertificate reply lacks {name}")
+        return IssuedCredentials(msg.certificate_pem, msg.private_key, msg.certificate_id, msg.ownership_token)
+
+
+class CsrCollector:
+    """CreateCertificateFromCsr: certificate id, PEM and ownership token (no key: it stays in the modem)."""
+
+    def __init__(self, fmt: str) -> None:
+        self._fmt = fmt
+        self._base = f"$aws/certificates/create-from-csr/{fmt}"
+
+    def feed(self, topic: str, payload: bytes) -> IssuedCredentials | None:
+        if topic == self._base + "/rejected":
+            raise rejection(topic, self._fmt, payload)
+        if topic != self._base + "/accepted":
+            return None
+        doc = decode(self._fmt, payload, "CreateCertificateFromCsr reply")
+        what = "CreateCertificateFromCsr reply"
+        return IssuedCredentials(
+            _str_field(doc, "certificatePem", what),
+            None,
+            _str_field(doc, "certificateId", what),
+            _str_field(doc, "certificateOwnershipToken", what),
+        )
+
+
+class RegisterCollector:
+    def __init__(self, template: str, fmt: str) -> None:
+        self._fmt = fmt
+        _, self._accepted, self._rejected = register_topics(template, fmt)
+
+    def feed(self, topic: str, payload: bytes) -> Registration | None:
+        if topic == self._rejected:
+            raise rejection(topic, self._fmt, payload)
+        if topic != self._accepted:
+            return None
+        doc = decode(self._fmt, payload, "RegisterThing reply")
+        name = _str_field(doc, "thingName", "RegisterThing reply")
+        if not THING_NAME_RE.fullmatch(name):
+            raise PayloadError(f"RegisterThing returned an invalid thing name {name!r}")
+        config = doc.get("deviceConfiguration") or {}
+        if not isinstance(config, dict):
+            raise PayloadError("RegisterThing deviceConfiguration is not a map")
+        return Registration(name, {str(k): str(v) for k, v in config.items()})
+
+
+def expand_parameters(parameters: Mapping[str, str], *, imei: str, client_id: str) -> dict[str, str]:
+    """Expand ``{imei}`` and ``{client_id}`` in template parameter values (Settings.parameters())."""
+    out: dict[str, str] = {}
+    for key, value in parameters.items():
+        out[key] = value.replace("{imei}", imei).replace("{client_id}", client_id)
+    return out
+
+
+def check_client_id(client_id: str) -> None:
+    if not THING_NAME_RE.fullmatch(client_id):
+        raise ConfigError(
+            f"client id {client_id!r} is not a valid thing name (1-128 of a-z A-Z 0-9 : _ -)",
+            hint="set CONFIG_AWS_IOT_CLIENT_ID_STATIC to a valid name",
+        )
