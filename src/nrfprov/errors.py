@@ -245,6 +245,19 @@ class PayloadError(NrfprovError):
         self.offset = offset
 
 
+class MalformedPayload(PayloadError):
+    """The native extractor refused a reply. ``reason`` is its status name (``"NRFPROV_E_SYNTAX"``,
+    ``"NRFPROV_E_DUPLICATE"`` ...), ``field`` the credential field involved, if any."""
+
+    def __init__(
+        self, message: str, *, reason: str, offset: int | None, field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, offset=offset, hint=hint)
+        self.reason = reason
+        self.field = field
+
+
 class PayloadTooLarge(PayloadError):
     """A payload or field exceeds a documented limit (AWS 128 KB, modem 4096-byte command ...)."""
 
