@@ -36,13 +36,15 @@ def cmng_write_command(sec_tag: int, cred_type: int, content: str) -> str:
 
 
 def normalize_pem(text: str) -> str:
-    """LF line breaks, no trailing whitespace, the way nrfcredstore sends files [nrf91-at.md §5].
+    """LF line breaks, no trailing whitespace, one final LF [nrf91-at.md §5: every PEM line must end
+    with a real line break].
 
-    The modem hashes the content exactly as stored, so one normal form on our side makes the
-    ``%CMNG`` SHA-256 comparable across a write, a journal and a resumed write.
+    The modem hashes the content exactly as stored, so one normal form makes the ``%CMNG`` SHA-256
+    comparable across a write, a journal and a resumed write. It is the form the modem layer
+    (``nrfprov.modem.credentials.normalise_pem``) stores, so normalising again changes nothing.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").strip().split("\n")
-    return "\n".join(line.rstrip() for line in lines)
+    return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
 def sha256_hex(content: str) -> str:

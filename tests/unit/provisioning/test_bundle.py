@@ -106,7 +106,7 @@ def test_repr_never_shows_the_key(pki: Pki) -> None:
 
 def test_normalize_and_hash_are_stable() -> None:
     crlf = "-----BEGIN X-----\r\nAAAA  \r\n-----END X-----\r\n\r\n"
-    assert normalize_pem(crlf) == "-----BEGIN X-----\nAAAA\n-----END X-----"
+    assert normalize_pem(crlf) == "-----BEGIN X-----\nAAAA\n-----END X-----\n"
     assert normalize_pem(normalize_pem(crlf)) == normalize_pem(crlf)
     assert sha256_hex("abc") == "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
 
