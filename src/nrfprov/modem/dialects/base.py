@@ -1,0 +1,151 @@
+"""What a socket dialect provides, and what both dialects share (errno mapping, receive buffers)."""
+
+from __future__ import annotations
+
+import abc
+import errno as errno_mod
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+from nrfprov.at import RawData, Urc
+from nrfprov.errors import (
+    ConnectError,
+    LinkClosed,
+    ModemTlsLimitError,
+    ResponseTimeout,
+    TransportError,
+)
+from nrfprov.modem.channel import AtChannel
+
+# poll(2) revents as the modem reports them [nrf91-at.md §2: IN 1, OUT 4, ERR 8, HUP 16, NVAL 32].
+POLLIN, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 1, 4, 8, 16, 32
+
+EMSGSIZE = 122  # nrf_errno / Linux value the modem reports for an oversized TLS record
+
+
+@dataclass(frozen=True)
+class TlsParams:
+    """Modem-offloaded TLS: the modem runs TLS 1.2 with the credentials stored in ``sec_tag``."""
+
+    sec_tag: int
+    hostname: str
+    peer_verify: int = 2  # 0 none, 1 optional, 2 required (client default) [nrf91-at.md §2]
+
+
+class Dialect(abc.ABC):
+    """Socket operations over one AT channel. Handles are the modem's socket numbers."""
+
+    name: str = ""
+
+    def __init__(self, channel: AtChannel) -> None:
+        self.ch = channel
+        self._rx: dict[int, bytearray] = {}  # bytes received but not yet returned, per handle
+        self._failed: dict[int, TransportError] = {}  # sticky per-socket failure
+        self._eof: set[int] = set()
+        self._tls: set[int] = set()
+        self._lock = threading.RLock()  # multi-command socket operations run one at a time
+        channel.add_urc_handler(self._on_urc)
+
+    # --- the interface ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def open(self, host: str, port: int, *, tls: TlsParams | None, timeout: float) -> int: ...
+
+    @abc.abstractmethod
+    def send(self, handle: int, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def _recv_some(self, handle: int, deadline: float | None) -> None:
+        """Bring received bytes (or EOF, or a failure) into ``_rx``/``_eof``/``_failed`` for
+        ``handle``, or return at ``deadline`` (monotonic) with nothing."""
+
+    @abc.abstractmethod
+    def close(self, handle: int) -> None: ...
+
+    @abc.abstractmethod
+    def check_raw_binary_safe(self) -> None:
+        """Raise DialectError if arbitrary binary payload (TLS ciphertext) cannot be sent."""
+
+    def recv(self, handle: int, max_bytes: int, timeout: float | None) -> bytes:
+        """1..max_bytes bytes, b"" at EOF; ResponseTimeout after ``timeout`` s with nothing."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self.ch.condition:
+                buf = self._rx.get(handle)
+                if buf:
+                    out = bytes(buf[:max_bytes])
+                    del buf[:max_bytes]
+                    return out
+                if handle in self._eof:
+                    return b""
+                failure = self._failed.get(handle)
+            if failure is not None:
+                raise failure
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResponseTimeout(f"data on modem socket {handle}", timeout or 0.0)
+            self._recv_some(handle, deadline)
+
+    # --- shared helpers -----------------------------------------------------------------------
+
+    def _on_urc(self, ev: Urc | RawData) -> None:
+        """Runs in the reader thread (condition held). Subclasses extend."""
+        if isinstance(ev, RawData) and ev.pushed and ev.handle is not None:
+            if ev.data:
+                self._rx.setdefault(ev.handle, bytearray()).extend(ev.data)
+            else:
+                self._eof.add(ev.handle)
+
+    def _store(self, handle: int, data: bytes) -> None:
+        with self.ch.condition:
+            if data:
+                self._rx.setdefault(handle, bytearray()).extend(data)
+            else:
+                self._eof.add(handle)
+
+    def _forget(self, handle: int) -> None:
+        with self.ch.condition:
+            self._rx.pop(handle, None)
+            self._failed.pop(handle, None)
+            self._eof.discard(handle)
+            self._tls.discard(handle)
+
+    def _socket_failure(self, handle: int, err: int, what: str) -> TransportError:
+        """The typed error for SO_ERROR ``err``; remembered so later calls fail the same way."""
+        exc: TransportError
+        if err == EMSGSIZE and handle in self._tls:
+            exc = ModemTlsLimitError(
+                f"socket {handle}: the modem dropped an incoming TLS record larger than its 2 KB "
+                f"secure-socket buffer (EMSGSIZE) during {what}; the data is lost",
+                limit=2048,
+            )
+        else:
+            name = errno_mod.errorcode.get(err, "unknown")
+            exc = LinkClosed(
+                f"socket {handle} failed during {what}: errno {err} ({name})",
+                hint="the peer reset or the network dropped the connection; reconnect",
+            )
+        with self.ch.condition:
+            self._failed.setdefault(handle, exc)
+            return self._failed[handle]
+
+
+
+def connect_failed(host: str, port: int, tls: TlsParams | None, cause: Exception) -> ConnectError:
+    if tls is not None:
+        hint = (
+            f"check that sec tag {tls.sec_tag} holds the server's CA (type 0) and that "
+            f"'{tls.hostname}' matches its certificate; the TLS handshake runs inside AT#XCONNECT"
+        )
+    else:
+        hint = "check the host name, the port and that the modem is registered (AT+CEREG?)"
+    return ConnectError(host, port, f"modem answered {cause}", hint=hint)
+
+
+_INT_RE = re.compile(r"-?\d+")
+
+
+def ints(line: str) -> list[int]:
+    """The integers after the ``:`` of a reply line (``#XSOCKET: 0,1,6`` → [0, 1, 6])."""
+    return [int(x) for x in _INT_RE.findall(line.split(":", 1)[1] if ":" in line else line)]

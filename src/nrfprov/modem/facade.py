@@ -1,0 +1,372 @@
+"""``Modem``: the nRF91 over its serial AT interface, as typed Python calls.
+
+Opened with ``serial.serial_for_url``, so ``/dev/ttyACM0``, ``COM3``, pty paths, ``socket://``,
+``rfc2217://`` and ``loop://`` all work. One reader thread (in :class:`AtChannel`) owns the port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from nrfprov.at import Urc, command
+from nrfprov.at import commands as cmds
+from nrfprov.at.events import RawData
+from nrfprov.errors import (
+    AtProtocolError,
+    CommandError,
+    CommandTimeout,
+    CredentialError,
+    CredentialVerifyError,
+    DialectError,
+    ModemError,
+    ModemLinkError,
+    RegistrationTimeout,
+)
+from nrfprov.modem.channel import AtChannel
+from nrfprov.modem.credentials import (
+    CredentialInfo,
+    CredentialType,
+    content_sha256,
+    normalise_csr_der,
+    normalise_pem,
+    parse_cmng_list,
+    parse_keygen,
+)
+from nrfprov.modem.dialects.base import Dialect, TlsParams, ints
+from nrfprov.modem.dialects.slm import SlmDialect
+from nrfprov.modem.dialects.sm import SerialModemDialect
+from nrfprov.modem.socket import ModemSocket
+
+log = logging.getLogger(__name__)
+
+#: Functional modes in which %CMNG write/delete and %KEYGEN answer 518 [nrf91-at.md §5].
+ACTIVE_MODES = frozenset({1, 2, 21})
+OFFLINE_MODE = 4
+#: +CEREG stat values that mean registered: 1 home, 5 roaming [nrf91-at.md §6].
+REGISTERED = frozenset({1, 5})
+REG_DENIED = 3
+
+
+class Modem:
+    """An nRF91 running Nordic's serial modem application (Serial Modem add-on or legacy SLM)."""
+
+    def __init__(
+        self, channel: AtChannel, *, dialect: str = "auto", slm_terminator: str = "+++"
+    ) -> None:
+        if dialect not in ("auto", "sm", "slm"):
+            raise DialectError(f"unknown modem dialect {dialect!r}", hint="use auto, sm or slm")
+        self._ch = channel
+        self._dialect_name: str | None = None if dialect == "auto" else dialect
+        self._dialect: Dialect | None = None
+        self._slm_terminator = slm_terminator
+        self._reg_status: int | None = None
+        self._reg_updates = 0
+        self._offline_depth = 0
+        channel.add_urc_handler(self._on_urc)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        baud: int = 115200,
+        dialect: str = "auto",
+        slm_terminator: str = "+++",
+        rtscts: bool = False,
+        ready_timeout: float = 2.0,
+    ) -> Modem:
+        """Open ``url``, check the modem answers ``AT``, and switch on numeric CME errors.
+
+        ``rtscts``: hardware flow control (the nRF9160 DK has it; Thingy:91 does not)
+        [nrf91-at.md §7]. Ptys ignore it.
+        """
+        import serial
+
+        try:
+            port = serial.serial_for_url(url, baudrate=baud, rtscts=rtscts, timeout=None, write_timeout=30)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise ModemLinkError(
+                f"cannot open serial port {url!r}: {exc}",
+                hint="check the path (ls /dev/ttyACM*), permissions (dialout group) and that no "
+                "other program holds the port",
+            ) from exc
+        _assert_dtr(port)
+        channel = AtChannel(port, name=url)
+        modem = cls(channel, dialect=dialect, slm_terminator=slm_terminator)
+        try:
+            modem._handshake(ready_timeout)
+        except BaseException:
+            modem.close()
+            raise
+        return modem
+
+    def _handshake(self, ready_timeout: float) -> None:
+        # An empty line flushes whatever half command sits in the modem's line buffer (the modem
+        # skips empty lines), as Nordic's tools do before their first command.
+        self._ch.write_raw(b"\r\n")
+        last: Exception | None = None
+        for _ in range(3):
+            try:
+                self._ch.execute(command("AT", timeout=ready_timeout))
+                break
+            except (CommandTimeout, CommandError) as exc:
+                last = exc
+        else:
+            raise ModemLinkError(
+                "the modem does not answer AT",
+                hint="check the port and baud rate, that the serial modem application runs, and "
+                "hardware flow control (--rtscts) for a DK",
+            ) from last
+        self._ch.execute(cmds.cmee(1))
+
+    def close(self) -> None:
+        self._ch.close()
+
+    def __enter__(self) -> Modem:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- counters, raw commands -----------------------------------------------------------------
+
+    @property
+    def uart_bytes_sent(self) -> int:
+        return self._ch.bytes_sent
+
+    @property
+    def uart_bytes_received(self) -> int:
+        return self._ch.bytes_received
+
+    def at(self, text: str, timeout: float | None = None) -> list[str]:
+        """Run one AT command; return its information lines. Raises ``CommandError``."""
+        return self._ch.execute(command(text, timeout=timeout)).lines
+
+    # --- functional mode, registration, identity ------------------------------------------------
+
+    def cfun(self) -> int:
+        lines = self._ch.execute(cmds.cfun_read()).lines
+        values = ints(lines[0]) if lines else []
+        if not values:
+            raise AtProtocolError(f"no +CFUN line in the reply to AT+CFUN?: {lines!r}")
+        return values[0]
+
+    def set_cfun(self, mode: int) -> None:
+        self._ch.execute(cmds.cfun_set(mode))
+
+    @contextlib.contextmanager
+    def offline(self) -> Iterator[None]:
+        """Offline (CFUN=4) for the block if the modem is active, then RESTORE the previous mode.
+
+        %CMNG write/delete and %KEYGEN are refused with 518 while CFUN is 1, 2 or 21
+        [nrf91-at.md §5]. Re-entrant: nested blocks reuse the outer one.
+        """
+        if self._offline_depth:
+            self._offline_depth += 1
+            try:
+                yield
+            finally:
+                self._offline_depth -= 1
+            return
+        previous = self.cfun()
+        changed = previous in ACTIVE_MODES
+        if changed:
+            log.info("modem in CFUN=%d: switching to CFUN=4 for credential work", previous)
+            self.set_cfun(OFFLINE_MODE)
+        self._offline_depth = 1
+        try:
+            yield
+        finally:
+            self._offline_depth = 0
+            if changed:
+                log.info("restoring CFUN=%d", previous)
+                self.set_cfun(previous)
+
+    def _on_urc(self, ev: Urc | RawData) -> None:
+        if isinstance(ev, Urc) and ev.line.startswith("+CEREG:"):
+            values = ints(ev.line.split(",", 1)[0])
+            if values:
+                self._reg_status = values[0]
+                self._reg_updates += 1
+
+    @property
+    def registration_status(self) -> int | None:
+        """The last +CEREG stat seen (None before any)."""
+        return self._reg_status
+
+    def wait_registered(self, timeout: float) -> int:
+        """Wait for +CEREG stat 1 (home) or 5 (roaming); return it. Enables ``AT+CEREG=5`` URCs."""
+        self._ch.execute(cmds.cereg_set(5))
+        with self._ch.condition:
+            updates = self._reg_updates
+        lines = self._ch.execute(cmds.cereg_read()).lines
+        values = ints(lines[0]) if lines else []
+        with self._ch.condition:
+            # The read form is "+CEREG: <n>,<stat>,..."; a URC seen since then is newer: keep it.
+            if len(values) >= 2 and self._reg_updates == updates:
+                self._reg_status = values[1]
+        self._ch.wait_for(
+            lambda: self._reg_status in REGISTERED or self._reg_status == REG_DENIED, timeout
+        )
+        status = self._reg_status
+        if status == REG_DENIED:
+            raise ModemError(
+                "LTE registration denied (+CEREG stat 3)",
+                hint="check the SIM's subscription and %XSYSTEMMODE (LTE-M / NB-IoT)",
+            )
+        if status not in REGISTERED:
+            raise RegistrationTimeout(timeout, status)
+        assert status is not None
+        return status
+
+    def imei(self) -> str:
+        lines = self._ch.execute(cmds.cgsn()).lines
+        imei = lines[0].strip() if lines else ""
+        if not (len(imei) == 15 and imei.isdigit()):
+            raise AtProtocolError(f"AT+CGSN answered {lines!r}, not a 15-digit IMEI")
+        return imei
+
+    def firmware(self) -> str:
+        lines = self._ch.execute(cmds.cgmr()).lines
+        if not lines:
+            raise AtProtocolError("AT+CGMR answered no version line")
+        return lines[0].strip()
+
+    # --- credentials ----------------------------------------------------------------------------
+
+    def credentials(self, sec_tag: int | None = None) -> list[CredentialInfo]:
+        """``%CMNG`` list (optionally one sec tag): (sec_tag, type, SHA-256) per stored credential."""
+        return parse_cmng_list(self._ch.execute(cmds.cmng_list(sec_tag)).lines)
+
+    def write_credential(self, sec_tag: int, type: CredentialType | int, pem: str) -> str:
+        """Store ``pem`` and verify it via the SHA-256 that ``%CMNG`` list reports; return the hash.
+
+        Goes offline for the write when needed and restores the previous functional mode.
+        """
+        ctype = CredentialType(int(type))
+        content = normalise_pem(pem)
+        expected = content_sha256(content)
+        cmd = cmds.cmng_write(sec_tag, int(ctype), content)  # size/quoting checked before sending
+        with self.offline():
+            try:
+                try:
+                    self._ch.execute(cmd)
+                except CommandError as exc:
+                    if exc.code != 519:  # firmware that refuses to overwrite: delete, then write
+                        raise
+                    self._ch.execute(cmds.cmng_delete(sec_tag, int(ctype)))
+                    self._ch.execute(cmd)
+            except CommandError as exc:
+                raise CredentialError(
+                    f"writing sec tag {sec_tag} type {int(ctype)} ({ctype.name}) failed: {exc}",
+                    hint=_WRITE_HINTS.get(exc.code or -1),
+                ) from exc
+        entries = [c for c in self.credentials(sec_tag) if int(c.type) == int(ctype)]
+        if not entries:
+            raise CredentialVerifyError(sec_tag, int(ctype), expected, None)
+        actual = entries[0].sha256
+        if actual is None:
+            log.warning("modem firmware reports no SHA-256 (mfw < 1.3.2): write not verified")
+            return expected
+        if actual != expected:
+            raise CredentialVerifyError(sec_tag, int(ctype), expected, actual)
+        return expected
+
+    def delete_credential(self, sec_tag: int, type: CredentialType | int, missing_ok: bool = True) -> bool:
+        """Delete one credential; True if it existed. A missing one is fine unless ``missing_ok`` is False."""
+        with self.offline():
+            try:
+                self._ch.execute(cmds.cmng_delete(sec_tag, int(type)))
+            except CommandError as exc:
+                if exc.code == 513 and missing_ok:
+                    return False
+                raise
+        return True
+
+    def keygen_csr(self, sec_tag: int, attributes: str | None = None) -> bytes:
+        """``%KEYGEN``: the modem makes an EC P-256 key in ``sec_tag`` (type 2) and returns a CSR
+        (DER), with the mfw 1.3.7/2.0.2 spurious-NULL quirk removed."""
+        with self.offline():
+            try:
+                lines = self._ch.execute(cmds.keygen(sec_tag, attributes=attributes)).lines
+            except CommandError as exc:
+                if exc.code == 0:
+                    raise CommandError(exc.command, exc.kind, exc.code,
+                                       hint="%KEYGEN needs modem firmware ≥ 1.3.0") from exc
+                raise
+        if not lines:
+            raise AtProtocolError("%KEYGEN answered OK without a %KEYGEN line")
+        return normalise_csr_der(parse_keygen(lines[0]))
+
+    # --- dialect and sockets --------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        """``"sm"`` (Serial Modem add-on) or ``"slm"`` (legacy SLM); probed on first use."""
+        if self._dialect_name is None:
+            self._dialect_name = self._probe_dialect()
+        return self._dialect_name
+
+    def _probe_dialect(self) -> str:
+        for name, text in (("sm", "AT#XSMVER"), ("slm", "AT#XSLMVER")):
+            try:
+                self._ch.execute(command(text))
+                return name
+            except CommandError:
+                continue
+        raise DialectError(
+            "the modem answers neither AT#XSMVER (Serial Modem) nor AT#XSLMVER (legacy SLM)",
+            hint="sockets need Nordic's serial modem application; credential commands still work",
+        )
+
+    def _socket_dialect(self) -> Dialect:
+        if self._dialect is None:
+            if self.dialect == "sm":
+                self._dialect = SerialModemDialect(self._ch)
+            else:
+                self._dialect = SlmDialect(self._ch, terminator=self._slm_terminator)
+        return self._dialect
+
+    def check_raw_binary_safe(self) -> None:
+        """Raise DialectError if raw binary (host-side TLS ciphertext) cannot cross this modem's
+        data mode safely: legacy SLM with a short terminator such as ``+++``."""
+        self._socket_dialect().check_raw_binary_safe()
+
+    def open_tcp(self, host: str, port: int, timeout: float = 30.0) -> ModemSocket:
+        handle = self._socket_dialect().open(host, port, tls=None, timeout=timeout)
+        return ModemSocket(self._socket_dialect(), handle, host=host, port=port, tls=False)
+
+    def open_tls(
+        self, host: str, port: int, sec_tag: int, hostname: str | None = None,
+        peer_verify: int = 2, timeout: float = 60.0,
+    ) -> ModemSocket:
+        """A socket on which the modem runs TLS 1.2 with the credentials in ``sec_tag``."""
+        tls = TlsParams(sec_tag, hostname or host, peer_verify)
+        handle = self._socket_dialect().open(host, port, tls=tls, timeout=timeout)
+        return ModemSocket(self._socket_dialect(), handle, host=host, port=port, tls=True)
+
+
+_WRITE_HINTS = {
+    518: "the modem is online; nrfprov switches to CFUN=4 itself, so another program changed it",
+    527: "the modem rejected the content: type 0/1 need PEM certificate(s), type 2 a PEM private key, "
+    "each line ending in a real line break",
+    515: "the modem's credential storage is full; delete unused sec tags (nrfprov creds delete)",
+}
+
+
+def _assert_dtr(port: Any) -> None:
+    """Assert DTR (some USB CDC bridges only forward data with DTR set). Ptys have no modem lines
+    and raise ENOTTY/EINVAL (libraries.md §7): ignore exactly that."""
+    try:
+        port.dtr = True
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTTY, errno.EINVAL):
+            raise ModemLinkError(f"cannot set DTR: {exc}") from exc
+    except AttributeError:
+        pass
