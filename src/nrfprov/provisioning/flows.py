@@ -251,7 +251,7 @@ def native_extractor(fmt: str) -> ExtractorLike:
     """The C extractor (issue 7); imported here so a missing build fails with its own clear error."""
     from nrfprov.extractor import CombinedExtractor
 
-    return CombinedExtractor(fmt)  # type: ignore[no-any-return]
+    return CombinedExtractor("cbor" if fmt == "cbor" else "json")
 
 
 #: Chunk size fed to the extractor: the modem's 2048-byte #XRECV (nrf91-at.md §2), i.e. what a device
@@ -259,18 +259,23 @@ def native_extractor(fmt: str) -> ExtractorLike:
 EXTRACTOR_CHUNK = 2048
 
 
-class CombinedCollector:
-    """CreateKeysAndCertificate: the one large message, parsed by the streaming extractor."""
+class ExtractorCollector:
+    """A Fleet Provisioning certificate reply, parsed by the streaming C extractor.
 
-    def __init__(self, fmt: str, extractor: ExtractorFactory = native_extractor) -> None:
+    CreateKeysAndCertificate (``combined``: the one large message with the key) and
+    CreateCertificateFromCsr (``csr``: no key, it stays in the modem) share the reply shape, and the
+    extractor recognises the ``rejected`` shape too.
+    """
+
+    def __init__(self, operation: str, fmt: str, *, with_key: bool,
+                 extractor: ExtractorFactory = native_extractor) -> None:
         self._fmt = fmt
-        self._base = f"$aws/certificates/create/{fmt}"
+        self._base = f"$aws/certificates/{operation}/{fmt}"
+        self._with_key = with_key
         self._extractor = extractor
 
     def feed(self, topic: str, payload: bytes) -> IssuedCredentials | None:
-        if topic == self._base + "/rejected":
-            raise rejection(topic, self._fmt, payload)
-        if topic != self._base + "/accepted":
+        if topic not in (self._base + "/accepted", self._base + "/rejected"):
             return None
         if len(payload) > AWS_PAYLOAD_LIMIT:
             raise PayloadTooLarge(f"message on {topic}", len(payload), AWS_PAYLOAD_LIMIT)
@@ -278,34 +283,24 @@ class CombinedCollector:
         for i in range(0, len(payload), EXTRACTOR_CHUNK):
             ex.feed(payload[i : i + EXTRACTOR_CHUNK])
         msg = ex.finish()
-        if getattr(msg, "is_rejected", False):
+        if topic.endswith("/rejected") or getattr(msg, "is_rejected", False):
             raise CloudRejected(topic, msg.status_code, msg.error_code or "", msg.error_message or "")
-        for name in ("certificate_pem", "private_key", "certificate_id", "ownership_token"):
+        required = ["certificate_pem", "certificate_id", "ownership_token"]
+        if self._with_key:
+            required.append("private_key")
+        for name in required:
             if not getattr(msg, name, None):
-                raise PayloadError(f"CreateKeysAndCertificate reply lacks {name}")
-        return IssuedCredentials(msg.certificate_pem, msg.private_key, msg.certificate_id, msg.ownership_token)
+                raise PayloadError(f"the reply on {topic} lacks {name}")
+        key = msg.private_key if self._with_key else None
+        return IssuedCredentials(msg.certificate_pem, key, msg.certificate_id, msg.ownership_token)
 
 
-class CsrCollector:
-    """CreateCertificateFromCsr: certificate id, PEM and ownership token (no key: it stays in the modem)."""
+def combined_collector(fmt: str, extractor: ExtractorFactory = native_extractor) -> ExtractorCollector:
+    return ExtractorCollector("create", fmt, with_key=True, extractor=extractor)
 
-    def __init__(self, fmt: str) -> None:
-        self._fmt = fmt
-        self._base = f"$aws/certificates/create-from-csr/{fmt}"
 
-    def feed(self, topic: str, payload: bytes) -> IssuedCredentials | None:
-        if topic == self._base + "/rejected":
-            raise rejection(topic, self._fmt, payload)
-        if topic != self._base + "/accepted":
-            return None
-        doc = decode(self._fmt, payload, "CreateCertificateFromCsr reply")
-        what = "CreateCertificateFromCsr reply"
-        return IssuedCredentials(
-            _str_field(doc, "certificatePem", what),
-            None,
-            _str_field(doc, "certificateId", what),
-            _str_field(doc, "certificateOwnershipToken", what),
-        )
+def csr_collector(fmt: str, extractor: ExtractorFactory = native_extractor) -> ExtractorCollector:
+    return ExtractorCollector("create-from-csr", fmt, with_key=False, extractor=extractor)
 
 
 class RegisterCollector:

@@ -561,8 +561,8 @@ class ProvisioningMachine:
         if p.flow == "split":
             return flows.SplitCollector(p.client_id)
         if p.flow == "combined":
-            return flows.CombinedCollector(p.payload_format, self._extractor)
-        return flows.CsrCollector(p.payload_format)
+            return flows.combined_collector(p.payload_format, self._extractor)
+        return flows.csr_collector(p.payload_format, self._extractor)
 
 
 # Steps that finish when their last effect is answered (the await steps finish on a reply instead).

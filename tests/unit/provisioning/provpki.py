@@ -65,38 +65,3 @@ class Pki:
 
 
 
-
-@dataclass
-class RefMessage:
-    certificate_id: str | None = None
-    certificate_pem: str | None = None
-    private_key: str | None = None
-    ownership_token: str | None = None
-    status_code: int | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    is_rejected: bool = False
-
-
-class RefExtractor:
-    """Test-only stand-in for the C extractor's interface, on json / cbor2 (the reference parsers)."""
-
-    def __init__(self, fmt: str) -> None:
-        self.fmt = fmt
-        self.chunks: list[bytes] = []
-
-    def feed(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
-
-    def finish(self) -> RefMessage:
-        import json
-
-        import cbor2
-
-        data = b"".join(self.chunks)
-        doc = json.loads(data) if self.fmt == "json" else cbor2.loads(data)
-        if "errorCode" in doc:
-            return RefMessage(status_code=doc.get("statusCode"), error_code=doc["errorCode"],
-                              error_message=doc.get("errorMessage"), is_rejected=True)
-        return RefMessage(doc.get("certificateId"), doc.get("certificatePem"), doc.get("privateKey"),
-                          doc.get("certificateOwnershipToken"))

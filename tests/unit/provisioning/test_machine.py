@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import cbor2
 import pytest
-from provpki import NOW, Pki, RefExtractor
+from provpki import NOW, Pki
 
 from nrfprov.errors import CloudRejected, CredentialBundleError, CredentialVerifyError, ResponseTimeout
 from nrfprov.provisioning import machine as m
@@ -251,7 +251,7 @@ def _combined_cloud(pki: Pki, fmt: str, *, thing: str = "SN-42", reject: bool = 
 def test_combined_with_register_thing_reconnects_as_the_thing(pki: Pki, fmt: str) -> None:
     seen: list[dict[str, object]] = []
     p = plan(pki, flow="combined", payload_format=fmt, template="nrfprov", parameters={"SerialNumber": "42"})
-    machine = m.ProvisioningMachine(p, extractor=RefExtractor)
+    machine = m.ProvisioningMachine(p)
     peer = Peer(_combined_cloud(pki, fmt, seen=seen))
     run(machine, peer)
     assert machine.state is m.State.DONE
@@ -269,14 +269,14 @@ def test_combined_with_register_thing_reconnects_as_the_thing(pki: Pki, fmt: str
 
 
 def test_combined_rejected_is_typed(pki: Pki) -> None:
-    machine = m.ProvisioningMachine(plan(pki, flow="combined"), extractor=RefExtractor)
+    machine = m.ProvisioningMachine(plan(pki, flow="combined"))
     with pytest.raises(CloudRejected) as info:
         run(machine, Peer(_combined_cloud(pki, "json", reject=True)))
     assert (info.value.status_code, info.value.error_code) == (403, "Forbidden")
 
 
 def test_combined_without_template_keeps_the_client_id(pki: Pki) -> None:
-    machine = m.ProvisioningMachine(plan(pki, flow="combined"), extractor=RefExtractor)
+    machine = m.ProvisioningMachine(plan(pki, flow="combined"))
     run(machine, Peer(_combined_cloud(pki, "json")))
     assert machine.reconnect_client_id == "dev-1"
     assert m.State.REQUEST_REGISTRATION not in machine.steps
@@ -284,7 +284,7 @@ def test_combined_without_template_keeps_the_client_id(pki: Pki) -> None:
 
 def test_reply_overtaking_the_puback_is_buffered(pki: Pki) -> None:
     p = plan(pki, flow="combined")
-    machine = m.ProvisioningMachine(p, extractor=RefExtractor)
+    machine = m.ProvisioningMachine(p)
     cloud = _combined_cloud(pki, "json")
     machine.receive_event(m.Started(NOW), 0)
     while True:
@@ -365,7 +365,7 @@ def test_resume_goes_straight_to_the_write_without_a_request(pki: Pki) -> None:
 def test_resume_before_register_thing_registers_but_does_not_request(pki: Pki) -> None:
     seen: list[dict[str, object]] = []
     p = plan(pki, flow="combined", template="nrfprov", resume=_issued_bundle(pki))
-    machine = m.ProvisioningMachine(p, extractor=RefExtractor)
+    machine = m.ProvisioningMachine(p)
     run(machine, Peer(_combined_cloud(pki, "json", seen=seen)), resume=True)
     assert [s["topic"] for s in seen] == ["$aws/provisioning-templates/nrfprov/provision/json"]
     assert machine.reconnect_client_id == "SN-42"
