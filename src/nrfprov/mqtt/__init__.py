@@ -1,1 +1,5 @@
-"""mqtt."""
+"""MQTT over any transport: paho-mqtt 2.x through a socketpair tunnel (see ``session`` for the API)."""
+
+from nrfprov.mqtt.session import Message, MqttSession, parse_rejected
+
+__all__ = ["Message", "MqttSession", "parse_rejected"]

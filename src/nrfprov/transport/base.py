@@ -4,8 +4,10 @@ A modem raw socket, a modem-offloaded TLS socket, the native TLS bridge and a ho
 look the same to the layers above: ordered bytes both ways, EOF as ``b""``, typed errors. The native
 TLS bridge wraps *any* ``ByteStream``, which is what lets TLS run on the host over the modem's TCP.
 
-Optional extension: a stream that can be waited on with ``select()`` also offers ``fileno()``
-(:class:`SelectableStream`). The contract is: once ``recv(n, timeout=0)`` has raised
+Optional extension: a stream that can be waited on with ``select()`` also offers ``select_fileno()``
+(:class:`SelectableStream`; deliberately not ``fileno()``, which a modem socket might answer with its
+serial port — readable for any URC, so useless for this socket). The contract is: once
+``recv(n, timeout=0)`` has raised
 ``ResponseTimeout``, no more data arrives without that descriptor turning readable. Host TCP and the
 native TLS bridge over host TCP offer it; modem sockets do not (their readiness is an AT URC), and the
 MQTT tunnel falls back to short ``recv`` timeouts for them.
@@ -44,7 +46,18 @@ class ByteStream(Protocol):
 class SelectableStream(ByteStream, Protocol):
     """A ``ByteStream`` whose readiness can be waited on with ``select()`` (see module docstring)."""
 
-    def fileno(self) -> int: ...
+    def select_fileno(self) -> int: ...
+
+
+def select_fd(stream: object) -> int | None:
+    """The descriptor to ``select()`` on for ``stream``, or None when it cannot be selected on."""
+    fn = getattr(stream, "select_fileno", None)
+    if fn is None:
+        return None
+    try:
+        return int(fn())
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def layer_counters(stream: object) -> list[dict[str, object]]:

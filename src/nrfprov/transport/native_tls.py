@@ -44,7 +44,7 @@ from nrfprov.errors import (
     TransportError,
     UsageError,
 )
-from nrfprov.transport.base import ByteStream
+from nrfprov.transport.base import ByteStream, select_fd
 from nrfprov.transport.credentials import TlsCredentials
 from nrfprov.transport.tls_records import CT_HANDSHAKE, RecordScanner
 from nrfprov.transport.tls_verify import explain_verify_failure
@@ -161,11 +161,11 @@ class NativeTlsStream:
     def bytes_received(self) -> int:
         return self._received
 
-    def fileno(self) -> int:
-        fileno = getattr(self.inner, "fileno", None)
-        if fileno is None:
+    def select_fileno(self) -> int:
+        fd = select_fd(self.inner)
+        if fd is None:
             raise AttributeError("the inner stream cannot be selected on")
-        return int(fileno())
+        return fd
 
     @classmethod
     def open(cls, inner: ByteStream, credentials: TlsCredentials, server_name: str, *,

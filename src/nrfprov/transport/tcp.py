@@ -48,7 +48,7 @@ class HostTcpStream:
     def peer(self) -> str:
         return self._peer
 
-    def fileno(self) -> int:
+    def select_fileno(self) -> int:
         return self._sock.fileno()
 
     def send(self, data: bytes) -> None:

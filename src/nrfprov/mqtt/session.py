@@ -1,0 +1,379 @@
+"""MQTT over any ``ByteStream``: paho-mqtt 2.x behind a small, blocking, typed API.
+
+Why variant S of libraries.md §5 (socketpair + pump thread) and not W (socket-like TLS wrapper):
+- the stream factory (TCP connect, modem socket, TLS handshake) runs inside ``connect()``, so a bad
+  certificate or a refused client cert raises its typed error right there;
+- the stream and the serial port stay on ONE thread (the pump), as python-mbedtls requires; with W
+  paho's network thread would do blocking modem writes and stall keepalive during a 128 KB publish;
+- the only private paho API used is ``Client._create_socket`` (see ``_paho.py``).
+
+API (what the provisioning flow uses)::
+
+    s = MqttSession(lambda: open_stream(settings, modem=m, credentials=creds), client_id,
+                    keepalive=60, clean_session=True, mqtt_v5=False)
+    s.connect(timeout=30)                              # CONNACK checked → MqttError on refusal
+    s.subscribe([("a/#", 1)], timeout=10)              # waits for SUBACK, failure codes → MqttError
+    s.publish("t", b"...", qos=1, timeout=10)          # QoS 1 waits for PUBACK; MQTT 5 reason ≥ 0x80 → MqttError
+    body = s.request("req", b"{}", "req/accepted", "req/rejected", timeout=30, fmt="json")
+                                                       # → payload, or CloudRejected / ResponseTimeout
+    s.wait_message("a/+", timeout)  s.wait_messages(["a/key", "a/cert"], timeout)  s.messages("a/#")
+    s.counters()                                       # bytes per layer: MQTT, TLS plaintext, wire
+    s.disconnect()                                     # also a context manager
+
+Errors: the stream's own typed errors (``CertificateVerifyError``, ``LinkClosed``, ``DeviceLimitError``,
+``ModemTlsLimitError`` ...) surface from whichever call is waiting when the link dies.
+Device-mirror mode: ``payload_limit`` fails any incoming PUBLISH whose payload exceeds the device's
+MQTT payload buffer with ``DeviceLimitError`` (the device's MQTT library drops the connection then).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+from paho.mqtt.client import MQTT_ERR_SUCCESS, topic_matches_sub
+
+from nrfprov.errors import (
+    CloudRejected,
+    DeviceLimitError,
+    LinkClosed,
+    MqttError,
+    NrfprovError,
+    PayloadTooLarge,
+    ResponseTimeout,
+    UsageError,
+)
+from nrfprov.mqtt._paho import TunnelClient, make_client
+from nrfprov.mqtt.tunnel import Tunnel
+from nrfprov.transport.base import ByteStream, layer_counters
+
+log = logging.getLogger(__name__)
+
+#: AWS IoT Core PUBLISH payload limit, 128 KB (aws-iot.md §4, topicdata.html).
+MAX_PAYLOAD = 131072
+#: AWS IoT Core: client ID ≤ 128 bytes UTF-8 (aws-iot.md §4).
+MAX_CLIENT_ID = 128
+#: AWS IoT Core: ≤ 8 subscriptions per SUBSCRIBE (aws-iot.md §4); larger lists are split.
+MAX_SUBS_PER_PACKET = 8
+#: Received messages kept until a caller takes them. Provisioning needs 2 (split flow) to a few;
+#: beyond this the oldest is dropped with a warning, so a chatty wildcard cannot grow memory unbounded.
+MAX_QUEUED = 256
+
+PAYLOAD_SYMBOL = "CONFIG_AWS_IOT_MQTT_PAYLOAD_BUFFER_LEN"
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class MqttSession:
+    def __init__(
+        self,
+        stream_factory: Callable[[], ByteStream],
+        client_id: str,
+        *,
+        keepalive: int = 60,
+        clean_session: bool = True,
+        mqtt_v5: bool = False,
+        payload_limit: int | None = None,
+        payload_symbol: str = PAYLOAD_SYMBOL,
+        max_queued: int = MAX_QUEUED,
+    ) -> None:
+        if not client_id or len(client_id.encode()) > MAX_CLIENT_ID:
+            raise UsageError(f"MQTT client ID must be 1..{MAX_CLIENT_ID} bytes, got {client_id!r}")
+        self._factory = stream_factory
+        self.client_id = client_id
+        self.keepalive = keepalive
+        self.clean_session = clean_session
+        self.mqtt_v5 = mqtt_v5
+        self._payload_limit = payload_limit
+        self._payload_symbol = payload_symbol
+        self._cond = threading.Condition()
+        self._queue: deque[Message] = deque(maxlen=max_queued)
+        self._connack: Any = None
+        self._subacks: dict[int, list[Any]] = {}
+        self._pubacks: dict[int, Any] = {}
+        self._dead: NrfprovError | None = None
+        self._closing = False
+        self._subscribed: set[str] = set()
+        self._tunnel: Tunnel | None = None
+        self._client: TunnelClient | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def connect(self, timeout: float = 30.0) -> None:
+        """Open the stream (handshake included), send CONNECT, wait for a successful CONNACK."""
+        if self._client is not None:
+            raise UsageError("this MqttSession is already connected; make a new one to reconnect")
+        client = make_client(self._open_tunnel, self.client_id, mqtt_v5=self.mqtt_v5,
+                             clean_session=self.clean_session)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        self._client = client
+        kwargs: dict[str, Any] = {"keepalive": self.keepalive}
+        if self.mqtt_v5:
+            kwargs["clean_start"] = self.clean_session
+        # host/port are labels only: the "socket" is the tunnel (libraries.md §5 pitfalls).
+        try:
+            rc = client.connect("nrfprov-tunnel", 1, **kwargs)
+        except NrfprovError:
+            self._close_tunnel()
+            raise
+        except OSError as exc:
+            self._close_tunnel()
+            raise LinkClosed(f"sending MQTT CONNECT failed: {exc}") from exc
+        if rc != MQTT_ERR_SUCCESS:
+            self._close_tunnel()
+            raise MqttError(f"sending MQTT CONNECT failed: {rc}", reason_code=int(rc))
+        client.loop_start()
+        self._wait(lambda: self._connack is not None, timeout, "CONNACK")
+        if self._connack.is_failure:
+            code = int(self._connack.value)
+            self.disconnect()
+            raise MqttError(f"broker refused the MQTT connection: {self._connack}", reason_code=code,
+                            hint="check the client ID and the certificate's policy")
+        log.debug("MQTT connected as %s", self.client_id)
+
+    def disconnect(self) -> None:
+        """Send DISCONNECT (if still connected), stop paho's thread and the tunnel. Idempotent."""
+        self._closing = True
+        client = self._client
+        if client is not None:
+            if self._dead is None:
+                client.disconnect()
+            client.loop_stop()
+        self._close_tunnel()
+        with self._cond:
+            self._cond.notify_all()
+
+    def __enter__(self) -> MqttSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect()
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def subscribe(self, subscriptions: Sequence[tuple[str, int]], timeout: float = 30.0) -> list[int]:
+        """Subscribe and wait for SUBACK; return the granted QoS per filter."""
+        client = self._live_client()
+        granted: list[int] = []
+        for i in range(0, len(subscriptions), MAX_SUBS_PER_PACKET):
+            batch = list(subscriptions[i : i + MAX_SUBS_PER_PACKET])
+            rc, sub_mid = client.subscribe(batch)
+            self._check_rc(rc, "SUBSCRIBE")
+            mid = int(sub_mid or 0)
+            self._wait(lambda: mid in self._subacks, timeout, "SUBACK")
+            with self._cond:
+                codes = self._subacks.pop(mid)
+            for (topic, _qos), code in zip(batch, codes, strict=False):
+                if code.is_failure:
+                    raise MqttError(f"broker refused the subscription to {topic!r}: {code}",
+                                    reason_code=int(code.value), hint="check the policy/ACL for this topic")
+                granted.append(int(code.value))
+            self._subscribed.update(topic for topic, _ in batch)
+        return granted
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, timeout: float = 30.0) -> None:
+        """Publish; QoS 1 waits for PUBACK and checks its reason code (MQTT 5)."""
+        if len(payload) > MAX_PAYLOAD:
+            raise PayloadTooLarge(f"PUBLISH payload to {topic}", len(payload), MAX_PAYLOAD,
+                                  hint="AWS IoT Core rejects messages over 128 KB")
+        if qos not in (0, 1):
+            raise UsageError(f"QoS {qos} is not supported; AWS IoT Core takes QoS 0 and 1")
+        client = self._live_client()
+        info = client.publish(topic, payload, qos)
+        self._check_rc(info.rc, "PUBLISH")
+        mid = int(info.mid)
+        self._wait(lambda: mid in self._pubacks, timeout, "PUBACK" if qos else "PUBLISH sent")
+        with self._cond:
+            code = self._pubacks.pop(mid)
+        if code is not None and code.is_failure:
+            raise MqttError(f"broker refused the PUBLISH to {topic!r}: {code}", reason_code=int(code.value),
+                            hint="check the policy/ACL: the identity may not publish here")
+
+    def request(self, topic: str, payload: bytes, accepted: str, rejected: str, timeout: float = 30.0,
+                fmt: str = "json", qos: int = 1) -> bytes:
+        """Subscribe to ``accepted`` + ``rejected``, publish, and wait for the first answer.
+
+        Returns the accepted payload; a rejected answer raises ``CloudRejected`` parsed from its
+        JSON or CBOR body (``fmt``); silence raises ``ResponseTimeout``.
+        """
+        deadline = time.monotonic() + timeout
+        missing = [(f, 1) for f in (accepted, rejected) if f not in self._subscribed]
+        if missing:
+            self.subscribe(missing, timeout)
+        self.publish(topic, payload, qos, max(0.0, deadline - time.monotonic()))
+        msg = self._wait_any([rejected, accepted], deadline, f"reply on {accepted} or {rejected}", timeout)
+        if topic_matches_sub(rejected, msg.topic):
+            raise parse_rejected(msg.topic, msg.payload, fmt)
+        return msg.payload
+
+    def wait_message(self, topic_filter: str, timeout: float = 30.0) -> Message:
+        """The oldest received message matching ``topic_filter`` (waits up to ``timeout``)."""
+        return self._wait_any([topic_filter], time.monotonic() + timeout, f"message on {topic_filter}", timeout)
+
+    def wait_messages(self, topic_filters: Iterable[str], timeout: float = 30.0) -> dict[str, Message]:
+        """One message per filter, in whatever order they arrive (the split flow's key and cert)."""
+        deadline = time.monotonic() + timeout
+        wanted = list(dict.fromkeys(topic_filters))
+        got: dict[str, Message] = {}
+        while len(got) < len(wanted):
+            left = [f for f in wanted if f not in got]
+            msg = self._wait_any(left, deadline, f"messages on {', '.join(left)}", timeout)
+            for f in left:
+                if topic_matches_sub(f, msg.topic):
+                    got[f] = msg
+                    break
+        return got
+
+    def messages(self, topic_filter: str = "#") -> list[Message]:
+        """Take every queued message matching ``topic_filter`` without waiting."""
+        with self._cond:
+            hits = [m for m in self._queue if topic_matches_sub(topic_filter, m.topic)]
+            for m in hits:
+                self._queue.remove(m)
+        return hits
+
+    # -- counters --------------------------------------------------------------------------------
+
+    @property
+    def stream(self) -> ByteStream | None:
+        return self._tunnel.stream if self._tunnel is not None else None
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.stream.bytes_sent if self.stream is not None else 0
+
+    @property
+    def bytes_received(self) -> int:
+        return self.stream.bytes_received if self.stream is not None else 0
+
+    def counters(self) -> list[dict[str, object]]:
+        """Bytes per layer, outermost first (MQTT bytes = the first stream's payload)."""
+        return layer_counters(self.stream) if self.stream is not None else []
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _open_tunnel(self) -> Any:
+        stream = self._factory()  # may raise the transport's typed error: it leaves connect() as is
+        self._tunnel = Tunnel(stream, name=f"nrfprov-tunnel-{self.client_id}")
+        return self._tunnel.start()
+
+    def _close_tunnel(self) -> None:
+        if self._tunnel is not None:
+            self._tunnel.close()
+
+    def _live_client(self) -> TunnelClient:
+        if self._dead is not None:
+            raise self._dead
+        if self._client is None or self._connack is None or self._closing:
+            raise UsageError("the MQTT session is not connected; call connect() first")
+        return self._client
+
+    def _check_rc(self, rc: int, what: str) -> None:
+        if rc != MQTT_ERR_SUCCESS:
+            if self._dead is not None:
+                raise self._dead
+            raise LinkClosed(f"cannot send {what}: the MQTT connection is down (paho rc {rc})")
+
+    def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not ready():
+                if self._dead is not None:
+                    raise self._dead
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ResponseTimeout(what, timeout)
+                self._cond.wait(left)
+
+    def _wait_any(self, filters: Sequence[str], deadline: float, what: str, timeout: float) -> Message:
+        with self._cond:
+            while True:
+                for m in self._queue:
+                    if any(topic_matches_sub(f, m.topic) for f in filters):
+                        self._queue.remove(m)
+                        return m
+                if self._dead is not None:
+                    raise self._dead
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ResponseTimeout(what, timeout)
+                self._cond.wait(left)
+
+    # paho callbacks (paho's network thread) ------------------------------------------------------
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        with self._cond:
+            self._connack = reason_code
+            self._cond.notify_all()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any) -> None:
+        with self._cond:
+            if not self._closing and self._dead is None:
+                tunnel_error = self._tunnel.error if self._tunnel is not None else None
+                if tunnel_error is None and self._tunnel is not None:
+                    self._tunnel.ended.wait(1.0)  # the pump records its error just before closing
+                    tunnel_error = self._tunnel.error
+                self._dead = tunnel_error or LinkClosed(f"the MQTT connection was lost ({reason_code})")
+            self._cond.notify_all()
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: list[Any],
+                      properties: Any) -> None:
+        with self._cond:
+            self._subacks[mid] = list(reason_codes)
+            self._cond.notify_all()
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        with self._cond:
+            self._pubacks[mid] = reason_code
+            self._cond.notify_all()
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        payload = bytes(message.payload)
+        if self._payload_limit is not None and len(payload) > self._payload_limit:
+            with self._cond:
+                if self._dead is None:
+                    self._dead = DeviceLimitError(self._payload_symbol, self._payload_limit, len(payload))
+                self._cond.notify_all()
+            client.disconnect()  # what the device's MQTT library does on -EMSGSIZE
+            return
+        msg = Message(message.topic, payload, int(message.qos), bool(message.retain))
+        with self._cond:
+            if len(self._queue) == self._queue.maxlen:
+                log.warning("dropping the oldest queued MQTT message (queue limit %d)", self._queue.maxlen)
+            self._queue.append(msg)
+            self._cond.notify_all()
+
+
+def parse_rejected(topic: str, payload: bytes, fmt: str) -> CloudRejected:
+    """``{"statusCode", "errorCode", "errorMessage"}`` from a rejected topic, JSON or CBOR [FP API]."""
+    try:
+        body = cbor2.loads(payload) if fmt == "cbor" else json.loads(payload)
+    except (ValueError, cbor2.CBORDecodeError, UnicodeDecodeError):
+        return CloudRejected(topic, None, "Unparseable", payload[:200].decode("utf-8", "replace"))
+    if not isinstance(body, dict):
+        return CloudRejected(topic, None, "Unparseable", repr(body)[:200])
+    status = body.get("statusCode")
+    return CloudRejected(
+        topic,
+        int(status) if isinstance(status, int) else None,
+        str(body.get("errorCode", "")),
+        str(body.get("errorMessage", "")),
+    )
