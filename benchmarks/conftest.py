@@ -1,0 +1,39 @@
+"""Shared benchmark fixtures: one local AWS IoT stand-in per session, and a counting relay in front of it.
+
+Heavy imports stay inside fixtures so the harness smoke test (normal suite) loads nothing it does not use.
+benchmarks/ is on sys.path (pytest's rootdir-relative "prepend" import), so suites import ``relay``,
+``awssdk_client`` and ``provisioning_runs`` as plain modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from relay import CountingRelay
+
+if TYPE_CHECKING:
+    from nrfprov.cloud.local import LocalAwsIot
+
+
+@pytest.fixture(scope="session")
+def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAwsIot]:
+    """The stand-in every P1/P2/P4 figure is measured against: RSA-2048 device keys, as AWS issues."""
+    from nrfprov.cloud.local import LocalAwsIot
+
+    with LocalAwsIot(tmp_path_factory.mktemp("cloud")) as cloud:
+        yield cloud
+
+
+@pytest.fixture(scope="session")
+def relay(stand_in: LocalAwsIot) -> Iterator[CountingRelay]:
+    """127.0.0.1:<relay.port> forwards to the stand-in and counts bytes per connection."""
+    with CountingRelay(stand_in.host, stand_in.port) as r:
+        yield r
+
+
+@pytest.fixture
+def work_dir(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,86 @@
+"""One provisioning run, measured: nrfprov's own stack, the way P1, P2 and P4 need it.
+
+- ``host_flow``: nrfprov's host transport (HostTcpStream → NativeTlsStream → MqttSession) running the
+  same cloud flow as the awsiotsdk peer (awssdk_client.py): claim connect, CreateKeysAndCertificate
+  (parsed by the C extractor, as the product does), RegisterThing, disconnect, reconnect with the new
+  credentials, one QoS 1 proof publish. No modem in the loop, so P4 compares like with like.
+
+The relay in front of the stand-in does the byte counting for every client alike; this module only
+times and checks that the run really provisioned (thing name returned, proof PUBACKed).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nrfprov.mqtt.session import MqttSession
+from nrfprov.provisioning import flows
+from nrfprov.transport.base import ByteStream
+from nrfprov.transport.credentials import TlsCredentials
+from nrfprov.transport.native_tls import NativeTlsStream
+from nrfprov.transport.tcp import HostTcpStream
+
+TIMEOUT_S = 15.0
+TEMPLATE = "nrfprov"
+
+
+@dataclass(frozen=True)
+class HostRun:
+    seconds: float
+    thing_name: str
+    certificate_id: str
+
+
+def _factory(host: str, port: int, server_name: str, creds: TlsCredentials) -> Callable[[], ByteStream]:
+    def open_stream() -> ByteStream:
+        return NativeTlsStream.open(HostTcpStream.connect(host, port, timeout=TIMEOUT_S), creds, server_name,
+                                    port=port, timeout=TIMEOUT_S)
+
+    return open_stream
+
+
+def host_flow(
+    host: str,
+    port: int,
+    *,
+    server_name: str,
+    ca_pem: str,
+    claim_cert_pem: str,
+    claim_key_pem: str,
+    fmt: str = "json",
+    serial: str | None = None,
+) -> HostRun:
+    """Run the combined flow + RegisterThing + reconnect proof over the host transport; return timings."""
+    serial = serial or f"host-{uuid.uuid4().hex[:12]}"
+    claim = TlsCredentials.from_pems(ca_pem, claim_cert_pem, claim_key_pem)
+    t0 = time.perf_counter()
+    with MqttSession(_factory(host, port, server_name, claim), serial) as s:
+        s.connect(timeout=TIMEOUT_S)
+        req = flows.combined_request(fmt)
+        reg_base, reg_acc, reg_rej = flows.register_topics(TEMPLATE, fmt)
+        # One SUBSCRIBE for both requests' replies, as the SDK sample subscribes all four up front.
+        s.subscribe([(t, 1) for t in (*req.subscribe, reg_acc, reg_rej)], timeout=TIMEOUT_S)
+        s.publish(req.topic, req.payload, qos=1, timeout=TIMEOUT_S)
+        msg = s.wait_message(req.subscribe[0].rsplit("/", 1)[0] + "/+", TIMEOUT_S)
+        issued = flows.combined_collector(fmt).feed(msg.topic, msg.payload)
+        if issued is None:
+            raise RuntimeError(f"unexpected reply on {msg.topic}")
+        reg = flows.register_request(TEMPLATE, fmt, issued.ownership_token, {"SerialNumber": serial})
+        s.publish(reg.topic, reg.payload, qos=1, timeout=TIMEOUT_S)
+        msg = s.wait_message(reg_base + "/+", TIMEOUT_S)
+        registration = flows.RegisterCollector(TEMPLATE, fmt).feed(msg.topic, msg.payload)
+        if registration is None:
+            raise RuntimeError(f"unexpected reply on {msg.topic}")
+    assert issued.private_key_pem is not None
+    device = TlsCredentials.from_pems(ca_pem, issued.certificate_pem, issued.private_key_pem)
+    thing = registration.thing_name
+    with MqttSession(_factory(host, port, server_name, device), thing) as d:
+        d.connect(timeout=TIMEOUT_S)
+        proof = json.dumps({"state": {"reported": {"provisioned": True}}}).encode()
+        d.publish(f"$aws/things/{thing}/shadow/update", proof, qos=1, timeout=TIMEOUT_S)
+        seconds = time.perf_counter() - t0
+    return HostRun(seconds=seconds, thing_name=thing, certificate_id=issued.certificate_id)
