@@ -19,6 +19,7 @@ from nrfprov.errors import NrfprovError
 # Modules that add subcommands, in the order they appear in --help.
 _COMMAND_MODULES = [
     "nrfprov.config_cli",
+    "nrfprov.modem.cli",
 ]
 
 EPILOG = """\

@@ -1,0 +1,201 @@
+"""``nrfprov at`` and ``nrfprov creds``: talk to an nRF91 modem directly."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+AT_EPILOG = """\
+examples:
+  nrfprov at --port /dev/ttyACM0 AT+CGSN
+  nrfprov at --port /dev/ttyACM0 AT+CFUN? 'AT%CMNG=1'
+  nrfprov at --port socket://127.0.0.1:7000 --timeout 30 AT+CFUN=1
+
+Prints the command's information lines; exit 3 on ERROR / +CME ERROR / no answer.
+Quote commands that contain % # ? or spaces for your shell."""
+
+CREDS_EPILOG = """\
+examples:
+  nrfprov creds list   --port /dev/ttyACM0
+  nrfprov creds list   --port /dev/ttyACM0 --tag 16842753 --json
+  nrfprov creds write  --port /dev/ttyACM0 16842753 ROOT_CA_CERT AmazonRootCA1.pem
+  nrfprov creds write  --port /dev/ttyACM0 16842753 CLIENT_KEY   device.key
+  nrfprov creds delete --port /dev/ttyACM0 16842753 CLIENT_CERT
+  nrfprov creds keygen --port /dev/ttyACM0 16842753 device.csr.der --attributes "CN=my-thing"
+
+TYPE is 0..11 or a name: ROOT_CA_CERT (ca), CLIENT_CERT (cert), CLIENT_KEY (key), PSK,
+PSK_IDENTITY (identity), PUBLIC_KEY, ...
+Writes and deletes need the modem offline: if it is in CFUN=1/2/21, nrfprov switches to CFUN=4
+and RESTORES the previous mode afterwards (Nordic's tools leave it offline). Every write is
+verified against the SHA-256 the modem reports in %CMNG list. Key material is never printed."""
+
+
+def _add_port_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("serial port")
+    g.add_argument("--port", required=True, metavar="URL",
+                   help="device path or pyserial URL: /dev/ttyACM0, COM3, /dev/pts/5, socket://host:port")
+    g.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    g.add_argument("--rtscts", action="store_true",
+                   help="hardware flow control (nRF9160 DK has it; Thingy:91 does not)")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "at", help="send AT commands to the modem",
+        description="Send AT commands to an nRF91 modem and print the reply lines.",
+        epilog=AT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_port_options(p)
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds to wait per command (default: per command, 5 s for most)")
+    p.add_argument("commands", nargs="+", metavar="COMMAND", help="AT command, e.g. AT+CGSN")
+    p.set_defaults(func=_at)
+
+    c = sub.add_parser(
+        "creds", help="list, write, delete modem credentials (%%CMNG) and generate keys (%%KEYGEN)",
+        description="Manage the credentials stored in the modem (AT%CMNG) by sec tag and type.",
+        epilog=CREDS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    csub = c.add_subparsers(dest="creds_command", metavar="SUBCOMMAND", required=True)
+
+    ls = csub.add_parser("list", help="list stored credentials with their SHA-256",
+                         description="List stored credentials: sec tag, type, SHA-256 of the content.")
+    _add_port_options(ls)
+    ls.add_argument("--tag", type=int, default=None, help="only this sec tag")
+    ls.add_argument("--type", default=None, help="only this type (needs --tag)")
+    ls.add_argument("--json", action="store_true", help="JSON list on stdout")
+    ls.set_defaults(func=_list)
+
+    w = csub.add_parser("write", help="write a PEM file to a sec tag and verify it",
+                        description="Write a PEM credential to TAG/TYPE, verify its SHA-256 with "
+                        "%CMNG list, and restore the previous functional mode.")
+    _add_port_options(w)
+    w.add_argument("tag", type=int, metavar="TAG", help="sec tag, 0..2147483647")
+    w.add_argument("type", metavar="TYPE", help="credential type (number or name)")
+    w.add_argument("file", metavar="FILE", help="PEM file ('-' for stdin)")
+    w.set_defaults(func=_write)
+
+    d = csub.add_parser("delete", help="delete one credential",
+                        description="Delete TAG/TYPE (going offline if needed, then restoring).")
+    _add_port_options(d)
+    d.add_argument("tag", type=int, metavar="TAG")
+    d.add_argument("type", metavar="TYPE")
+    d.add_argument("--strict", action="store_true", help="fail (exit 3) if it does not exist")
+    d.set_defaults(func=_delete)
+
+    k = csub.add_parser("keygen", help="generate a key in the modem and save its CSR",
+                        description="AT%KEYGEN: the modem creates an EC P-256 key in TAG (type 2; "
+                        "the key never leaves the modem) and returns a CSR, saved as DER (or PEM with "
+                        "--pem). The mfw 1.3.7/2.0.2 spurious-NULL CSR quirk is normalised.")
+    _add_port_options(k)
+    k.add_argument("tag", type=int, metavar="TAG")
+    k.add_argument("out", metavar="OUT", help="CSR output file")
+    k.add_argument("--attributes", default=None, help='CSR subject, e.g. "CN=my-thing,O=Example"')
+    k.add_argument("--pem", action="store_true", help="write PEM instead of DER")
+    k.set_defaults(func=_keygen)
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from nrfprov.modem import Modem
+
+    return Modem.open(args.port, baud=args.baud, rtscts=args.rtscts)
+
+
+def _at(args: argparse.Namespace) -> int:
+    with _open(args) as m:
+        for text in args.commands:
+            for line in m.at(text, timeout=args.timeout):
+                print(line)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from nrfprov.errors import UsageError
+    from nrfprov.modem import CredentialType
+
+    ctype = CredentialType.parse(args.type) if args.type is not None else None
+    if ctype is not None and args.tag is None:
+        raise UsageError("--type needs --tag")
+    with _open(args) as m:
+        entries = m.credentials(args.tag)
+    if ctype is not None:
+        entries = [e for e in entries if int(e.type) == int(ctype)]
+    if args.json:
+        data = [{"sec_tag": e.sec_tag, "type": int(e.type), "type_name": _type_name(e.type),
+                 "sha256": e.sha256} for e in entries]
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if not entries:
+        print("no credentials stored" + (f" in sec tag {args.tag}" if args.tag is not None else ""))
+        return 0
+    print(f"{'SEC TAG':>10}  {'TYPE':<28}  SHA-256")
+    for e in entries:
+        print(f"{e.sec_tag:>10}  {int(e.type):>2} {_type_name(e.type):<25}  {e.sha256 or '-'}")
+    return 0
+
+
+def _type_name(t: object) -> str:
+    return getattr(t, "name", "UNKNOWN")
+
+
+def _write(args: argparse.Namespace) -> int:
+    from nrfprov.errors import UsageError
+    from nrfprov.modem import CredentialType
+    from nrfprov.modem.credentials import is_private_key
+    from nrfprov.modem.facade import ACTIVE_MODES
+
+    ctype = CredentialType.parse(args.type)
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {args.file}: {exc}") from exc
+    # Catch the classic mix-ups before the modem answers a bare 527.
+    if ctype is CredentialType.CLIENT_KEY and not is_private_key(text):
+        raise UsageError(f"{args.file} holds no PEM private key, but TYPE is CLIENT_KEY")
+    if ctype in (CredentialType.ROOT_CA_CERT, CredentialType.CLIENT_CERT):
+        if is_private_key(text):
+            raise UsageError(f"{args.file} holds a private key, but TYPE is {ctype.name}",
+                             hint="use CLIENT_KEY (2) for keys")
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise UsageError(f"{args.file} holds no PEM certificate, but TYPE is {ctype.name}")
+    with _open(args) as m:
+        mode = m.cfun()
+        if mode in ACTIVE_MODES:
+            print(f"modem is in CFUN={mode}: going offline (CFUN=4) for the write, then back to "
+                  f"CFUN={mode}", file=sys.stderr)
+        sha = m.write_credential(args.tag, ctype, text)
+    print(f"sec tag {args.tag} type {int(ctype)} ({ctype.name}) written; SHA-256 verified: {sha}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from nrfprov.modem import CredentialType
+
+    ctype = CredentialType.parse(args.type)
+    with _open(args) as m:
+        existed = m.delete_credential(args.tag, ctype, missing_ok=not args.strict)
+    what = f"sec tag {args.tag} type {int(ctype)} ({ctype.name})"
+    print(f"{what} deleted" if existed else f"{what} was not stored; nothing to delete")
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    import os
+
+    with _open(args) as m:
+        der = m.keygen_csr(args.tag, attributes=args.attributes)
+    data = der
+    if args.pem:
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        data = x509.load_der_x509_csr(der).public_bytes(Encoding.PEM)
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # a CSR is public
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    print(f"key generated in sec tag {args.tag} (type 2, stays in the modem); CSR written to {args.out}")
+    return 0
