@@ -35,11 +35,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import cbor2
 from paho.mqtt.client import MQTT_ERR_SUCCESS, topic_matches_sub
 
+from nrfprov.config import Settings
 from nrfprov.errors import (
     CloudRejected,
     DeviceLimitError,
@@ -52,6 +54,7 @@ from nrfprov.errors import (
 )
 from nrfprov.mqtt._paho import TunnelClient, make_client
 from nrfprov.mqtt.tunnel import Tunnel
+from nrfprov.transport.backends import mirror_limits
 from nrfprov.transport.base import ByteStream, layer_counters
 
 log = logging.getLogger(__name__)
@@ -109,6 +112,18 @@ class MqttSession:
         self._subscribed: set[str] = set()
         self._tunnel: Tunnel | None = None
         self._client: TunnelClient | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, stream_factory: Callable[[], ByteStream],
+                      client_id: str | None = None) -> MqttSession:
+        """Keepalive, clean session, MQTT version and (mirror mode) the payload limit from Settings."""
+        lim = mirror_limits(settings)
+        return cls(
+            stream_factory, client_id or settings.client_id, keepalive=settings.keepalive,
+            clean_session=settings.clean_session, mqtt_v5=settings.mqtt_v5,
+            payload_limit=lim.payload_len if lim is not None else None,
+            payload_symbol=lim.payload_symbol if lim is not None else PAYLOAD_SYMBOL,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -177,7 +192,7 @@ class MqttSession:
             rc, sub_mid = client.subscribe(batch)
             self._check_rc(rc, "SUBSCRIBE")
             mid = int(sub_mid or 0)
-            self._wait(lambda: mid in self._subacks, timeout, "SUBACK")
+            self._wait(partial(self._subacks.__contains__, mid), timeout, "SUBACK")
             with self._cond:
                 codes = self._subacks.pop(mid)
             for (topic, _qos), code in zip(batch, codes, strict=False):

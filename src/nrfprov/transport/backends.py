@@ -1,0 +1,155 @@
+"""Backend selection: which stream carries MQTT to the broker, decided by the Settings.
+
+- ``native``: TLS runs on the host (Mbed TLS, :class:`NativeTlsStream`) over the modem's raw TCP
+  socket, mirroring ``overlay-native_tls.conf``: any AWS message up to 128 KB arrives intact.
+- ``offload``: the modem runs TLS itself with the credentials in a sec tag (the sample's default):
+  incoming TLS records over ~2 KB fail with ``ModemTlsLimitError`` (aws-iot.md §6).
+- ``host``: TLS on the host over the host's own TCP (a factory station with its own network).
+
+``open_stream`` logs ONE info line naming the backend and the fragment line that decided it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from nrfprov.config import Settings
+from nrfprov.errors import UsageError
+from nrfprov.transport.base import ByteStream
+from nrfprov.transport.credentials import TlsCredentials
+from nrfprov.transport.native_tls import IN_CONTENT_SYMBOL, NativeTlsStream
+from nrfprov.transport.tcp import HostTcpStream
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("native", "offload", "host")
+PAYLOAD_SYMBOL = "CONFIG_AWS_IOT_MQTT_PAYLOAD_BUFFER_LEN"
+_SYMBOL_RE = re.compile(r"(CONFIG_[A-Za-z0-9_]+)=")
+
+_WHAT = {
+    "native": "host Mbed TLS over the modem's TCP socket",
+    "offload": "the modem's own TLS (~2 KB receive limit per record)",
+    "host": "host Mbed TLS over the host's own TCP",
+}
+
+
+class ModemLike(Protocol):
+    """The part of ``nrfprov.modem.Modem`` this module uses."""
+
+    def check_raw_binary_safe(self) -> None: ...
+
+    def open_tcp(self, host: str, port: int, timeout: float = ...) -> Any: ...
+
+    def open_tls(self, host: str, port: int, sec_tag: int, hostname: str | None = ...,
+                 peer_verify: int = ..., timeout: float = ...) -> Any: ...
+
+
+@dataclass(frozen=True)
+class MirrorLimits:
+    """Device-mirror limits (``CONFIG_NRFPROV_MIRROR_DEVICE_LIMITS=y``) with the symbols that set them."""
+
+    in_content_len: int
+    in_content_symbol: str
+    out_content_len: int
+    payload_len: int
+    payload_symbol: str
+
+
+def _symbol(settings: Settings, field_name: str, default: str) -> str:
+    origin = settings.origins.get(field_name, "")
+    m = _SYMBOL_RE.search(origin)
+    return m.group(1) if m else default
+
+
+def mirror_limits(settings: Settings) -> MirrorLimits | None:
+    if not settings.mirror_device_limits:
+        return None
+    return MirrorLimits(
+        in_content_len=settings.mbedtls_in_content_len,
+        in_content_symbol=_symbol(settings, "mbedtls_in_content_len", IN_CONTENT_SYMBOL),
+        out_content_len=settings.mbedtls_out_content_len,
+        payload_len=settings.mqtt_payload_buffer_len,
+        payload_symbol=_symbol(settings, "mqtt_payload_buffer_len", PAYLOAD_SYMBOL),
+    )
+
+
+def describe_backend(settings: Settings, backend: str | None = None) -> str:
+    """The one log line: backend, what it means and which fragment line chose it."""
+    b = backend or settings.tls_backend
+    reason = settings.tls_backend_reason if backend is None else "overridden by the caller"
+    line = f"TLS backend {b} ({_WHAT.get(b, '?')}), chosen by {reason}"
+    if settings.mirror_device_limits and b != "offload":
+        lim = mirror_limits(settings)
+        assert lim is not None
+        line += (f"; device-mirror limits {lim.in_content_symbol}={lim.in_content_len}, "
+                 f"{lim.payload_symbol}={lim.payload_len}")
+    return line
+
+
+def credentials_from_settings(settings: Settings) -> TlsCredentials:
+    """The certs folder of the settings (``ca-cert.pem``, ``client-cert.pem``, ``private-key.pem``)."""
+    return TlsCredentials.from_folder(settings.certs_dir, ca_file=settings.ca_file or None)
+
+
+def open_stream(
+    settings: Settings,
+    *,
+    modem: ModemLike | None = None,
+    credentials: TlsCredentials | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    server_name: str | None = None,
+    sec_tag: int | None = None,
+    backend: str | None = None,
+    timeout: float = 60.0,
+) -> ByteStream:
+    """Open a connected (and, for TLS on the host, handshaken) stream to the broker.
+
+    ``host``/``port`` default to the broker in the settings; ``server_name`` (SNI and certificate
+    check) defaults to ``host``. ``sec_tag`` (offload) defaults to ``claim_sec_tag``. ``credentials``
+    (native/host) default to the settings' certs folder.
+    """
+    b = backend or settings.tls_backend
+    if b not in BACKENDS:
+        raise UsageError(f"unknown TLS backend {b!r}; choose one of {', '.join(BACKENDS)}")
+    host = host or settings.broker_host
+    port = port or settings.broker_port
+    if not host:
+        raise UsageError("no broker host", hint="set CONFIG_AWS_IOT_BROKER_HOST_NAME")
+    name = server_name or host
+    log.info("%s; broker %s:%d", describe_backend(settings, backend), host, port)
+
+    if b == "offload":
+        modem = _need_modem(modem, b)
+        tag = sec_tag if sec_tag is not None else settings.claim_sec_tag
+        if tag is None:
+            raise UsageError("the offload backend needs a sec tag holding the TLS credentials",
+                             hint="set CONFIG_AWS_IOT_SEC_TAG (the sample uses 43)")
+        stream: ByteStream = modem.open_tls(host, port, tag, name, timeout=timeout)
+        return stream
+
+    creds = credentials if credentials is not None else credentials_from_settings(settings)
+    lim = mirror_limits(settings)
+    kw: dict[str, Any] = {"port": port, "timeout": timeout}
+    if lim is not None:
+        kw.update(in_content_limit=lim.in_content_len, in_content_symbol=lim.in_content_symbol,
+                  out_content_len=lim.out_content_len)
+    if b == "native":
+        modem = _need_modem(modem, b)
+        # Raw ciphertext through legacy SLM data mode ends at the first "+++" (nrf91-at / wire.md):
+        # the modem facade refuses that configuration with a DialectError before any byte is sent.
+        modem.check_raw_binary_safe()
+        inner: ByteStream = modem.open_tcp(host, port, timeout=timeout)
+    else:
+        inner = HostTcpStream.connect(host, port, timeout=timeout)
+    return NativeTlsStream.open(inner, creds, name, **kw)
+
+
+def _need_modem(modem: ModemLike | None, backend: str) -> ModemLike:
+    if modem is None:
+        raise UsageError(f"the {backend} backend talks through the modem, but no modem was given",
+                         hint="pass --port, or choose CONFIG_NRFPROV_TLS_BACKEND=\"host\"")
+    return modem
