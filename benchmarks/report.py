@@ -334,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results-md", type=Path, default=HERE / "RESULTS.md")
     ap.add_argument("--notes", type=Path, default=HERE / "notes.md",
                     help="hand-written findings (profiles, causes) appended to RESULTS.md")
+    ap.add_argument("--no-plot", action="store_true",
+                    help="skip the PNG (matplotlib is in the bench extra; the normal test suite lacks it)")
     args = ap.parse_args(argv)
     raw, benches = load(args.raw)
     if not benches:
@@ -345,11 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     from render import plot, results_markdown  # sibling module; report.py runs as a script
 
     png = args.out / "payload_size.png"
-    plot(summary, png)
+    if not args.no_plot:
+        plot(summary, png)
     notes = args.notes.read_text() if args.notes.exists() else ""
     args.results_md.write_text(results_markdown(summary, png_rel=png.relative_to(args.results_md.parent),
                                                 notes=notes))
-    print(f"wrote {args.out / 'summary.json'}, {args.results_md}, {png}")
+    print(f"wrote {args.out / 'summary.json'}, {args.results_md}" + ("" if args.no_plot else f", {png}"))
     for name, g in summary["goals"].items():
         print(f"  {name}: {g['label']} {g['goal']}: worst {g.get('worst', '-')} -> "
               f"{'met' if g['met'] else 'NOT met' if g['met'] is False else 'not measured'}")

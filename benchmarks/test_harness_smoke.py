@@ -3,7 +3,8 @@
 - The relay forwards and counts exactly, both ways, and half-closes like TCP.
 - It reads the negotiated TLS version, and what it calls TLS 1.3 session tickets is exactly what the
   server's tickets cost: the same exchange with ``num_tickets = 0`` is lighter by that many bytes.
-- report.py turns a pytest-benchmark export into summary.json, RESULTS.md and a PNG with the right ratios.
+- report.py turns a pytest-benchmark export into summary.json and RESULTS.md with the right ratios (the
+  PNG needs matplotlib from the bench extra, so ``make bench`` exercises it, not the normal suite).
 
 Real peers only: Python's ssl (OpenSSL) on 127.0.0.1 on both ends of the relay.
 """
@@ -206,13 +207,14 @@ def _fake_export(tmp: Path) -> Path:
     return path
 
 
-def test_report_computes_ratios_and_writes_three_files(tmp_path: Path) -> None:
+def test_report_computes_ratios_and_writes_summary_and_results(tmp_path: Path) -> None:
+    """The PNG needs matplotlib (bench extra only); make bench draws it, this checks the numbers."""
     import report
 
     out = tmp_path / "results"
     md = tmp_path / "RESULTS.md"
     assert report.main([str(_fake_export(tmp_path)), "--out", str(out), "--results-md", str(md),
-                        "--notes", str(tmp_path / "none.md")]) == 0
+                        "--notes", str(tmp_path / "none.md"), "--no-plot"]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["p1_uart_ratio"]["combined"]["native"]["ratio"] == 2.0  # 2 s over a 1 s floor
     assert s["p2_air_bytes"]["awsiotsdk"]["total_without_tickets"] == 8000
@@ -222,6 +224,5 @@ def test_report_computes_ratios_and_writes_three_files(tmp_path: Path) -> None:
     g = s["goals"]
     assert (g["p1"]["met"], g["p2"]["met"], g["p3"]["met"], g["p4"]["met"], g["p5"]["met"]) == (
         False, True, False, True, True)
-    assert (out / "payload_size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = md.read_text()
     assert "test cpu" in text and "| combined | json | native | 2.0 |" in text
