@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 # Shared fixtures, one plugin module per stand-in / room (tests/fixtures/<name>.py).
-pytest_plugins: list[str] = ["fixtures.cloud"]
+pytest_plugins: list[str] = ["fixtures.cloud", "fixtures.sim"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

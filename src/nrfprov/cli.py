@@ -20,6 +20,7 @@ from nrfprov.errors import NrfprovError
 _COMMAND_MODULES = [
     "nrfprov.config_cli",
     "nrfprov.modem.cli",
+    "nrfprov.sim.cli",
 ]
 
 EPILOG = """\

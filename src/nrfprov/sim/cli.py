@@ -1,0 +1,141 @@
+"""``nrfprov sim``: run the simulated nRF91 in the foreground on a pty."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+Serve a simulated nRF91 (modem firmware + Serial Modem or legacy SLM socket commands) on a
+pseudo-terminal. The first line on stdout is the pty path; point any AT client at it.
+
+The simulator keeps its credential store, IMEI and device UUID in --state, throttles the UART
+to --baud both ways, maps sockets to real TCP on 127.0.0.1, runs modem-offloaded TLS 1.2 with the
+sec tag's credentials and enforces the modem's 2303-byte incoming TLS record limit.
+On exit (Ctrl-C / SIGTERM) it writes stats.json (UART and air byte counters) into --state.
+
+Fault injection: --faults FILE is re-read whenever it changes; each new line is a JSON object:
+  {"fail": "AT%CMNG=0", "cme": 518, "times": 1}   answer matching commands with +CME ERROR
+  {"fail": "AT#XCONNECT", "cme": null}             ... or with a plain ERROR
+  {"delay": "AT+CFUN", "seconds": 2.5}             hold matching commands before answering
+  {"drop_link_after": 100}                         the UART dies after 100 more bytes
+"""
+
+EPILOG = """\
+examples:
+  nrfprov sim --dialect sm --state /tmp/dev1
+  nrfprov sim --dialect slm --baud 9600 --link /tmp/nrf91 --attach-delay 3
+  nrfprov sim --resolve a1b2-ats.iot.eu-west-1.amazonaws.com=127.0.0.1
+  nrfcredstore /dev/ttyACM-nrfsim list        (with --tty-alias /dev/ttyACM-nrfsim, as root)
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "sim",
+        help="run a simulated nRF91 on a pty",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--dialect", choices=["sm", "slm"], default="sm", help="socket dialect (default sm)")
+    p.add_argument("--baud", type=int, default=115200, help="UART speed in baud, 0 = unthrottled")
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "nrfprov" / "sim",
+        help="state directory: credentials, IMEI, stats.json (default ~/.local/state/nrfprov/sim)",
+    )
+    p.add_argument("--link", type=Path, default=None, help="also make a symlink to the pty here")
+    p.add_argument("--attach-delay", type=float, default=0.0, help="seconds from CFUN=1 to +CEREG: 1")
+    p.add_argument("--imei", default=None, help="15-digit Luhn-valid IMEI (default: made up once per state)")
+    p.add_argument("--terminator", default="+++", help="legacy SLM data-mode terminator (default +++)")
+    p.add_argument("--no-csr-quirk", action="store_true", help="emit clean CSRs (no mfw NULL parameter)")
+    p.add_argument("--faults", type=Path, default=None, help="JSON-lines fault control file (re-read)")
+    p.add_argument(
+        "--resolve",
+        action="append",
+        default=[],
+        metavar="HOST=IP",
+        help="map a host name for #XCONNECT (repeatable); only loopback is reachable",
+    )
+    p.add_argument(
+        "--tty-alias",
+        type=Path,
+        default=None,
+        help="bind-mount the pty at this /dev/ttyACM* path so tools that enumerate serial ports "
+        "(nrfcredstore) find it; needs root",
+    )
+    p.set_defaults(func=run)
+
+
+def _resolve_map(items: list[str]) -> dict[str, str]:
+    from nrfprov.errors import UsageError
+
+    out = {}
+    for item in items:
+        host, sep, ip = item.partition("=")
+        if not sep or not host or not ip:
+            raise UsageError(f"--resolve expects HOST=IP, got {item!r}")
+        out[host] = ip
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from nrfprov.errors import UsageError
+    from nrfprov.sim import SimulatedModem
+    from nrfprov.sim.faults import FaultFile
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        sim = SimulatedModem(
+            args.state,
+            dialect=args.dialect,
+            baud=args.baud,
+            attach_delay=args.attach_delay,
+            imei=args.imei,
+            terminator=args.terminator,
+            link=args.link,
+            csr_null_quirk=not args.no_csr_quirk,
+            resolve=_resolve_map(args.resolve),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc), hint="see nrfprov sim --help") from exc
+    faults = FaultFile(args.faults, sim) if args.faults else None
+    alias = None
+    with sim:
+        try:
+            if args.tty_alias is not None:
+                from nrfprov.sim.ttyalias import TtyAlias
+
+                alias = TtyAlias(Path(sim.port_url), args.tty_alias)
+                alias.__enter__()
+            print(sim.port_url, flush=True)
+            print(
+                f"simulated nRF91 ({args.dialect}, {args.baud or 'unthrottled'} baud, IMEI "
+                f"{sim.identity.imei}) — state in {args.state}; Ctrl-C to stop",
+                file=sys.stderr,
+                flush=True,
+            )
+            while not stop.wait(0.25):
+                if faults is not None:
+                    faults.poll()
+        finally:
+            if alias is not None:
+                alias.__exit__(None, None, None)
+    stats = sim.stats.snapshot()
+    (args.state / "stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+    print(json.dumps(stats), file=sys.stderr)
+    return 0

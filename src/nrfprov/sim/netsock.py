@@ -1,0 +1,369 @@
+"""Modem sockets mapped to real host TCP on loopback, with modem-offloaded TLS via MemoryBIO.
+
+TLS runs in a Python ``ssl.SSLObject`` over a pair of MemoryBIOs, so every raw byte from the peer
+passes through :class:`RecordScanner` before OpenSSL sees it. That is where the nRF91's secure
+socket buffer limit is enforced: an incoming record whose length field exceeds 2303 bytes (2048 B
+plaintext + max overhead; "2kB secure socket buffer", sdk-nrf PR #20182, wire contract) fails the
+socket with EMSGSIZE, on every record, handshake included.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from nrfprov.sim.uart import Stats
+
+log = logging.getLogger(__name__)
+
+# errno values as the nRF91 (Zephyr/newlib numbering) reports them through SO_ERROR / #XDATAMODE.
+ECONNRESET = 104
+ECONNREFUSED = 111
+ETIMEDOUT = 116
+EMSGSIZE = 122
+ENOTCONN = 128
+
+# Largest incoming TLS record length field the modem accepts (wire contract; sdk-nrf PR #20182).
+TLS_RECORD_LIMIT = 2303
+# Largest plaintext per TLS record the modem sends: NRF_SOCKET_TLS_MAX_MESSAGE_SIZE (nrf91-at.md §7).
+TLS_MAX_MESSAGE = 2048
+# Received bytes we buffer per socket before we stop reading TCP (backpressure to the peer). The
+# modem's own socket buffer size is undocumented; 16 KiB bounds memory and keeps TCP honest.
+RX_BUFFER_LIMIT = 16384
+
+POLLIN, POLLOUT, POLLERR, POLLHUP = 1, 4, 8, 16
+
+
+class SocketFailure(Exception):
+    def __init__(self, errno_: int, reason: str) -> None:
+        super().__init__(f"errno {errno_}: {reason}")
+        self.errno = errno_
+        self.reason = reason
+
+
+class RecordTooLarge(Exception):
+    def __init__(self, length: int) -> None:
+        super().__init__(f"incoming TLS record of {length} bytes exceeds {TLS_RECORD_LIMIT}")
+        self.length = length
+
+
+class RecordScanner:
+    """Follows TLS record boundaries in a raw byte stream and checks each length field."""
+
+    def __init__(self, limit: int = TLS_RECORD_LIMIT) -> None:
+        self.limit = limit
+        self._header = bytearray()
+        self._remaining = 0
+        self.records: list[int] = []  # length fields seen, for tests and logs (bounded below)
+
+    def feed(self, data: bytes) -> None:
+        i = 0
+        while i < len(data):
+            if self._remaining:
+                take = min(self._remaining, len(data) - i)
+                self._remaining -= take
+                i += take
+                continue
+            need = 5 - len(self._header)
+            self._header += data[i : i + need]
+            i += min(need, len(data) - i)
+            if len(self._header) == 5:
+                length = int.from_bytes(self._header[3:5], "big")
+                self._header.clear()
+                if len(self.records) < 1024:
+                    self.records.append(length)
+                if length > self.limit:
+                    raise RecordTooLarge(length)
+                self._remaining = length
+
+
+class SimSocket:
+    """One modem socket. The worker thread calls connect/send/recv; a pump thread reads TCP."""
+
+    def __init__(
+        self,
+        handle: int,
+        *,
+        tls: bool,
+        sec_tag: int | None,
+        peer_verify: int,
+        stats: Stats,
+        on_event: Callable[[SimSocket], None],
+    ) -> None:
+        self.handle = handle
+        self.tls = tls
+        self.sec_tag = sec_tag
+        self.peer_verify = peer_verify
+        self.hostname: str | None = None
+        self.error = 0  # SO_ERROR
+        self.connected = False
+        self.eof = False
+        self.scanner = RecordScanner()
+        self._stats = stats
+        self._on_event = on_event
+        self._sock: socket.socket | None = None
+        self._ssl: ssl.SSLObject | None = None
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self._ssl_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._rx = bytearray()
+        self._closed = False
+        self._pump: threading.Thread | None = None
+
+    # --- connect -------------------------------------------------------------------------------
+
+    def connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        resolve: Mapping[str, str],
+        allow_remote: bool,
+        context: ssl.SSLContext | None,
+        timeout: float = 30.0,
+    ) -> None:
+        target = resolve.get(host, host)
+        try:
+            # Family 1 = IPv4 (wire contract): resolve to IPv4 only.
+            infos = socket.getaddrinfo(target, port, socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as exc:
+            raise self._fail(ETIMEDOUT, f"DNS lookup of {target!r} failed: {exc}") from exc
+        addr = infos[0][4]
+        if not allow_remote and not ipaddress.ip_address(addr[0]).is_loopback:
+            raise self._fail(ECONNREFUSED, f"{host} resolves to {addr[0]}: the simulator only reaches loopback")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(addr)
+        except OSError as exc:
+            sock.close()
+            raise self._fail(ECONNREFUSED, f"connect to {addr} failed: {exc}") from exc
+        self._sock = sock
+        if self.tls:
+            assert context is not None
+            try:
+                self._handshake(context, time.monotonic() + timeout)
+            except SocketFailure:
+                self._shutdown()
+                raise
+        sock.settimeout(None)
+        self.connected = True
+        self._pump = threading.Thread(target=self._pump_loop, name=f"sim-sock-{self.handle}", daemon=True)
+        self._pump.start()
+
+    def _fail(self, errno_: int, reason: str) -> SocketFailure:
+        log.info("sim socket %d: %s", self.handle, reason)
+        self.error = errno_
+        return SocketFailure(errno_, reason)
+
+    def _handshake(self, context: ssl.SSLContext, deadline: float) -> None:
+        assert self._sock is not None
+        server_hostname = self.hostname if context.check_hostname else (self.hostname or None)
+        self._ssl = context.wrap_bio(self._in, self._out, server_side=False, server_hostname=server_hostname)
+        while True:
+            try:
+                self._ssl.do_handshake()
+                self._flush_out()
+                return
+            except ssl.SSLWantReadError:
+                self._flush_out()
+            except ssl.SSLError as exc:
+                self._flush_out_quietly()
+                raise self._fail(ECONNRESET, f"TLS handshake failed: {exc}") from exc
+            self._sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self._sock.recv(4096)
+            except OSError as exc:
+                raise self._fail(ETIMEDOUT, f"TLS handshake: {exc}") from exc
+            if not data:
+                raise self._fail(ECONNRESET, "peer closed during the TLS handshake")
+            self._stats.add("air_rx", len(data))
+            try:
+                self.scanner.feed(data)
+            except RecordTooLarge as exc:
+                raise self._fail(EMSGSIZE, str(exc)) from exc
+            self._in.write(data)
+
+    def _flush_out(self) -> None:
+        data = self._out.read()
+        if data and self._sock is not None:
+            self._sock.sendall(data)
+            self._stats.add("air_tx", len(data))
+
+    def _flush_out_quietly(self) -> None:
+        try:
+            self._flush_out()
+        except OSError:
+            pass
+
+    # --- data ----------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> int:
+        if self.error:
+            raise SocketFailure(self.error, "socket has failed")
+        if not self.connected or self._sock is None:
+            raise SocketFailure(ENOTCONN, "socket is not connected")
+        try:
+            if self._ssl is not None:
+                with self._ssl_lock:
+                    # The modem never puts more than 2048 B of plaintext in one record.
+                    for off in range(0, len(data), TLS_MAX_MESSAGE):
+                        self._ssl.write(data[off : off + TLS_MAX_MESSAGE])
+                        self._flush_out()
+            else:
+                self._sock.sendall(data)
+                self._stats.add("air_tx", len(data))
+        except (OSError, ssl.SSLError) as exc:
+            self._set_error(ECONNRESET, f"send failed: {exc}")
+            raise SocketFailure(ECONNRESET, str(exc)) from exc
+        return len(data)
+
+    def recv(self, maxn: int, *, timeout: float | None, peek: bool, stop: threading.Event) -> bytes | None:
+        """Bytes (≤ maxn), b"" at EOF, None on timeout. Raises SocketFailure on a failed socket."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self.error:
+                    raise SocketFailure(self.error, "socket has failed")
+                if self._rx:
+                    data = bytes(self._rx[:maxn])
+                    if not peek:
+                        del self._rx[: len(data)]
+                        self._cond.notify_all()  # room for the pump again
+                    return data
+                if self.eof or not self.connected:
+                    return b""
+                if stop.is_set():
+                    return None
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    return None
+                # Bounded wait so a stopping simulator is noticed even with timeout 0 = forever.
+                self._cond.wait(0.5 if wait is None else min(wait, 0.5))
+
+    def readiness(self) -> int:
+        with self._cond:
+            ev = 0
+            if self._rx or self.eof:
+                ev |= POLLIN
+            if self.connected and not self.error and not self.eof:
+                ev |= POLLOUT
+            if self.error:
+                ev |= POLLERR
+            if self.eof:
+                ev |= POLLHUP
+            return ev
+
+    def recv_pending(self) -> bool:
+        with self._cond:
+            return bool(self._rx)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _set_error(self, errno_: int, reason: str) -> None:
+        log.info("sim socket %d failed: %s", self.handle, reason)
+        with self._cond:
+            if not self.error:
+                self.error = errno_
+            self._rx.clear()  # the modem loses the data of a failed socket
+            self._cond.notify_all()
+
+    # --- pump ----------------------------------------------------------------------------------
+
+    def _pump_loop(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        try:
+            if self._ssl is not None:
+                self._drain_tls()  # app data that arrived together with the last handshake flight
+            while not self._closed and not self.error and not self.eof:
+                with self._cond:
+                    while len(self._rx) >= RX_BUFFER_LIMIT and not self._closed:
+                        self._cond.wait(0.5)
+                if self._closed:
+                    break
+                try:
+                    data = sock.recv(4096)
+                except OSError as exc:
+                    if not self._closed:
+                        self._set_error(ECONNRESET, f"recv failed: {exc}")
+                    break
+                if not data:
+                    with self._cond:
+                        self.eof = True
+                        self._cond.notify_all()
+                    break
+                self._stats.add("air_rx", len(data))
+                if self._ssl is None:
+                    with self._cond:
+                        self._rx += data
+                        self._cond.notify_all()
+                else:
+                    try:
+                        self.scanner.feed(data)
+                    except RecordTooLarge as exc:
+                        self._set_error(EMSGSIZE, str(exc))
+                        self._shutdown()
+                        break
+                    with self._ssl_lock:
+                        self._in.write(data)
+                    self._drain_tls()
+                self._on_event(self)
+        finally:
+            self._on_event(self)
+
+    def _drain_tls(self) -> None:
+        assert self._ssl is not None
+        chunks = []
+        with self._ssl_lock:
+            while True:
+                try:
+                    chunk = self._ssl.read(16384)
+                except ssl.SSLWantReadError:
+                    break
+                except ssl.SSLZeroReturnError:
+                    with self._cond:
+                        self.eof = True
+                    break
+                except ssl.SSLError as exc:
+                    self._set_error(ECONNRESET, f"TLS error: {exc}")
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            self._flush_out_quietly()
+        if chunks:
+            with self._cond:
+                for c in chunks:
+                    self._rx += c
+                self._cond.notify_all()
+
+    # --- close ---------------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._closed = True
+        with self._cond:
+            self._cond.notify_all()
+        self._shutdown()
+        pump = self._pump
+        if pump is not None and pump is not threading.current_thread():
+            pump.join(5)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self.connected = False

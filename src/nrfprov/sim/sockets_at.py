@@ -1,0 +1,491 @@
+"""Socket AT commands in both dialects (wire contract; nrf91-at.md §2-§3).
+
+Serial Modem (``sm``, NCS ≥ 3.1): every command names its handle; binary send is length-delimited
+(``AT#XSEND=<h>,2,<flags>,<len>``, no terminator scan); readiness via ``#XAPOLL`` URCs.
+Legacy SLM (``slm``): one selected socket; binary send is terminator-delimited data mode with the
+terminator matched anywhere (the ``+++`` hazard, reproduced on purpose); readiness via ``#XPOLL``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from nrfprov.sim.framing import Command
+from nrfprov.sim.netsock import POLLERR, POLLHUP, POLLIN, POLLOUT, SimSocket, SocketFailure
+from nrfprov.sim.replies import AtFail, DataSink, as_int, ok, param
+
+if TYPE_CHECKING:
+    from nrfprov.sim.modem import SimulatedModem
+
+log = logging.getLogger(__name__)
+
+MAX_SOCKETS = 8  # nRF91 modem socket limit (nrf91-at.md §2 notes)
+MAX_RECV = 2048  # bytes per #XRECV: NRF_SOCKET_TLS_MAX_MESSAGE_SIZE (nrf91-at.md §3)
+MAX_SEND_LEN = 4096  # SM data-mode buffer, CONFIG_SM_DATAMODE_BUF_SIZE default (nrf91-at.md §3)
+SLM_DATAMODE_BUF = 4096  # CONFIG_SLM_DATAMODE_BUF_SIZE default: a full buffer is sent at once
+MAX_INLINE_SEND = 1024  # SLM AT#XSEND="<text>" limit (nrf91-at.md §2)
+RECV_DONTWAIT = 64
+RECV_PEEK = 2
+TLS_PROTO = 258  # IPPROTO_TLS_1_2
+# ECDHE suites the nRF91 offers (nrf_socket.h cipher list, nrf91-at.md §7), OpenSSL names.
+MODEM_CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-AES128-SHA256",
+        "ECDHE-ECDSA-AES256-SHA384",
+        "ECDHE-ECDSA-AES128-SHA",
+        "ECDHE-ECDSA-AES256-SHA",
+        "ECDHE-RSA-AES128-SHA256",
+        "ECDHE-RSA-AES256-SHA384",
+        "ECDHE-RSA-AES128-SHA",
+        "ECDHE-RSA-AES256-SHA",
+    ]
+)
+
+Handler = Callable[[Command], bytes | None]
+
+
+class _SendSink(DataSink):
+    """Data-mode bytes for one socket. SM counted mode sends at the end; SLM buffers like slm_at_host."""
+
+    def __init__(self, sock: SimSocket, *, counted: bool) -> None:
+        self.sock = sock
+        self.counted = counted
+        self.buf = bytearray()
+        self.status = 0
+
+    def data(self, payload: bytes) -> None:
+        self.buf += payload
+        if not self.counted and len(self.buf) >= SLM_DATAMODE_BUF:
+            self._send()
+
+    def idle(self) -> None:
+        if not self.counted:
+            self._send()
+
+    def _send(self) -> None:
+        data, self.buf = bytes(self.buf), bytearray()
+        if not data:
+            return
+        try:
+            self.sock.send(data)
+        except SocketFailure as exc:
+            if self.counted:
+                self.status = -exc.errno
+            else:
+                # SLM logs a failed send, drops the bytes and stays in data mode; exit status stays 0.
+                log.info("sim: data-mode send failed (%s), %d bytes dropped", exc, len(data))
+
+    def end(self) -> int:
+        self._send()
+        return self.status
+
+
+class SocketCommands:
+    def __init__(self, modem: SimulatedModem) -> None:
+        self.m = modem
+        self.sm = modem.dialect == "sm"
+        self.socks: dict[int, SimSocket] = {}
+        self.selected: int | None = None  # SLM
+        self._lock = threading.Lock()  # guards socks + poll state against pump threads
+        self._changed = threading.Condition(self._lock)
+        self._apoll: dict[int, int] = {}  # handle → events mask (SM #XAPOLL)
+        self._in_armed: set[int] = set()
+        self._out_armed: set[int] = set()
+        self._errhup_done: dict[int, int] = {}
+        common: dict[str, Handler] = {
+            "#XSOCKET": self.xsocket,
+            "#XSSOCKET": self.xssocket,
+            "#XSSOCKETOPT": self.xssocketopt,
+            "#XSOCKETOPT": self.xsocketopt,
+            "#XCONNECT": self.xconnect,
+            "#XSEND": self.xsend,
+            "#XRECV": self.xrecv,
+        }
+        if self.sm:
+            common.update({"#XCLOSE": self.xclose, "#XAPOLL": self.xapoll})
+        else:
+            common.update({"#XSOCKETSELECT": self.xsocketselect, "#XPOLL": self.xpoll})
+        self._table = common
+
+    def handler(self, name: str) -> Handler | None:
+        return self._table.get(name)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _sock(self, params: tuple[str | None, ...], idx: int = 0) -> SimSocket:
+        """The socket a command names (SM: handle param) or the selected one (SLM)."""
+        if self.sm:
+            h = as_int(param(params, idx), 0, MAX_SOCKETS - 1)
+        else:
+            if self.selected is None:
+                raise AtFail(None, "no socket selected")
+            h = self.selected
+        s = self.socks.get(h)
+        if s is None:
+            raise AtFail(None, f"no socket {h}")
+        return s
+
+    def _open(self, *, tls: bool, sec_tag: int | None, peer_verify: int) -> SimSocket:
+        with self._lock:
+            free = [h for h in range(MAX_SOCKETS) if h not in self.socks]
+            if not free:
+                raise AtFail(None, "all 8 sockets in use")
+            h = free[0]
+            s = SimSocket(
+                h, tls=tls, sec_tag=sec_tag, peer_verify=peer_verify, stats=self.m.stats, on_event=self.on_event
+            )
+            self.socks[h] = s
+        self.selected = h
+        return s
+
+    def _close(self, h: int) -> None:
+        with self._lock:
+            s = self.socks.pop(h, None)
+            self._apoll.pop(h, None)
+            self._in_armed.discard(h)
+            self._out_armed.discard(h)
+            self._errhup_done.pop(h, None)
+        if s is not None:
+            s.close()
+        if self.selected == h:
+            self.selected = min(self.socks) if self.socks else None
+
+    def close_all(self) -> None:
+        for h in list(self.socks):
+            self._close(h)
+
+    # --- open / options ------------------------------------------------------------------------
+
+    def xsocket(self, c: Command) -> bytes:
+        if c.form != "set":
+            raise AtFail()
+        first = as_int(param(c.params, 0), 0, 3)
+        if not self.sm and first == 0:  # SLM: AT#XSOCKET=0 closes the selected socket
+            if self.selected is None:
+                raise AtFail(None, "no socket selected")
+            self._close(self.selected)
+            return ok('#XSOCKET: 0,"closed"')
+        if first != 1:
+            raise AtFail(None, "only IPv4 (1) sockets are simulated")
+        if as_int(param(c.params, 1), 1, 3) != 1 or as_int(param(c.params, 2), 0, 1) != 0:
+            raise AtFail(None, "only TCP client sockets are simulated")
+        s = self._open(tls=False, sec_tag=None, peer_verify=0)
+        return ok(f"#XSOCKET: {s.handle},1,6")
+
+    def xssocket(self, c: Command) -> bytes:
+        if c.form != "set":
+            raise AtFail()
+        if as_int(param(c.params, 0), 1, 2) != 1:
+            raise AtFail(None, "only IPv4 (1) sockets are simulated")
+        if as_int(param(c.params, 1), 1, 2) != 1 or as_int(param(c.params, 2), 0, 1) != 0:
+            raise AtFail(None, "only TLS stream client sockets are simulated")
+        tag = as_int(param(c.params, 3), 0, 2147483647)
+        verify = as_int(param(c.params, 4), 0, 2) if param(c.params, 4) is not None else 2
+        s = self._open(tls=True, sec_tag=tag, peer_verify=verify)
+        return ok(f"#XSSOCKET: {s.handle},1,{TLS_PROTO}")
+
+    def xssocketopt(self, c: Command) -> bytes:
+        if c.form != "set":
+            raise AtFail()
+        s = self._sock(c.params)
+        p = c.params[1:] if self.sm else c.params
+        op = as_int(param(p, 0), 0, 1)
+        name = as_int(param(p, 1), 0, 20)
+        if not s.tls or op != 1 or s.connected:
+            raise AtFail(None, "TLS options are set on a TLS socket before connect")
+        if name == 2:  # TLS_HOSTNAME
+            host = param(p, 2)
+            if not host:
+                raise AtFail()
+            s.hostname = host
+        elif name == 5:  # TLS_PEER_VERIFY
+            s.peer_verify = as_int(param(p, 2), 0, 2)
+        elif name not in (12, 13):  # session cache / cache purge: accepted, no effect here
+            raise AtFail(None, f"TLS option {name} not simulated")
+        return ok()
+
+    def xsocketopt(self, c: Command) -> bytes:
+        if c.form != "set":
+            raise AtFail()
+        s = self._sock(c.params)
+        p = c.params[1:] if self.sm else c.params
+        op = as_int(param(p, 0), 0, 1)
+        name = as_int(param(p, 1), 0, 100)
+        if op == 1:
+            return ok()  # timeouts, keep-alive ...: accepted; the simulator has no use for them
+        if name != 4:  # SO_ERROR is the only option read back
+            raise AtFail(None, f"get option {name} not simulated")
+        return ok(f"#XSOCKETOPT: {s.handle},{s.error}" if self.sm else f"#XSOCKETOPT: {s.error}")
+
+    def xsocketselect(self, c: Command) -> bytes:
+        if c.form != "set":
+            raise AtFail()
+        h = as_int(param(c.params, 0), 0, MAX_SOCKETS - 1)
+        if h not in self.socks:
+            raise AtFail()
+        self.selected = h
+        return ok(f"#XSOCKETSELECT: {h}")
+
+    # --- connect -------------------------------------------------------------------------------
+
+    def xconnect(self, c: Command) -> bytes:
+        if c.form != "set":
+            raise AtFail()
+        s = self._sock(c.params)
+        p = c.params[1:] if self.sm else c.params
+        host = param(p, 0)
+        port = as_int(param(p, 1), 1, 65535)
+        if not host:
+            raise AtFail()
+        if s.connected:
+            raise AtFail(None, "already connected")
+        if self.m.reg_stat not in (1, 5):
+            raise AtFail(None, "not registered to the LTE network (send AT+CFUN=1 and wait for +CEREG: 1)")
+        context = self._tls_context(s) if s.tls else None
+        try:
+            s.connect(host, port, resolve=self.m.resolve, allow_remote=self.m.allow_remote, context=context)
+        except SocketFailure as exc:
+            raise AtFail(None, str(exc)) from exc
+        self._arm_out(s.handle)
+        self.check_poll(s)
+        return ok(f"#XCONNECT: {s.handle},1" if self.sm else "#XCONNECT: 1")
+
+    def _tls_context(self, s: SimSocket) -> ssl.SSLContext:
+        """TLS 1.2 client context from the sec tag's CA (type 0), cert (1) and key (2)."""
+        assert s.sec_tag is not None
+        store = self.m.store
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # the modem has no TLS 1.3 (nrf91-at.md §7)
+        ctx.set_ciphers(MODEM_CIPHERS)
+        if s.peer_verify == 2:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            # Without a host name mbedTLS checks the chain only (SLM never sets one itself).
+            ctx.check_hostname = s.hostname is not None
+            ca = store.get(s.sec_tag, 0)
+            if ca:
+                ctx.load_verify_locations(cadata=ca)
+        else:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        cert, key = store.get(s.sec_tag, 1), store.get(s.sec_tag, 2)
+        if cert and key:
+            self._load_client_identity(ctx, cert, key, store.passwd(s.sec_tag, 2))
+        return ctx
+
+    def _load_client_identity(self, ctx: ssl.SSLContext, cert: str, key: str, passwd: str | None) -> None:
+        # ssl only loads key material from files: a 0600 file in the state dir, removed at once.
+        path = self.m.state_dir / f".tls-{secrets.token_hex(8)}.pem"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, (key.rstrip() + "\n" + cert.rstrip() + "\n").encode("latin-1"))
+            os.close(fd)
+            ctx.load_cert_chain(path, password=passwd)
+        except (ssl.SSLError, ValueError) as exc:
+            raise AtFail(None, f"sec tag credentials unusable: {exc}") from exc
+        finally:
+            path.unlink(missing_ok=True)
+
+    # --- send ----------------------------------------------------------------------------------
+
+    def xsend(self, c: Command) -> bytes | None:
+        if self.sm:
+            return self._xsend_sm(c)
+        s = self._sock(c.params)
+        self._usable(s)
+        if c.form == "exec":  # SLM data mode, terminator-delimited
+            self.m.enter_datamode(_SendSink(s, counted=False), ok(), count=None)
+            return None
+        if c.form != "set":
+            raise AtFail()
+        text = param(c.params, 0) or ""
+        if len(text) > MAX_INLINE_SEND:
+            raise AtFail()
+        n = self._send_now(s, text.encode("latin-1"))
+        return ok(f"#XSEND: {n}")
+
+    def _xsend_sm(self, c: Command) -> bytes | None:
+        if c.form != "set":
+            raise AtFail()
+        s = self._sock(c.params)
+        mode = as_int(param(c.params, 1), 0, 2)
+        as_int(param(c.params, 2) or "0", 0, 0xFFFF)  # flags: accepted, no effect here
+        self._usable(s)
+        if mode == 2:
+            length = param(c.params, 3)
+            if length is None:
+                self.m.enter_datamode(_SendSink(s, counted=False), ok(), count=None)
+            else:
+                n = as_int(length, 1, MAX_SEND_LEN)
+                self.m.enter_datamode(_SendSink(s, counted=True), ok(), count=n)
+            self._arm_out(s.handle)
+            return None
+        text = param(c.params, 3) or ""
+        try:
+            data = text.encode("latin-1") if mode == 0 else bytes.fromhex(text)
+        except ValueError as exc:
+            raise AtFail(None, "bad hex data") from exc
+        n = self._send_now(s, data)
+        self._arm_out(s.handle)
+        return ok(f"#XSEND: {s.handle},0,{n}")
+
+    def _usable(self, s: SimSocket) -> None:
+        if s.error or not s.connected:
+            raise AtFail(None, f"socket {s.handle} not usable (error {s.error})")
+
+    def _send_now(self, s: SimSocket, data: bytes) -> int:
+        try:
+            return s.send(data)
+        except SocketFailure as exc:
+            self.check_poll(s)
+            raise AtFail(None, str(exc)) from exc
+
+    # --- receive -------------------------------------------------------------------------------
+
+    def xrecv(self, c: Command) -> bytes:
+        if c.form != "set":
+            raise AtFail()
+        p = c.params
+        if self.sm:
+            s = self._sock(p)
+            mode = as_int(param(p, 1), 0, 1)
+            flags = as_int(param(p, 2) or "0", 0, 0xFFFF)
+            timeout = as_int(param(p, 3) or "0", 0, 65535)
+            maxn = as_int(param(p, 4), 1, MAX_RECV) if param(p, 4) is not None else MAX_RECV
+        else:
+            s = self._sock(p, 0)
+            mode = 0
+            timeout = as_int(param(p, 0), 0, 65535)
+            flags = as_int(param(p, 1) or "0", 0, 0xFFFF)
+            maxn = MAX_RECV
+        wait = 0.0 if flags & RECV_DONTWAIT else (None if timeout == 0 else float(timeout))
+        try:
+            data = s.recv(maxn, timeout=wait, peek=bool(flags & RECV_PEEK), stop=self.m._stop)
+        except SocketFailure as exc:
+            self.check_poll(s)
+            raise AtFail(None, str(exc)) from exc
+        with self._lock:
+            self._in_armed.add(s.handle)  # #XRECV re-arms POLLIN
+        self.check_poll(s)
+        if data is None:
+            raise AtFail(None, "receive timed out")
+        if self.sm:
+            shown = data.hex().upper().encode() if mode == 1 else data
+            return f"\r\n#XRECV: {s.handle},{mode},{len(data)}\r\n".encode() + shown + b"\r\nOK\r\n"
+        if not data:
+            return ok()  # legacy SLM: peer closed → OK without an #XRECV line
+        return f"\r\n#XRECV: {len(data)}\r\n".encode() + data + b"\r\nOK\r\n"
+
+    # --- close ---------------------------------------------------------------------------------
+
+    def xclose(self, c: Command) -> bytes:
+        if c.form == "exec":
+            handles = sorted(self.socks)
+            for h in handles:
+                self._close(h)
+            return ok(*(f"#XCLOSE: {h},0" for h in handles))
+        if c.form != "set":
+            raise AtFail()
+        h = as_int(param(c.params, 0), 0, MAX_SOCKETS - 1)
+        if h not in self.socks:
+            raise AtFail()
+        self._close(h)
+        return ok(f"#XCLOSE: {h},0")
+
+    # --- readiness -----------------------------------------------------------------------------
+
+    def _arm_out(self, h: int) -> None:
+        with self._lock:
+            self._out_armed.add(h)
+
+    def xapoll(self, c: Command) -> bytes:
+        if c.form != "set":
+            raise AtFail()
+        h_param = param(c.params, 0)
+        op = as_int(param(c.params, 1), 0, 1)
+        handles = [as_int(h_param, 0, MAX_SOCKETS - 1)] if h_param is not None else sorted(self.socks)
+        for h in handles:
+            if h not in self.socks:
+                raise AtFail()
+        events = as_int(param(c.params, 2), 0, 0xFF) if op == 1 else 0
+        with self._lock:
+            for h in handles:
+                if op == 1:
+                    self._apoll[h] = events
+                    self._in_armed.add(h)
+                    self._out_armed.add(h)
+                    self._errhup_done[h] = 0
+                else:
+                    self._apoll.pop(h, None)
+        # URCs caused by arming go after the OK, as the modem answers the command first.
+        def fire() -> None:
+            for h in handles:
+                if h in self.socks:
+                    self.check_poll(self.socks[h])
+
+        self.m.call_soon(fire)
+        return ok()
+
+    def on_event(self, s: SimSocket) -> None:
+        """Pump thread: data, EOF or an error arrived on ``s``."""
+        with self._changed:
+            self._changed.notify_all()
+        self.check_poll(s)
+
+    def check_poll(self, s: SimSocket) -> None:
+        """Fire ``#XAPOLL`` if an armed event is ready. POLLIN/POLLOUT fire once until re-armed."""
+        if not self.sm:
+            return
+        h = s.handle
+        ready = s.readiness()
+        with self._lock:
+            mask = self._apoll.get(h)
+            if mask is None or self.socks.get(h) is not s:
+                return
+            rev = 0
+            if ready & POLLIN and mask & POLLIN and h in self._in_armed:
+                has_data = not (ready & POLLHUP) or s.recv_pending()
+                if has_data or not self._errhup_done[h] & POLLHUP:
+                    rev |= POLLIN
+            if ready & POLLOUT and mask & POLLOUT and h in self._out_armed:
+                rev |= POLLOUT
+            for bit in (POLLERR, POLLHUP):  # always reported, once
+                if ready & bit and not self._errhup_done[h] & bit:
+                    rev |= bit
+            if not rev:
+                return
+            if rev & POLLIN:
+                self._in_armed.discard(h)
+            if rev & POLLOUT:
+                self._out_armed.discard(h)
+            self._errhup_done[h] |= rev & (POLLERR | POLLHUP)
+        self.m.urc(f"#XAPOLL: {h},{rev}")
+
+    def xpoll(self, c: Command) -> bytes:
+        """SLM ``AT#XPOLL=<timeout_ms>[,<h>...]``: wait until a socket is readable/failed."""
+        if c.form != "set":
+            raise AtFail()
+        timeout_ms = as_int(param(c.params, 0), 0, 600000)
+        handles = [as_int(x, 0, MAX_SOCKETS - 1) for x in c.params[1:]] or sorted(self.socks)
+        deadline = time.monotonic() + timeout_ms / 1000
+        interest = POLLIN | POLLERR | POLLHUP
+        with self._changed:
+            while True:
+                ready = [(h, self.socks[h].readiness() & interest) for h in handles if h in self.socks]
+                ready = [(h, r) for h, r in ready if r]
+                left = deadline - time.monotonic()
+                if ready or left <= 0 or self.m._stop.is_set():
+                    break
+                self._changed.wait(min(left, 0.5))
+        return ok(*(f'#XPOLL: {h},"0x{r:04x}"' for h, r in ready))
