@@ -327,40 +327,29 @@ class Driver:
         self._close_session()
         s = self.settings
         factory = self._stream_factory(eff)
-        limit = s.mqtt_payload_buffer_len if s.mirror_device_limits else None
+        limit = s.mqtt_payload_buffer_len if s.mirror_device_limits else None  # device-mirror mode
         session = MqttSession(factory, eff.client_id, keepalive=s.keepalive, clean_session=s.clean_session,
                               mqtt_v5=s.mqtt_v5, payload_limit=limit)
         self._session = session
         session.connect(CONNECT_TIMEOUT)
 
     def _stream_factory(self, eff: m.ConnectMqtt) -> Callable[[], Any]:
-        from nrfprov.transport.credentials import TlsCredentials
-        from nrfprov.transport.native_tls import NativeTlsStream
-        from nrfprov.transport.tcp import HostTcpStream
+        from nrfprov.transport import TlsCredentials, open_stream
 
         s = self.settings
-        host, port = s.broker_host, s.broker_port
-        modem_tls = self.backend == "offload" or (eff.identity is m.Identity.PROVISIONED and self.flow == "csr")
-        if modem_tls:
-            tag = eff.sec_tag
-            if tag is None:
-                raise UsageError("the modem TLS connection needs a sec tag", hint="set CONFIG_AWS_IOT_SEC_TAG")
-            return lambda: self.modem.open_tls(host, port, tag, hostname=host, timeout=CONNECT_TIMEOUT)
         if eff.identity is m.Identity.CLAIM:
-            creds = TlsCredentials.from_folder(s.certs_dir, ca_file=None)
-        else:
-            assert eff.bundle is not None and eff.bundle.private_key_pem is not None
-            creds = TlsCredentials.from_pems(eff.bundle.ca_pem, eff.bundle.certificate_pem,
-                                             eff.bundle.private_key_pem, source="issued credentials")
-        in_limit = s.mbedtls_in_content_len if s.mirror_device_limits else None
-
-        def open_native() -> Any:
-            inner = (HostTcpStream.connect(host, port, timeout=CONNECT_TIMEOUT) if self.backend == "host"
-                     else self.modem.open_tcp(host, port, timeout=CONNECT_TIMEOUT))
-            return NativeTlsStream.open(inner, creds, host, timeout=CONNECT_TIMEOUT, port=port,
-                                        in_content_limit=in_limit)
-
-        return open_native
+            # offload: claim sec tag; native/host: the certs folder (open_stream's default).
+            return lambda: open_stream(s, modem=self.modem, backend=self.backend, sec_tag=eff.sec_tag,
+                                       timeout=CONNECT_TIMEOUT)
+        if self.backend == "offload" or self.flow == "csr":
+            # The CSR key exists only inside the modem: its own TLS is the only way to use it.
+            return lambda: open_stream(s, modem=self.modem, backend="offload", sec_tag=eff.sec_tag,
+                                       timeout=CONNECT_TIMEOUT)
+        assert eff.bundle is not None and eff.bundle.private_key_pem is not None
+        creds = TlsCredentials.from_pems(eff.bundle.ca_pem, eff.bundle.certificate_pem,
+                                         eff.bundle.private_key_pem, source="issued credentials")
+        return lambda: open_stream(s, modem=self.modem, backend=self.backend, credentials=creds,
+                                   timeout=CONNECT_TIMEOUT)
 
     def _close_session(self) -> None:
         session, self._session = self._session, None
@@ -368,7 +357,7 @@ class Driver:
             return
         try:
             for layer in session.counters()[-1:]:
-                self._socket_bytes += int(layer.get("bytes_sent", 0)) + int(layer.get("bytes_received", 0))  # type: ignore[call-overload]
+                self._socket_bytes += int(layer.get("bytes_sent", 0)) + int(layer.get("bytes_received", 0))
         except (NrfprovError, AttributeError, TypeError, ValueError):
             pass
         session.disconnect()
