@@ -20,6 +20,7 @@ from __future__ import annotations
 import selectors
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 LOOPBACK = "127.0.0.1"
@@ -104,15 +105,22 @@ class ConnectionCount:
     _down_reader: _RecordReader = field(default_factory=_RecordReader, repr=False)
     _client_second_flight: bool = field(default=False, repr=False)
     _tickets_done: bool = field(default=False, repr=False)
+    # (monotonic seconds, "up"/"down", bytes) per forwarded chunk, when the relay was made with trace=True;
+    # used to find stalls (e.g. a Nagle / delayed-ACK 40 ms gap) in a client's exchange.
+    trace: list[tuple[float, str, int]] | None = field(default=None, repr=False)
 
     def observe_up(self, data: bytes) -> None:
         self.up += len(data)
+        if self.trace is not None:
+            self.trace.append((time.monotonic(), "up", len(data)))
         for ctype, _length, _head in self._up_reader.feed(data):
             if ctype == _CT_APPLICATION_DATA and self.tls_version is not None:
                 self._client_second_flight = True
 
     def observe_down(self, data: bytes) -> None:
         self.down += len(data)
+        if self.trace is not None:
+            self.trace.append((time.monotonic(), "down", len(data)))
         for ctype, length, head in self._down_reader.feed(data):
             if ctype == _CT_HANDSHAKE and self.tls_version is None:
                 self.tls_version = _selected_version(head)
@@ -139,7 +147,7 @@ class CountingRelay:
     relay sees records respects causality (needed to spot TLS 1.3 tickets).
     """
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, trace: bool = False) -> None:
         if target_host not in (LOOPBACK, "localhost"):
             raise ValueError(f"the relay only dials loopback, not {target_host!r}")
         self._target = (LOOPBACK, target_port)
@@ -150,6 +158,7 @@ class CountingRelay:
         self._socks: set[socket.socket] = set()
         self._stopping = threading.Event()
         self.port = 0
+        self._trace = trace
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -236,7 +245,7 @@ class CountingRelay:
             upstream.settimeout(None)
             for s in (client, upstream):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            count = ConnectionCount()
+            count = ConnectionCount(trace=[] if self._trace else None)
             with self._lock:
                 self._counts.append(count)
                 self._socks.update((client, upstream))
