@@ -100,7 +100,8 @@ def test_wait_messages_takes_either_order_and_mirror_payload_limit(
         s.publish("other", b"", 0, 5)
         with pytest.raises(DeviceLimitError) as ei:
             s.wait_message("big", 5)
-        assert (ei.value.symbol, ei.value.limit, ei.value.needed) == ("CONFIG_MQTT_HELPER_PAYLOAD_BUFFER_LEN", 8096, 9000)
+        e = ei.value
+        assert (e.symbol, e.limit, e.needed) == ("CONFIG_MQTT_HELPER_PAYLOAD_BUFFER_LEN", 8096, 9000)
         assert "short by 904 bytes" in str(ei.value)
         with pytest.raises(DeviceLimitError):  # the session stays failed, like the device's
             s.publish("t", b"", 0, 1)
