@@ -21,6 +21,7 @@ _COMMAND_MODULES = [
     "nrfprov.config_cli",
     "nrfprov.modem.cli",
     "nrfprov.sim.cli",
+    "nrfprov.provisioning.cli",
 ]
 
 EPILOG = """\

@@ -1,0 +1,192 @@
+"""``nrfprov provision`` and ``nrfprov demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+PROVISION_EPILOG = """\
+examples:
+  # the sample's split-topic workaround, modem TLS with the claim credentials in sec tag 43
+  nrfprov provision --port /dev/ttyACM0 --conf prj.conf
+  # the official CreateKeysAndCertificate reply, TLS on the host over the modem's TCP socket
+  nrfprov provision --port /dev/ttyACM0 --conf prj.conf --overlay overlay-native_tls.conf \\
+      --flow combined --format cbor
+  # key generated inside the modem (%KEYGEN), CreateCertificateFromCsr + RegisterThing
+  nrfprov provision --port /dev/ttyACM0 --conf prj.conf --flow csr
+  # the run was interrupted after the credentials arrived: finish it, no new certificate
+  nrfprov provision --port /dev/ttyACM0 --conf prj.conf --resume
+
+The chain (the PoC sample's 12 steps): LTE up -> claim connect -> subscribe -> request -> receive ->
+disconnect -> CFUN=4 -> write CA, cert, key to the provisioned sec tag (verified by %CMNG SHA-256)
+-> clear subscriptions -> CFUN=1 -> reconnect with the new credentials and publish QoS 1 to
+$aws/things/<thing>/shadow/update (the PUBACK is the proof).
+
+Issued credentials are journaled (0600) in the state directory BEFORE the modem is touched and
+the key is erased from it only after the verified write and the successful reconnect.
+Refused combinations (exit 2): combined/csr without CONFIG_NRFPROV_TEMPLATE_NAME (AWS activates
+such certificates only in RegisterThing); offload without CONFIG_AWS_IOT_SEC_TAG; claim tag ==
+provisioned tag. combined over offloaded TLS is allowed but fails (exit 4, ModemTlsLimitError):
+its ~3.5 KB reply does not fit the modem's 2 KB TLS buffer; use the native backend or split."""
+
+DEMO_EPILOG = """\
+Starts a local AWS IoT stand-in (mosquitto + provisioning responder) and one simulated nRF91 per
+run, all in this process on 127.0.0.1, and provisions every combination of flow x format x TLS
+backend x modem dialect that should work, plus the one that must not (combined over the modem's
+own TLS: marked expected_failure). Exit 0 when every row behaves as expected."""
+
+
+def _add_port_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("serial port")
+    g.add_argument("--port", required=True, metavar="URL",
+                   help="device path or pyserial URL: /dev/ttyACM0, COM3, /dev/pts/5, socket://host:port")
+    g.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    g.add_argument("--rtscts", action="store_true",
+                   help="hardware flow control (nRF9160 DK has it; Thingy:91 does not)")
+
+
+def register(sub: Any) -> None:
+    from nrfprov.config_cli import add_config_options
+
+    p = sub.add_parser(
+        "provision", help="provision a modem with AWS IoT credentials (the 12-step chain)",
+        description="Fetch device credentials from AWS IoT with the claim identity, write them to the "
+        "modem's provisioned sec tag, and prove them by reconnecting. Configuration comes from the same "
+        "Kconfig fragments the firmware build uses.",
+        epilog=PROVISION_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_port_options(p)
+    add_config_options(p)
+    g = p.add_argument_group("provisioning")
+    g.add_argument("--flow", choices=("split", "combined", "csr"),
+                   help="split: the sample's workaround topics; combined: CreateKeysAndCertificate; "
+                   "csr: %%KEYGEN + CreateCertificateFromCsr (default: CONFIG_NRFPROV_FLOW, else split)")
+    g.add_argument("--format", dest="payload_format", choices=("json", "cbor"),
+                   help="Fleet Provisioning payload format (default: CONFIG_NRFPROV_PAYLOAD_FORMAT, else json)")
+    g.add_argument("--state", metavar="DIR",
+                   help="journal directory (default: $XDG_STATE_HOME/nrfprov/<IMEI>, i.e. one per device)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run with the journaled credentials; requests nothing new")
+    p.add_argument("--json", action="store_true", help="no progress display; one JSON summary on stdout")
+    p.set_defaults(func=_provision)
+
+    d = sub.add_parser(
+        "demo", help="provision simulated modems against a local AWS IoT stand-in, every combination",
+        description="Run the whole chain end to end with no hardware and no AWS account.",
+        epilog=DEMO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
+    d.add_argument("--baud", type=int, default=115200,
+                   help="simulated UART baud (default 115200, the nRF91 default; 0 = unthrottled)")
+    d.add_argument("--only", metavar="FLOW", choices=("split", "combined", "csr"), help="one flow only")
+    d.set_defaults(func=_demo)
+
+
+def default_state_dir(imei: str) -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "nrfprov" / imei
+
+
+class _Progress:
+    """Live step-by-step display: rich on a terminal, one plain line per step otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stdout.isatty()
+        self._console: Any = None
+        self._status: Any = None
+        if enabled and self.tty:
+            from rich.console import Console
+
+            self._console = Console()
+
+    def start(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self._console is not None:
+            self._status = self._console.status(text)
+            self._status.start()
+        else:
+            print(text, flush=True)
+
+    def step(self, report: Any, next_step: str | None) -> None:
+        if not self.enabled:
+            return
+        detail = f"  {report.detail}" if report.detail else ""
+        if self._console is not None:
+            self._console.print(f"[green]✓[/green] {report.state.value:<20}[dim]{report.seconds:7.2f} s[/dim]{detail}")
+            if self._status is not None and next_step:
+                self._status.update(f"{next_step} ...")
+        else:
+            print(f"step {report.state.value}: {report.seconds:.2f} s{detail}", flush=True)
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from nrfprov.config_cli import load_from_args
+    from nrfprov.errors import NrfprovError
+    from nrfprov.modem import Modem
+    from nrfprov.provisioning.driver import Driver, StepReport, check_combination
+
+    settings = load_from_args(args)
+    flow = args.flow or settings.flow
+    # Refuse what cannot work before the port is even opened (exit 2).
+    check_combination(settings, flow, settings.tls_backend)
+    progress = _Progress(enabled=not args.json)
+    modem = Modem.open(args.port, baud=args.baud, dialect=settings.modem_dialect,
+                       slm_terminator=settings.slm_terminator, rtscts=args.rtscts)
+    driver: Driver | None = None
+    try:
+        state = Path(args.state) if args.state else default_state_dir(modem.imei())
+        names: list[str] = []
+
+        def on_step(report: StepReport) -> None:
+            names.append(report.state.value)
+            progress.step(report, None)
+
+        driver = Driver(settings, modem, state_dir=state, flow=flow, payload_format=args.payload_format,
+                        resume=args.resume, progress=on_step)
+        progress.start(f"provisioning over {args.port} ({flow}, {settings.tls_backend} TLS), journal {state}")
+        try:
+            result = driver.run()
+        except NrfprovError as exc:
+            progress.stop()
+            if args.json:
+                summary = driver.result.summary() if hasattr(driver, "result") else {"ok": False}
+                json.dump(summary, sys.stdout, indent=2)
+                sys.stdout.write("\n")
+                print(f"nrfprov: error: {exc}", file=sys.stderr)
+                return exc.exit_code
+            raise
+        progress.stop()
+        if args.json:
+            json.dump(result.summary(), sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            print(f"provisioned: thing {result.thing_name}, certificate {result.certificate_id[:16]}..., "
+                  f"sec tag {settings.provisioned_sec_tag}, {result.seconds:.1f} s, "
+                  f"{result.uart_bytes} UART bytes", flush=True)
+        return 0
+    finally:
+        progress.stop()
+        modem.close()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from nrfprov.provisioning.demo import print_table, run_demo
+
+    rows = run_demo(baud=args.baud, only=args.only, progress=None if args.json else sys.stderr)
+    if args.json:
+        json.dump([r.public() for r in rows], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_table(rows, baud=args.baud)
+    return 0 if all(r.as_expected for r in rows) else 1
