@@ -262,7 +262,10 @@ class CombinedExtractor:
                     raise MalformedPayload(
                         f"native extractor reports {length} bytes for {name}, over its "
                         f"{n.field_max[index]}-byte buffer",
-                        reason="internal", offset=None, field=name, hint=_REBUILD_HINT,
+                        reason="internal",
+                        offset=None,
+                        field=name,
+                        hint=_REBUILD_HINT,
                     )
                 raw = bytes(n.ffi.buffer(self._bufs[index], length))
                 try:
@@ -270,7 +273,10 @@ class CombinedExtractor:
                 except UnicodeDecodeError as exc:  # the C validated UTF-8: this is a bug there
                     raise MalformedPayload(
                         f"native extractor delivered invalid UTF-8 for {name}",
-                        reason="internal", offset=None, field=name, hint=_REBUILD_HINT,
+                        reason="internal",
+                        offset=None,
+                        field=name,
+                        hint=_REBUILD_HINT,
                     ) from exc
             if n.lib.nrfprov_field_present(self._state, n.lib.NRFPROV_FIELD_STATUS_CODE):
                 values["status_code"] = int(n.lib.nrfprov_status_code(self._state))
@@ -303,14 +309,18 @@ class CombinedExtractor:
             field = _STATUS_FIELD_NAME
         if rc == lib.NRFPROV_E_TOO_LARGE:
             big = PayloadTooLarge(
-                f"{self._fmt} reply", self._fed, n.max_message,
+                f"{self._fmt} reply",
+                self._fed,
+                n.max_message,
                 hint="AWS IoT limits an MQTT payload to 128 KB; this is not a Fleet Provisioning reply",
             )
             big.offset = offset
             return big
         if rc == lib.NRFPROV_E_FIELD_TOO_LONG and 0 <= field_index < len(_STRING_FIELDS):
             big = PayloadTooLarge(
-                f"field {field} (at byte {offset})", int(lib.nrfprov_error_size(st)), n.field_max[field_index],
+                f"field {field} (at byte {offset})",
+                int(lib.nrfprov_error_size(st)),
+                n.field_max[field_index],
                 hint="a credential longer than this cannot be written with one 4096-byte AT%CMNG command",
             )
             big.offset = offset

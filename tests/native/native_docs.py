@@ -195,7 +195,7 @@ def json_dumps_random(obj: Any, rnd: random.Random) -> str:
 
 def _head(major: int, arg: int, rnd: random.Random, minimal: bool = False) -> bytes:
     # Non-minimal argument encodings are well-formed (RFC 8949 3): use them sometimes.
-    sizes = [n for n in (0, 1, 2, 4, 8) if (arg < 24 if n == 0 else arg < 256 ** n)]
+    sizes = [n for n in (0, 1, 2, 4, 8) if (arg < 24 if n == 0 else arg < 256**n)]
     n = sizes[0] if minimal or rnd.random() < 0.8 else rnd.choice(sizes)
     if n == 0:
         return bytes([(major << 5) | arg])
@@ -260,13 +260,45 @@ cbor_value = st.recursive(
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
         st.dictionaries(st.one_of(st.text(_chars, max_size=10), st.integers(-100, 100)), inner, max_size=4),
-        st.builds(cbor2.CBORTag, st.integers(min_value=6, max_value=2**32).filter(lambda t: t not in _DECODED_TAGS), inner),
+        st.builds(
+            cbor2.CBORTag, st.integers(min_value=6, max_value=2**32).filter(lambda t: t not in _DECODED_TAGS), inner
+        ),
     ),
     max_leaves=12,
 )
 
 # Tags cbor2 interprets (found by probing cbor2 6.3 with every tag below 70000): their content has
 # rules cbor2 enforces and the extractor, which skips tags, does not need to.
-SEMANTIC_TAGS = {0, 1, 2, 3, 4, 5, 21, 22, 23, 24, 25, 28, 29, 30, 32, 33, 34, 35, 36, 37, 52, 54, 100, 256, 258,
-                 260, 261, 1004, 43000, 55799}
+SEMANTIC_TAGS = {
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    21,
+    22,
+    23,
+    24,
+    25,
+    28,
+    29,
+    30,
+    32,
+    33,
+    34,
+    35,
+    36,
+    37,
+    52,
+    54,
+    100,
+    256,
+    258,
+    260,
+    261,
+    1004,
+    43000,
+    55799,
+}
 _DECODED_TAGS = SEMANTIC_TAGS

@@ -58,8 +58,14 @@ def test_version_state_size_and_limits_come_from_c() -> None:
     assert state_size() == mod.STATE_SIZE
     assert 200 < state_size() < 1024  # fixed, small: fits a device's stack
     assert native_limits() == {
-        "message": 131072, "depth": 32, "certificateId": 64, "certificatePem": 4096, "privateKey": 4096,
-        "certificateOwnershipToken": 2048, "errorCode": 128, "errorMessage": 1024,
+        "message": 131072,
+        "depth": 32,
+        "certificateId": 64,
+        "certificatePem": 4096,
+        "privateKey": 4096,
+        "certificateOwnershipToken": 2048,
+        "errorCode": 128,
+        "errorMessage": 1024,
     }
 
 
@@ -67,8 +73,10 @@ def test_realistic_accepted_reply_whole_and_in_device_sized_chunks() -> None:
     payload = json.dumps(ACCEPTED).encode()
     assert 3300 < len(payload) < 3700
     want = ExtractedMessage(
-        certificate_id=ACCEPTED["certificateId"], certificate_pem=ACCEPTED["certificatePem"],
-        private_key=ACCEPTED["privateKey"], ownership_token=ACCEPTED["certificateOwnershipToken"],
+        certificate_id=ACCEPTED["certificateId"],
+        certificate_pem=ACCEPTED["certificatePem"],
+        private_key=ACCEPTED["privateKey"],
+        ownership_token=ACCEPTED["certificateOwnershipToken"],
     )
     for size in (1, 7, 2048, len(payload)):
         ex = CombinedExtractor("json")
@@ -80,8 +88,11 @@ def test_realistic_accepted_reply_whole_and_in_device_sized_chunks() -> None:
 
 
 def test_rejected_shape() -> None:
-    doc = {"statusCode": 400, "errorCode": "InvalidCertificateOwnershipToken",
-           "errorMessage": "Certificate ownership token cannot be empty."}
+    doc = {
+        "statusCode": 400,
+        "errorCode": "InvalidCertificateOwnershipToken",
+        "errorMessage": "Certificate ownership token cannot be empty.",
+    }
     for payload, fmt in ((json.dumps(doc).encode(), "json"), (cbor2.dumps(doc), "cbor")):
         msg = extract_message(payload, fmt)  # type: ignore[arg-type]
         assert msg.is_rejected
@@ -140,7 +151,18 @@ def test_json_escapes(escaped: str, text: str) -> None:
 
 @pytest.mark.parametrize(
     "escaped",
-    [r"\ud83d", r"\ud83dx", r"\ud83d\n", r"\ud83d\u0041", r"\ud83d\ud83d", r"\ude00", r"\u12", r"\u12G4", r"\x41", r"\'"],
+    [
+        r"\ud83d",
+        r"\ud83dx",
+        r"\ud83d\n",
+        r"\ud83d\u0041",
+        r"\ud83d\ud83d",
+        r"\ude00",
+        r"\u12",
+        r"\u12G4",
+        r"\x41",
+        r"\'",
+    ],
 )
 def test_json_bad_escapes_and_lone_surrogates(escaped: str) -> None:
     exc = fail(('{"x":"' + escaped + '"}').encode())
@@ -157,7 +179,16 @@ def test_escaped_key_is_the_same_key() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"\xc0\xaf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xff", b"\xe2\x82", b"\x80", b"\xf8\x88\x80\x80\x80"],
+    [
+        b"\xc0\xaf",
+        b"\xe0\x80\xaf",
+        b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xff",
+        b"\xe2\x82",
+        b"\x80",
+        b"\xf8\x88\x80\x80\x80",
+    ],
 )
 def test_invalid_utf8_is_refused_in_fields_and_in_skipped_strings(raw: bytes) -> None:
     for payload in (b'{"errorCode":"' + raw + b'"}', b'{"skip":["' + raw + b'"]}', b'{"' + raw + b'":1}'):
@@ -261,7 +292,9 @@ def test_status_code_range() -> None:
 def test_duplicate_known_keys_are_refused_unknown_ones_tolerated() -> None:
     exc = fail(b'{"certificatePem":"a","x":1,"certificatePem":"a"}')
     assert isinstance(exc, MalformedPayload) and (exc.reason, exc.field, exc.offset) == (
-        "NRFPROV_E_DUPLICATE", "certificatePem", 28,
+        "NRFPROV_E_DUPLICATE",
+        "certificatePem",
+        28,
     )
     assert reason(fail(b'{"statusCode":1,"statusCode":1}')) == "NRFPROV_E_DUPLICATE"
     assert reason(fail(b"\xa2\x69errorCode\x61a\x69errorCode\x61a", "cbor")) == "NRFPROV_E_DUPLICATE"
@@ -272,16 +305,26 @@ def test_duplicate_known_keys_are_refused_unknown_ones_tolerated() -> None:
 # ---- limits -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "limit"), [("certificatePem", 4096), ("privateKey", 4096),
-                                              ("certificateId", 64), ("certificateOwnershipToken", 2048),
-                                              ("errorCode", 128), ("errorMessage", 1024)])
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [
+        ("certificatePem", 4096),
+        ("privateKey", 4096),
+        ("certificateId", 64),
+        ("certificateOwnershipToken", 2048),
+        ("errorCode", 128),
+        ("errorMessage", 1024),
+    ],
+)
 def test_field_limits_exact_and_one_over(field: str, limit: int) -> None:
     assert len(getattr(extract_message(json.dumps({field: "A" * limit}).encode()), _attr(field))) == limit
     # The limit is on decoded bytes: "\n" escapes count once, two-byte characters twice.
     assert len(getattr(extract_message(json.dumps({field: "\n" * limit}).encode()), _attr(field))) == limit
     over = "\u00e9" * (limit // 2 + 1)
-    for payload, fmt, start in ((json.dumps({"x": 1, field: "A" * (limit + 1)}).encode(), "json", b'"A'),
-                                (cbor2.dumps({"x": 1, field: over}), "cbor", cbor2.dumps(over))):
+    for payload, fmt, start in (
+        (json.dumps({"x": 1, field: "A" * (limit + 1)}).encode(), "json", b'"A'),
+        (cbor2.dumps({"x": 1, field: over}), "cbor", cbor2.dumps(over)),
+    ):
         with pytest.raises(PayloadTooLarge) as info:
             extract_message(payload, fmt)  # type: ignore[arg-type]
         exc = info.value
@@ -290,9 +333,14 @@ def test_field_limits_exact_and_one_over(field: str, limit: int) -> None:
 
 
 def _attr(field: str) -> str:
-    return {"certificatePem": "certificate_pem", "privateKey": "private_key", "certificateId": "certificate_id",
-            "certificateOwnershipToken": "ownership_token", "errorCode": "error_code",
-            "errorMessage": "error_message"}[field]
+    return {
+        "certificatePem": "certificate_pem",
+        "privateKey": "private_key",
+        "certificateId": "certificate_id",
+        "certificateOwnershipToken": "ownership_token",
+        "errorCode": "error_code",
+        "errorMessage": "error_message",
+    }[field]
 
 
 def test_message_limit_is_128_kib() -> None:
@@ -313,9 +361,12 @@ def test_no_key_material_in_any_error_message() -> None:
     doc = dict(ACCEPTED, privateKey=SECRET * 20)
     payload = json.dumps(doc).encode()
     broken = [payload[:n] for n in range(0, len(payload), 97)]
-    broken += [payload.replace(b'"privateKey"', b'"privateKey":1,"privateKey"'), payload + b"x",
-               payload.replace(SECRET.encode(), SECRET.encode() + b"\xff", 1),
-               json.dumps(dict(doc, privateKey=SECRET * 200)).encode()]
+    broken += [
+        payload.replace(b'"privateKey"', b'"privateKey":1,"privateKey"'),
+        payload + b"x",
+        payload.replace(SECRET.encode(), SECRET.encode() + b"\xff", 1),
+        json.dumps(dict(doc, privateKey=SECRET * 200)).encode(),
+    ]
     for data in broken:
         exc = fail(data)
         assert "SECRET" not in str(exc) and "MIIE" not in str(exc) and "SECRET" not in repr(exc.args)
@@ -341,10 +392,15 @@ def test_cbor_indefinite_everything() -> None:
 
 
 def test_cbor_skips_tags_floats_simple_values_and_odd_keys() -> None:
-    payload = cbor2.dumps({
-        "t": cbor2.CBORTag(1234, [1.5, float("inf"), None, True, cbor2.undefined, cbor2.CBORSimpleValue(99)]),
-        7: "not a key we know", b"errorCode": "bytes key", "statusCode": -1, "errorCode": "E",
-    })
+    payload = cbor2.dumps(
+        {
+            "t": cbor2.CBORTag(1234, [1.5, float("inf"), None, True, cbor2.undefined, cbor2.CBORSimpleValue(99)]),
+            7: "not a key we know",
+            b"errorCode": "bytes key",
+            "statusCode": -1,
+            "errorCode": "E",
+        }
+    )
     assert extract_message(payload, "cbor") == ExtractedMessage(status_code=-1, error_code="E")
     # a tagged text key is not a field name
     assert extract_message(b"\xa1\xd8\x20\x69errorCode\x61x", "cbor") == ExtractedMessage()

@@ -35,7 +35,9 @@ from nrfprov.extractor import CombinedExtractor, ExtractedMessage, extract_messa
 # NRFPROV_NATIVE_EXAMPLES=5000 for a long soak; the default keeps the suite fast.
 FAST = settings(
     max_examples=int(os.environ.get("NRFPROV_NATIVE_EXAMPLES", "100")),
-    deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
