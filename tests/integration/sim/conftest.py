@@ -35,7 +35,7 @@ def _cert(
     ca: bool,
     sans: list[x509.GeneralName] | None = None,
 ) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     b = (
         x509.CertificateBuilder()
@@ -137,14 +137,17 @@ class Server:
         self.lsock.close()
         for c in self.conns:
             try:
-                c.close()
+                c.shutdown(socket.SHUT_RDWR)  # wakes a handler blocked in recv; close() alone does not
             except OSError:
                 pass
+            c.close()
         self._acceptor.join(5)
         for t in self._threads:
             t.join(5)
 
 
+# Request server_factory BEFORE sim_factory in a test's arguments: fixtures tear down in reverse, so
+# the simulator closes its TCP connections first and the handlers' blocking reads return at once.
 @pytest.fixture
 def server_factory() -> Iterator[Callable[[Callable[[socket.socket], None]], Server]]:
     servers: list[Server] = []

@@ -13,8 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from fixtures.sim import RawPort
 
+from fixtures.sim import RawPort
 from nrfprov.sim import SimulatedModem
 from nrfprov.sim.keygen import ECDSA_SHA256_OID_TLV, NULL_TLV
 from nrfprov.sim.store import luhn_valid
@@ -91,13 +91,13 @@ def test_cfun_and_cereg_urcs(sim_factory: Callable[..., SimulatedModem], raw_por
 
 
 def _pem_cert() -> str:
-    from cryptography.x509.oid import NameOID
-
     import datetime as dt
+
+    from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "t")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))

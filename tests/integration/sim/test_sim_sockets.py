@@ -1,0 +1,190 @@
+"""Socket dialects against real TCP peers on 127.0.0.1, driven by raw pyserial bytes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from fixtures.sim import RawPort
+from nrfprov.sim import SimulatedModem
+
+pytestmark = pytest.mark.integration
+
+RawFactory = Callable[[SimulatedModem], RawPort]
+# Binary payload that contains every hazard: CR LF, "OK", "+++", a fake URC, all byte values.
+NASTY = b"\r\nOK\r\n+++#XRECV: 0,0,9\r\n" + bytes(range(256)) + b"+++"
+
+
+def _echo(conn: socket.socket) -> None:
+    while data := conn.recv(4096):
+        conn.sendall(data)
+
+
+def _online(p: RawPort) -> None:
+    p.ok("AT+CMEE=1")
+    p.ok("AT+CEREG=5")
+    p.send("AT+CFUN=1")
+    assert p.line() == "OK"
+    p.wait_line("+CEREG: 1")
+
+
+def _recv_sm(p: RawPort, h: int, want: int, timeout: int = 5) -> bytes:
+    got = b""
+    while len(got) < want:
+        p.send(f"AT#XRECV={h},0,0,{timeout}")
+        head = p.line()
+        assert head.startswith(f"#XRECV: {h},0,"), head
+        n = int(head.rsplit(",", 1)[1])
+        assert 0 < n <= 2048
+        got += p.read_exact(n)
+        assert p.read_exact(6) == b"\r\nOK\r\n"
+    return got
+
+
+def test_sm_binary_roundtrip_apoll_and_eof(server_factory, sim_factory, raw_port_factory) -> None:  # type: ignore[no-untyped-def]
+    sim = sim_factory(dialect="sm", baud=0)
+    srv = server_factory(_echo)
+    p = raw_port_factory(sim)
+    _online(p)
+    assert p.ok("AT#XSOCKET=1,1,0") == ["#XSOCKET: 0,1,6"]
+    # Connect is refused before registration would be checked elsewhere; here we are online.
+    assert p.ok(f'AT#XCONNECT=0,"127.0.0.1",{srv.port}') == ["#XCONNECT: 0,1"]
+    p.ok("AT#XAPOLL=0,1,1")
+    p.send(f"AT#XSEND=0,2,0,{len(NASTY)}")
+    assert p.line() == "OK"
+    p.write(NASTY)  # exactly len bytes, no terminator scan: "+++" is data
+    assert p.wait_line("#XDATAMODE:") == "#XDATAMODE: 0"
+    assert p.wait_line("#XAPOLL:") == "#XAPOLL: 0,1"
+    assert _recv_sm(p, 0, len(NASTY)) == NASTY
+    assert sim.stats.air_tx == len(NASTY) and sim.stats.air_rx == len(NASTY)
+    # Nothing buffered: non-blocking receive answers ERROR; a timed one times out with ERROR.
+    assert p.cmd("AT#XRECV=0,0,64,0")[1] == "ERROR"
+    assert p.cmd("AT#XRECV=0,0,0,1")[1] == "ERROR"
+    assert p.ok("AT#XSOCKETOPT=0,0,4") == ["#XSOCKETOPT: 0,0"]
+    # Peer closes: POLLIN|POLLHUP, then a zero-length #XRECV means EOF.
+    srv.conns[0].shutdown(socket.SHUT_RDWR)
+    assert p.wait_line("#XAPOLL:") == "#XAPOLL: 0,17"
+    p.send("AT#XRECV=0,0,0,1")
+    assert p.read_until(b"\r\nOK\r\n") == b"\r\n#XRECV: 0,0,0\r\n\r\nOK\r\n"
+    assert p.ok("AT#XCLOSE=0") == ["#XCLOSE: 0,0"]
+    assert p.cmd("AT#XCLOSE=0")[1] == "ERROR"
+
+
+def test_sm_socket_limit_and_errors(server_factory, sim_factory, raw_port_factory) -> None:  # type: ignore[no-untyped-def]
+    sim = sim_factory(dialect="sm", baud=0)
+    p = raw_port_factory(sim)
+    p.ok("AT+CMEE=1")
+    for h in range(8):
+        assert p.ok("AT#XSOCKET=1,1,0") == [f"#XSOCKET: {h},1,6"]
+    assert p.cmd("AT#XSOCKET=1,1,0")[1] == "ERROR"  # a 9th socket
+    # Offline: connect fails. Online: a closed port is refused; a non-loopback host is refused.
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    closed_port = lsock.getsockname()[1]
+    lsock.close()
+    assert p.cmd(f'AT#XCONNECT=0,"127.0.0.1",{closed_port}')[1] == "ERROR"
+    _online(p)
+    assert p.cmd(f'AT#XCONNECT=0,"127.0.0.1",{closed_port}')[1] == "ERROR"
+    assert p.ok("AT#XSOCKETOPT=0,0,4") == ["#XSOCKETOPT: 0,111"]
+    assert p.cmd('AT#XCONNECT=1,"192.0.2.1",80')[1] == "ERROR"
+    assert p.cmd("AT#XSEND=2,2,0,5")[1] == "ERROR"  # not connected
+    assert p.cmd("AT#XSEND=2,2,0,5000")[1] == "ERROR"  # over the 4096-byte data-mode buffer
+    assert p.ok("AT#XCLOSE") == [f"#XCLOSE: {h},0" for h in range(8)]
+
+
+def test_slm_datamode_terminator_hazard(server_factory, sim_factory, raw_port_factory) -> None:  # type: ignore[no-untyped-def]
+    sim = sim_factory(dialect="slm", baud=0)
+    received = bytearray()
+    got = threading.Event()
+
+    def collect(conn: socket.socket) -> None:
+        while data := conn.recv(4096):
+            received.extend(data)
+            got.set()
+
+    srv = server_factory(collect)
+    p = raw_port_factory(sim)
+    _online(p)
+    assert p.ok("AT#XSOCKET=1,1,0") == ["#XSOCKET: 0,1,6"]
+    assert p.ok(f'AT#XCONNECT="127.0.0.1",{srv.port}') == ["#XCONNECT: 1"]
+    p.send("AT#XSEND")
+    assert p.line() == "OK"
+    # The terminator is matched anywhere, across writes: the payload is cut at the first "+++".
+    p.write(b"abc\r\nOK+")
+    p.write(b"+")
+    p.write(b"+tail-that-becomes-a-command\r\n")
+    assert p.wait_line("#XDATAMODE:") == "#XDATAMODE: 0"
+    assert p.final()[1] == "ERROR"  # "tail-that-becomes-a-command" was parsed as a command
+    assert got.wait(5)
+    assert bytes(received) == b"abc\r\nOK"
+    assert p.ok("AT") == []
+
+
+def test_slm_partial_terminator_flushed_after_idle(server_factory, sim_factory, raw_port_factory) -> None:  # type: ignore[no-untyped-def]
+    sim = sim_factory(dialect="slm", baud=0, datamode_idle=0.1)
+    received = bytearray()
+    cond = threading.Condition()
+
+    def collect(conn: socket.socket) -> None:
+        while data := conn.recv(4096):
+            with cond:
+                received.extend(data)
+                cond.notify_all()
+
+    srv = server_factory(collect)
+    p = raw_port_factory(sim)
+    _online(p)
+    p.ok("AT#XSOCKET=1,1,0")
+    p.ok(f'AT#XCONNECT="127.0.0.1",{srv.port}')
+    p.send("AT#XSEND")
+    assert p.line() == "OK"
+    # "x++" then a pause longer than the send timer: the held "++" is data (SLM raw_send_scheduled).
+    p.write(b"x++")
+    with cond:
+        assert cond.wait_for(lambda: bytes(received) == b"x++", 5)
+    p.write(b"+y+++")
+    assert p.wait_line("#XDATAMODE:") == "#XDATAMODE: 0"
+    with cond:
+        assert cond.wait_for(lambda: bytes(received) == b"x+++y", 5)
+
+
+def test_slm_recv_poll_select_close(server_factory, sim_factory, raw_port_factory) -> None:  # type: ignore[no-untyped-def]
+    sim = sim_factory(dialect="slm", baud=0)
+    payload = os.urandom(3000)
+
+    def push(conn: socket.socket) -> None:
+        conn.sendall(payload)
+        conn.shutdown(socket.SHUT_WR)
+        conn.recv(1)
+
+    srv = server_factory(push)
+    quiet = server_factory(lambda c: c.recv(1))
+    p = raw_port_factory(sim)
+    _online(p)
+    p.ok("AT#XSOCKET=1,1,0")
+    p.ok(f'AT#XCONNECT="127.0.0.1",{quiet.port}')
+    p.ok("AT#XSOCKET=1,1,0")  # opening selects socket 1
+    p.ok(f'AT#XCONNECT="127.0.0.1",{srv.port}')
+    # Socket 1 becomes readable (POLLIN, plus POLLHUP once the peer's FIN is in too); 0 stays quiet.
+    assert p.ok("AT#XPOLL=2000,0,1") in (['#XPOLL: 1,"0x0001"'], ['#XPOLL: 1,"0x0011"'])
+    got = b""
+    while len(got) < len(payload):
+        p.send("AT#XRECV=5")
+        head = p.line()
+        assert head.startswith("#XRECV: ")
+        n = int(head.split(": ")[1])
+        assert 0 < n <= 2048
+        got += p.read_exact(n)
+        assert p.read_exact(6) == b"\r\nOK\r\n"
+    assert got == payload
+    assert p.ok("AT#XRECV=1") == []  # peer closed: OK with no #XRECV line
+    assert p.ok("AT#XPOLL=100,0") == []  # the quiet socket has nothing
+    assert p.ok("AT#XSOCKETSELECT=0") == ["#XSOCKETSELECT: 0"]
+    assert p.cmd("AT#XRECV=1")[1] == "ERROR"  # timeout, nothing received
+    assert p.ok("AT#XSOCKETOPT=0,4") == ["#XSOCKETOPT: 0"]
+    assert p.ok("AT#XSOCKET=0") == ['#XSOCKET: 0,"closed"']
+    assert p.cmd("AT#XSOCKETSELECT=0")[1] == "ERROR"
