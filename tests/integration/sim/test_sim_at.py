@@ -42,7 +42,7 @@ def test_basics_and_identity(sim_modem: SimulatedModem, raw_port_factory: RawFac
         assert p.ok("AT#XSLMVER")[0].startswith('#XSLMVER: "')
 
 
-def test_imei_is_stable_per_state_dir(sim_factory: Callable[..., SimulatedModem], tmp_path, raw_port_factory: RawFactory) -> None:  # type: ignore[no-untyped-def]
+def test_imei_is_stable_per_state_dir(sim_factory, tmp_path, raw_port_factory) -> None:
     a = sim_factory(state_dir=tmp_path / "dev", baud=0)
     imei1 = raw_port_factory(a).ok("AT+CGSN")[0]
     a.stop()
@@ -174,7 +174,9 @@ def _b64url_decode(s: str) -> bytes:
 
 
 @pytest.mark.parametrize("quirk", [True, False])
-def test_keygen_csr_and_cose(sim_factory: Callable[..., SimulatedModem], raw_port_factory: RawFactory, quirk: bool) -> None:
+def test_keygen_csr_and_cose(
+    sim_factory: Callable[..., SimulatedModem], raw_port_factory: RawFactory, quirk: bool
+) -> None:
     sim = sim_factory(baud=0, csr_null_quirk=quirk)
     p = raw_port_factory(sim)
     p.ok("AT+CMEE=1")

@@ -45,7 +45,7 @@ def _recv_sm(p: RawPort, h: int, want: int, timeout: int = 5) -> bytes:
     return got
 
 
-def test_sm_binary_roundtrip_apoll_and_eof(server_factory, sim_factory, raw_port_factory) -> None:  # type: ignore[no-untyped-def]
+def test_sm_binary_roundtrip_apoll_and_eof(server_factory, sim_factory, raw_port_factory) -> None:
     sim = sim_factory(dialect="sm", baud=0)
     srv = server_factory(_echo)
     p = raw_port_factory(sim)
@@ -74,7 +74,7 @@ def test_sm_binary_roundtrip_apoll_and_eof(server_factory, sim_factory, raw_port
     assert p.cmd("AT#XCLOSE=0")[1] == "ERROR"
 
 
-def test_sm_socket_limit_and_errors(server_factory, sim_factory, raw_port_factory) -> None:  # type: ignore[no-untyped-def]
+def test_sm_socket_limit_and_errors(server_factory, sim_factory, raw_port_factory) -> None:
     sim = sim_factory(dialect="sm", baud=0)
     p = raw_port_factory(sim)
     p.ok("AT+CMEE=1")
@@ -96,7 +96,7 @@ def test_sm_socket_limit_and_errors(server_factory, sim_factory, raw_port_factor
     assert p.ok("AT#XCLOSE") == [f"#XCLOSE: {h},0" for h in range(8)]
 
 
-def test_slm_datamode_terminator_hazard(server_factory, sim_factory, raw_port_factory) -> None:  # type: ignore[no-untyped-def]
+def test_slm_datamode_terminator_hazard(server_factory, sim_factory, raw_port_factory) -> None:
     sim = sim_factory(dialect="slm", baud=0)
     received = bytearray()
     got = threading.Event()
@@ -124,7 +124,7 @@ def test_slm_datamode_terminator_hazard(server_factory, sim_factory, raw_port_fa
     assert p.ok("AT") == []
 
 
-def test_slm_partial_terminator_flushed_after_idle(server_factory, sim_factory, raw_port_factory) -> None:  # type: ignore[no-untyped-def]
+def test_slm_partial_terminator_flushed_after_idle(server_factory, sim_factory, raw_port_factory) -> None:
     sim = sim_factory(dialect="slm", baud=0, datamode_idle=0.1)
     received = bytearray()
     cond = threading.Condition()
@@ -152,7 +152,7 @@ def test_slm_partial_terminator_flushed_after_idle(server_factory, sim_factory, 
         assert cond.wait_for(lambda: bytes(received) == b"x+++y", 5)
 
 
-def test_slm_recv_poll_select_close(server_factory, sim_factory, raw_port_factory) -> None:  # type: ignore[no-untyped-def]
+def test_slm_recv_poll_select_close(server_factory, sim_factory, raw_port_factory) -> None:
     sim = sim_factory(dialect="slm", baud=0)
     payload = os.urandom(3000)
 

@@ -69,7 +69,7 @@ def _sm_open_tls(p: RawPort, port: int, host: str = "localhost", verify: int = 2
 
 
 @pytest.mark.parametrize("sizes", [[2048, 2048], [TLS_RECORD_LIMIT - GCM_OVERHEAD]], ids=["2x2048", "exact-2303"])
-def test_sm_tls_records_within_limit_pass(server_factory, sim_factory, raw_port_factory, pki, sizes) -> None:  # type: ignore[no-untyped-def]
+def test_sm_tls_records_within_limit_pass(server_factory, sim_factory, raw_port_factory, pki, sizes) -> None:
     sim = sim_factory(dialect="sm", baud=0)
     seen: dict[str, object] = {}
     srv = server_factory(_tls_server(pki, sizes, seen))
@@ -91,7 +91,7 @@ def test_sm_tls_records_within_limit_pass(server_factory, sim_factory, raw_port_
 
 
 @pytest.mark.parametrize("size", [4096, TLS_RECORD_LIMIT - GCM_OVERHEAD + 1], ids=["4096", "2304"])
-def test_sm_tls_record_over_limit_fails_like_the_modem(server_factory, sim_factory, raw_port_factory, pki, size) -> None:  # type: ignore[no-untyped-def]
+def test_sm_tls_record_over_limit_fails(server_factory, sim_factory, raw_port_factory, pki, size) -> None:
     sim = sim_factory(dialect="sm", baud=0)
     seen: dict[str, object] = {}
     srv = server_factory(_tls_server(pki, [size], seen))
@@ -111,7 +111,7 @@ def test_sm_tls_record_over_limit_fails_like_the_modem(server_factory, sim_facto
     assert p.ok("AT#XCLOSE=0") == ["#XCLOSE: 0,0"]
 
 
-def test_tls_verification(server_factory, sim_factory, raw_port_factory, pki) -> None:  # type: ignore[no-untyped-def]
+def test_tls_verification(server_factory, sim_factory, raw_port_factory, pki) -> None:
     sim = sim_factory(dialect="sm", baud=0, resolve={"broker.sim.test": "127.0.0.1", "evil.sim.test": "127.0.0.1"})
     srv = server_factory(_tls_server(pki, [10], {}))
     p = raw_port_factory(sim)
@@ -131,7 +131,7 @@ def test_tls_verification(server_factory, sim_factory, raw_port_factory, pki) ->
     assert _sm_open_tls(p, srv.port, verify=0) == ["#XCONNECT: 0,1", "OK"]
 
 
-def test_slm_tls_datamode_and_oversized_record(server_factory, sim_factory, raw_port_factory, pki) -> None:  # type: ignore[no-untyped-def]
+def test_slm_tls_datamode_and_oversized_record(server_factory, sim_factory, raw_port_factory, pki) -> None:
     sim = sim_factory(dialect="slm", baud=0)
     go_big = threading.Event()
     seen: dict[str, object] = {}
