@@ -1,0 +1,117 @@
+"""Each flow x TLS backend x dialect, end to end on the simulated nRF91 and the local stand-in.
+
+Witnesses: the stand-in's registry (exactly one certificate per run, the one the client reports,
+ACTIVE) and request counters; the simulator's credential store (what is really in sec tag 50).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable
+
+import pytest
+from conftest import TAG, Rig
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from nrfprov.errors import ModemTlsLimitError, UsageError
+from nrfprov.provisioning.bundle import normalize_pem
+from nrfprov.provisioning.driver import Driver
+
+pytestmark = pytest.mark.integration
+
+REQUEST_KIND = {"split": "split", "combined": "create", "csr": "create-from-csr"}
+
+CASES = [
+    # flow, format, backend, dialect
+    ("split", "json", "native", "sm"),
+    ("split", "json", "native", "slm"),
+    ("split", "json", "offload", "sm"),
+    ("split", "json", "offload", "slm"),
+    ("split", "json", "host", "sm"),
+    ("combined", "json", "native", "sm"),
+    ("combined", "cbor", "native", "slm"),
+    ("combined", "cbor", "host", "slm"),
+    ("csr", "cbor", "native", "sm"),
+    ("csr", "json", "native", "slm"),
+    ("csr", "json", "offload", "sm"),
+    ("csr", "cbor", "offload", "slm"),
+]
+
+
+def _spki(obj: x509.Certificate | object) -> bytes:
+    return obj.public_key().public_bytes(  # type: ignore[attr-defined, no-any-return]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@pytest.mark.parametrize(("flow", "fmt", "backend", "dialect"), CASES)
+def test_chain(rig_factory: Callable[..., Rig], flow: str, fmt: str, backend: str, dialect: str) -> None:
+    rig = rig_factory(dialect, claim_tag=backend == "offload")
+    settings = rig.settings(backend=backend, flow=flow, fmt=fmt, client_id=f"dev-{flow}-{backend}-{dialect}")
+    steps: list[str] = []
+    result = Driver(settings, rig.modem, state_dir=rig.state,
+                    progress=lambda r: steps.append(r.state.value)).run()
+    assert result.ok and steps[-1] == "done"
+
+    # The stand-in's side: one request of this flow, one certificate, the one we wrote, and active.
+    counts = rig.cloud.request_counts()
+    assert counts[REQUEST_KIND[flow]] == 1
+    assert sum(v for k, v in counts.items() if k != "register") == 1
+    assert counts["register"] == (0 if flow == "split" else 1)
+    certs = rig.cloud.certificates()
+    assert len(certs) == 1 and certs[0].certificate_id == result.certificate_id
+    assert certs[0].status == "ACTIVE"
+
+    # The modem's side: sec tag 50 holds the CA and this certificate; the key matches it.
+    stored = rig.sim.stored(TAG)
+    assert normalize_pem(stored[0]) == normalize_pem(rig.cloud.ca_path.read_text())
+    cert = x509.load_pem_x509_certificate(stored[1].encode())
+    key = serialization.load_pem_private_key(stored[2].encode(), password=None)
+    assert _spki(key) == _spki(cert)
+    if flow == "csr":
+        assert key.key_size == 256  # type: ignore[union-attr]  # P-256 made by %KEYGEN, never left the modem
+    expected_client = result.thing_name
+    assert expected_client == (settings.client_id if flow == "split" else rig.modem.imei())
+
+    # The journal: private, finished, key material gone.
+    journal = rig.state / "provisioning.json"
+    assert stat.S_IMODE(os.stat(journal).st_mode) == 0o600
+    text = journal.read_text()
+    doc = json.loads(text)
+    assert doc["status"] == "done" and doc["key_erased"] and "PRIVATE KEY" not in text
+    assert doc["bundle"]["certificate_id"] == result.certificate_id
+
+
+@pytest.mark.parametrize("dialect", ["sm", "slm"])
+def test_combined_over_offloaded_tls_fails_naming_the_way_out(rig_factory: Callable[..., Rig], dialect: str) -> None:
+    rig = rig_factory(dialect)
+    settings = rig.settings(backend="offload", flow="combined", client_id=f"dev-off-{dialect}")
+    with pytest.raises(ModemTlsLimitError) as info:
+        Driver(settings, rig.modem, state_dir=rig.state).run()
+    assert "native" in str(info.value) and "split" in str(info.value)
+    assert rig.sim.stored(TAG) == {}  # nothing was written
+    doc = json.loads((rig.state / "provisioning.json").read_text())
+    assert doc["bundle"] is None and "ModemTlsLimitError" in doc["error"]
+
+
+def test_refusals_before_any_io(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory("sm", claim_tag=False)
+    no_template = rig.settings(backend="native", flow="combined", extra=("CONFIG_NRFPROV_TEMPLATE_NAME=",))
+    with pytest.raises(UsageError, match="RegisterThing"):
+        Driver(no_template, rig.modem, state_dir=rig.state).run()
+    same_tag = rig.settings(backend="offload", flow="split", extra=("CONFIG_NRFPROV_PROVISIONED_SEC_TAG=43",))
+    with pytest.raises(UsageError, match="destroy the claim"):
+        Driver(same_tag, rig.modem, state_dir=rig.state).run()
+    assert rig.cloud.request_counts() == {"split": 0, "create": 0, "create-from-csr": 0, "register": 0}
+
+
+def test_unproven_credentials_block_a_fresh_run(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory("slm")
+    s = rig.settings(backend="offload", flow="combined", client_id="dev-x")
+    with pytest.raises(ModemTlsLimitError):
+        Driver(s, rig.modem, state_dir=rig.state).run()
+    # Nothing issued and kept: a fresh run may go ahead; --resume has nothing to do.
+    with pytest.raises(UsageError, match="nothing to resume"):
+        Driver(s, rig.modem, state_dir=rig.state, resume=True).run()
