@@ -12,9 +12,9 @@ import stat
 from collections.abc import Callable
 
 import pytest
-from conftest import TAG, Rig
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from provrig import TAG, Rig
 
 from nrfprov.errors import ModemTlsLimitError, UsageError
 from nrfprov.provisioning.bundle import normalize_pem
