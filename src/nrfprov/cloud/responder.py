@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -28,12 +29,21 @@ PUBACK_TIMEOUT_S = 10.0
 # Requests waiting for the worker. Each is ≤ 128 KB (broker limit), so 256 bound memory to 32 MB;
 # beyond that paho's thread blocks, which back-pressures the broker rather than growing without end.
 MAX_QUEUED = 256
+# PUBACKs remembered for sequential waits; cleared past this (mids wrap at 65535).
+_MAX_ACKED = 1024
 
 
 def client_tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
     ctx.load_cert_chain(str(cert), str(key))
     return ctx
+
+
+def _nodelay(client: mqtt.Client) -> None:
+    # Small replies otherwise wait ~40 ms on Nagle + delayed ACK [local-aws-iot.md, byte facts].
+    sock = client.socket()
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class Responder:
@@ -60,6 +70,10 @@ class Responder:
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+        self._acked: set[int] = set()
+        self._ack_cond = threading.Condition()
+        self._closing = False
         self._client.reconnect_delay_set(1, 2)
         self._worker = threading.Thread(target=self._work, name="cloud-responder", daemon=True)
 
@@ -70,6 +84,7 @@ class Responder:
             self._failed = f"CONNACK {reason}"
             self._ready.set()
             return
+        _nodelay(client)
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in REQUEST_FILTERS])
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
@@ -81,6 +96,14 @@ class Responder:
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self._queue.put((msg.topic, bytes(msg.payload)))
 
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _reason: Any, _p: Any) -> None:
+        # Called by paho while it holds its own message lock: never publish while holding _ack_cond.
+        with self._ack_cond:
+            if len(self._acked) > _MAX_ACKED:  # acks of parallel replies nobody waits for
+                self._acked.clear()
+            self._acked.add(mid)
+            self._ack_cond.notify_all()
+
     # --- worker ----------------------------------------------------------------------------------
 
     def _work(self) -> None:
@@ -91,12 +114,18 @@ class Responder:
                 continue
             for reply_topic, body in reply.messages:
                 info = self._client.publish(reply_topic, body, qos=1)
-                if reply.sequential:
-                    # Wait for the broker's PUBACK so the next message is queued strictly after.
-                    try:
-                        info.wait_for_publish(PUBACK_TIMEOUT_S)
-                    except (RuntimeError, ValueError) as exc:
-                        log.warning("reply on %s not acknowledged: %s", reply_topic, exc)
+                if not reply.sequential or info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    continue
+                # Wait for the broker's PUBACK so the next message is sent strictly after. An ack
+                # that came before we got here is already in the set.
+                mid = info.mid
+                with self._ack_cond:
+                    if not self._ack_cond.wait_for(
+                        lambda: mid in self._acked or self._closing,  # noqa: B023 (used at once)
+                        PUBACK_TIMEOUT_S,
+                    ):
+                        log.warning("reply on %s not acknowledged in time", reply_topic)
+                    self._acked.discard(mid)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -115,10 +144,14 @@ class Responder:
             )
 
     def stop(self) -> None:
+        # Let the worker finish the reply in hand (and get its PUBACK) before the link goes.
+        if self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join(PUBACK_TIMEOUT_S)
+        with self._ack_cond:
+            self._closing = True
+            self._ack_cond.notify_all()
         try:
             self._client.disconnect()
         finally:
             self._client.loop_stop()
-        if self._worker.is_alive():
-            self._queue.put(None)
-            self._worker.join(PUBACK_TIMEOUT_S)

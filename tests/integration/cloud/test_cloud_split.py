@@ -10,8 +10,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from fixtures.cloud import MqttProbe
 
+from fixtures.cloud import MqttProbe
 from nrfprov.cloud import LocalAwsIot
 
 pytestmark = pytest.mark.integration
