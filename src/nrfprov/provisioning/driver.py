@@ -107,25 +107,40 @@ def check_combination(settings: Settings, flow: str, backend: str, *, claim_tag_
             "destroy the claim credentials", hint="use another CONFIG_NRFPROV_PROVISIONED_SEC_TAG (sample: 50)")
 
 
+#: Where the built-in Amazon Root CA 1 and 3 live: the source checkout's certs/, or package data.
+_BUILTIN_CA_DIRS = (Path(__file__).resolve().parents[3] / "certs", Path(__file__).resolve().parents[1] / "data")
+_BUILTIN_CAS = ("AmazonRootCA1.pem", "AmazonRootCA3.pem")
+#: A CA bundle is a few KB; 64 KB bounds a wrong path pointing at something large.
+_CA_FILE_LIMIT = 64 * 1024
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read(_CA_FILE_LIMIT)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the CA file: {exc}", path=str(path)) from exc
+
+
 def read_ca(settings: Settings) -> str:
-    """The CA written into the provisioned sec tag: CONFIG_NRFPROV_CA_FILE, else Amazon Root CA 1."""
-    candidates = [Path(settings.ca_file)] if settings.ca_file else [
-        Path(settings.certs_dir) / "AmazonRootCA1.pem",
-        Path(__file__).resolve().parents[3] / "certs" / "AmazonRootCA1.pem",  # source checkout
-        Path(__file__).resolve().parents[1] / "data" / "AmazonRootCA1.pem",  # installed package data
-    ]
-    for path in candidates:
-        try:
-            # A CA bundle is small; 64 KB bounds a wrong path pointing at something large.
-            with open(path, encoding="ascii") as f:
-                return f.read(64 * 1024)
-        except FileNotFoundError:
-            continue
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read the CA file: {exc}", path=str(path)) from exc
+    """The CA written into the provisioned sec tag (type 0).
+
+    ``CONFIG_NRFPROV_CA_FILE``; else the certs folder's ``ca-cert.pem`` (the anchor the claim
+    connection trusts); else Amazon Root CA 1 + 3. The sample writes CA 1 only, but AWS picks the
+    server chain by the negotiated suite (RSA → CA 1, ECDSA → CA 3, aws-iot.md §5) and the modem
+    offers ECDSA suites, so both go in; together they are ~1.9 KB, well inside one %CMNG command.
+    """
+    if settings.ca_file:
+        return _read_text(Path(settings.ca_file))
+    folder_ca = Path(settings.certs_dir) / "ca-cert.pem"
+    if folder_ca.is_file():
+        return _read_text(folder_ca)
+    for d in _BUILTIN_CA_DIRS:
+        if all((d / name).is_file() for name in _BUILTIN_CAS):
+            return "".join(_read_text(d / name).strip() + "\n" for name in _BUILTIN_CAS)
     raise ConfigError(
-        "Amazon Root CA 1 not found" if not settings.ca_file else "no such CA file",
-        path=str(candidates[0]),
+        "no CA to write: CONFIG_NRFPROV_CA_FILE is unset and neither the certs folder's ca-cert.pem nor "
+        "the built-in Amazon Root CA 1/3 were found", path=str(folder_ca),
         hint="set CONFIG_NRFPROV_CA_FILE to the PEM of the CA that signs your endpoint",
     )
 
