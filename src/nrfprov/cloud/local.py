@@ -266,6 +266,8 @@ class LocalAwsIot:
         write_policy(self.paths, self.ca, self.registry)
         if self._broker is not None and self._broker.alive:
             self._broker.reload(wait=True)
+            if self._responder is not None:
+                self._responder.barrier()  # the reload has finished, not just started
 
     def grant_device(self, thing_name: str, cn: str) -> None:
         """The "AttachPolicy" step: ``cn`` may now use ``$aws/things/<thing_name>/#``. Reloads the broker."""

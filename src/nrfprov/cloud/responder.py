@@ -29,6 +29,8 @@ PUBACK_TIMEOUT_S = 10.0
 # Requests waiting for the worker. Each is ≤ 128 KB (broker limit), so 256 bound memory to 32 MB;
 # beyond that paho's thread blocks, which back-pressures the broker rather than growing without end.
 MAX_QUEUED = 256
+# The responder may write certificate/#; nobody subscribes to this one.
+BARRIER_TOPIC = "certificate/_barrier/responder"
 # PUBACKs remembered for sequential waits; cleared past this (mids wrap at 65535).
 _MAX_ACKED = 1024
 
@@ -126,6 +128,24 @@ class Responder:
                     ):
                         log.warning("reply on %s not acknowledged in time", reply_topic)
                     self._acked.discard(mid)
+
+    def barrier(self) -> None:
+        """Return once the broker has processed everything before now, a reload included.
+
+        mosquitto logs "Reloading config." at the start of a reload and only clears its reload flag
+        at the end, so a second SIGHUP sent in between is lost. The broker is single-threaded and
+        reloads between network passes: a PUBACK for a publish sent after the log line proves the
+        reload has finished.
+        """
+        info = self._client.publish(BARRIER_TOPIC, b"", qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConnectError(self.host, self.port, f"responder link down ({mqtt.error_string(info.rc)})")
+        mid = info.mid
+        with self._ack_cond:
+            ok = self._ack_cond.wait_for(lambda: mid in self._acked or self._closing, PUBACK_TIMEOUT_S)
+            self._acked.discard(mid)
+        if not ok:
+            raise ConnectError(self.host, self.port, "broker did not acknowledge the responder in time")
 
     # --- lifecycle -------------------------------------------------------------------------------
 
