@@ -343,8 +343,11 @@ class Driver:
         s = self.settings
         factory = self._stream_factory(eff)
         limit = s.mqtt_payload_buffer_len if s.mirror_device_limits else None  # device-mirror mode
+        # The proof connection speaks MQTT 5 whatever the device uses: a 3.1.1 broker may PUBACK a
+        # publish its policy drops (mosquitto does), while an MQTT 5 PUBACK carries the refusal (0x87).
+        v5 = s.mqtt_v5 or eff.identity is m.Identity.PROVISIONED
         session = MqttSession(factory, eff.client_id, keepalive=s.keepalive, clean_session=s.clean_session,
-                              mqtt_v5=s.mqtt_v5, payload_limit=limit)
+                              mqtt_v5=v5, payload_limit=limit)
         self._session = session
         session.connect(CONNECT_TIMEOUT)
 

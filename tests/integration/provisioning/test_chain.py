@@ -115,3 +115,28 @@ def test_unproven_credentials_block_a_fresh_run(rig_factory: Callable[..., Rig])
     # Nothing issued and kept: a fresh run may go ahead; --resume has nothing to do.
     with pytest.raises(UsageError, match="nothing to resume"):
         Driver(s, rig.modem, state_dir=rig.state, resume=True).run()
+
+
+@pytest.mark.parametrize("backend", ["native", "offload"])
+def test_reconnect_proof_fails_for_an_identity_without_rights(rig_factory: Callable[..., Rig], backend: str) -> None:
+    """A valid, CA-signed certificate that AWS never attached to the thing: the PUBACK refuses it,
+    the run fails, and the journal keeps the key (erased only after a successful proof)."""
+    from nrfprov.errors import MqttError
+    from nrfprov.provisioning.bundle import CredentialBundle
+    from nrfprov.provisioning.journal import Journal, JournalRecord
+
+    rig = rig_factory("slm", claim_tag=False)
+    cert_path, key_path = rig.cloud.issue_identity("dev-norights", key_type="ec")  # ACTIVE, no grant
+    bundle = CredentialBundle(cert_path.read_text(), rig.cloud.ca_path.read_text(), key_path.read_text(),
+                              "ab" * 32).normalized()
+    journal = Journal(rig.state)
+    rec = journal.begin(JournalRecord(flow="split", payload_format="json", backend=backend,
+                                      client_id="dev-norights", provisioned_sec_tag=TAG))
+    journal.save_bundle(rec, bundle)
+    settings = rig.settings(backend=backend, flow="split", client_id="dev-norights")
+    with pytest.raises(MqttError, match="refused the PUBLISH"):
+        Driver(settings, rig.modem, state_dir=rig.state, resume=True).run()
+    assert rig.sim.stored(TAG)[1] == bundle.certificate_pem  # written and verified...
+    doc = json.loads((rig.state / "provisioning.json").read_text())
+    assert doc["status"] == "in_progress" and doc["bundle"]["private_key_pem"]  # ...but not proven: key kept
+    assert rig.cloud.request_counts()["split"] == 0
