@@ -133,6 +133,11 @@ class SimulatedModem:
     def link_alive(self) -> bool:
         return self._uart.alive
 
+    @property
+    def line_time(self) -> tuple[float, float]:
+        """Seconds of UART line time scheduled so far: (host→modem, modem→host). 0 if unthrottled."""
+        return self._uart.rx_throttle.busy_s, self._uart.tx_throttle.busy_s
+
     # --- test / fault API (any thread) ---------------------------------------------------------
 
     def fail_command(self, prefix: str, cme: int | None = 518, times: int | None = 1) -> None:

@@ -1,0 +1,115 @@
+"""UART throttling, fault injection and the ``nrfprov sim`` CLI in the foreground."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import serial
+
+from fixtures.sim import RawPort
+
+pytestmark = pytest.mark.integration
+
+
+def test_uart_is_throttled_both_ways(sim_factory, raw_port_factory, pki) -> None:
+    baud = 19200
+    sim = sim_factory(baud=baud)
+    p = raw_port_factory(sim)
+    p.ok("AT+CFUN=4")
+    rx0, tx0 = sim.stats.uart_rx, sim.stats.uart_tx
+    cmd = f'AT%CMNG=0,9,0,"{pki.ca_pem}"'.encode() + b"\r\n"
+    t0 = time.monotonic()
+    p.write(cmd)
+    assert p.final() == ([], "OK")
+    up = time.monotonic() - t0
+    # Host→modem: the command cannot be complete before len*10/baud seconds (8N1); generous ceiling.
+    assert len(cmd) * 10 / baud <= up < len(cmd) * 10 / baud + 1.5
+    t0 = time.monotonic()
+    p.send("AT%CMNG=2,9,0")
+    lines, final = p.final()
+    down = time.monotonic() - t0
+    reply = len(lines[0]) + 4 + 6  # CR LF around the line, then CR LF OK CR LF
+    assert final == "OK" and reply * 10 / baud <= down < reply * 10 / baud + 1.5
+    # The simulator's own schedule accounts for every byte at exactly 10 bit times.
+    rx_busy, tx_busy = sim.line_time
+    assert rx_busy == pytest.approx(sim.stats.uart_rx * 10 / baud)
+    assert tx_busy == pytest.approx(sim.stats.uart_tx * 10 / baud)
+    assert sim.stats.uart_rx - rx0 == len(cmd) + len("AT%CMNG=2,9,0\r\n")
+    assert sim.stats.uart_tx - tx0 == len("\r\nOK\r\n") + reply
+
+
+def test_fail_and_delay_commands(sim_factory, raw_port_factory) -> None:
+    sim = sim_factory(baud=0)
+    p = raw_port_factory(sim)
+    sim.fail_command("AT+CFUN=4", cme=518, times=1)
+    assert p.cmd("AT+CFUN=4")[1] == "ERROR"  # CMEE=0: a CME error shows as plain ERROR
+    assert p.cmd("AT+CFUN=4")[1] == "OK"  # times=1: only the first one
+    p.ok("AT+CMEE=1")
+    sim.fail_command("at%cmng", cme=515, times=2)
+    assert p.cmd("AT%CMNG=1")[1] == "+CME ERROR: 515"
+    assert p.cmd("AT%CMNG=1,5")[1] == "+CME ERROR: 515"
+    assert p.cmd("AT%CMNG=1")[1] == "OK"
+    sim.fail_command("AT#XSOCKET", cme=None)
+    assert p.cmd("AT#XSOCKET=1,1,0")[1] == "ERROR"
+    sim.delay_command("AT+CGSN", 0.4, times=1)
+    t0 = time.monotonic()
+    p.ok("AT+CGSN")
+    assert time.monotonic() - t0 >= 0.4
+    assert sim.stats.commands == 8
+
+
+def test_drop_link_gives_the_host_eio(sim_factory, raw_port_factory) -> None:
+    sim = sim_factory(baud=0)
+    p = raw_port_factory(sim)
+    p.ok("AT")
+    sim.drop_link_after(10)  # "AT+CGSN\r\n" (9) + 1 byte of the answer, then the line is dead
+    p.send("AT+CGSN")
+    with pytest.raises(serial.SerialException):
+        p.read_until(b"OK", timeout=5)
+    assert not sim.link_alive
+    assert bytes(p.buf) in (b"", b"\r")
+
+
+def test_cli_foreground_faults_and_stats(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    faults = tmp_path / "faults.jsonl"
+    link = tmp_path / "nrf91"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nrfprov", "-v", "sim", "--dialect", "slm", "--baud", "0", "--state", str(state),
+         "--faults", str(faults), "--link", str(link)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    port = None
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        pty_path = proc.stdout.readline().strip()
+        assert pty_path.startswith("/dev/pts/") and os.path.realpath(link) == pty_path
+        port = RawPort(str(link))
+        assert port.ok("AT#XSLMVER")[0].startswith("#XSLMVER:")
+        port.ok("AT+CMEE=1")
+        faults.write_text('{"fail": "AT+CGMR", "cme": 514, "times": 1}\n')
+        while "fault applied" not in proc.stderr.readline():
+            pass
+        assert port.cmd("AT+CGMR")[1] == "+CME ERROR: 514"
+        assert port.ok("AT+CGMR")[0].startswith("mfw_")
+        port.close()
+        port = None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if port is not None:
+            port.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stats = json.loads((state / "stats.json").read_text())
+    assert stats["commands"] == 4 and stats["uart_rx"] > 0 and stats["uart_tx"] > 0
+    assert not link.exists()
+    assert oct((state / "attest_key.pem").stat().st_mode)[-3:] == "600"  # key material is 0600
