@@ -137,6 +137,7 @@ class LocalAwsIot:
         key_pool: int = 1,
         clock: Callable[[], float] = time.time,
         mosquitto: str | None = None,
+        on_broker_exit: Callable[[int], None] | None = None,
     ) -> None:
         if device_key_type not in pki.KEY_TYPES or ca_key_type not in pki.KEY_TYPES:
             raise UsageError(f"key types must be one of {', '.join(pki.KEY_TYPES)}")
@@ -150,6 +151,7 @@ class LocalAwsIot:
         self._key_pool_size = key_pool
         self._clock = clock
         self._mosquitto = mosquitto
+        self._on_broker_exit_cb = on_broker_exit
         self._broker: MosquittoBroker | None = None
         self._responder: Responder | None = None
         self._keys: KeyPool | None = None
@@ -231,7 +233,9 @@ class LocalAwsIot:
 
     def _on_broker_exit(self, code: int) -> None:
         self.broker_exit_code = code
-        log.error("mosquitto exited unexpectedly with code %d; see %s", code, self._broker and self._broker.log_path)
+        log.error("mosquitto exited unexpectedly with code %d; see %s", code, self.state_dir / "mosquitto.log")
+        if self._on_broker_exit_cb is not None:
+            self._on_broker_exit_cb(code)
 
     def stop(self) -> None:
         if self._responder is not None:

@@ -1,0 +1,166 @@
+"""``nrfprov cloud up|revoke|list``: run the local AWS IoT stand-in and manage its certificates."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STATE = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "nrfprov" / "cloud"
+
+UP_EPILOG = """\
+examples:
+  nrfprov cloud up --state /tmp/aws                      # RSA-2048 device keys, like AWS
+  nrfprov cloud up --state /tmp/aws --port 8883 --device-key ec --split-order cert-first
+
+In another terminal, with the files it wrote (see README "Local AWS IoT stand-in"):
+  mosquitto_rr -h 127.0.0.1 -p PORT --cafile /tmp/aws/ca.pem --cert /tmp/aws/claim-cert.pem \\
+      --key /tmp/aws/claim-key.pem -t '$aws/certificates/create/json' \\
+      -e '$aws/certificates/create/json/accepted' -m '{}'
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "cloud", help="local AWS IoT Core stand-in (mTLS mosquitto + provisioning responder)",
+        description="A local AWS IoT Core for tests, demos and benchmarks: mosquitto with mutual TLS and "
+        "per-certificate topic rights on 127.0.0.1, and a responder for the split-topic workaround and the "
+        "Fleet Provisioning MQTT API (CreateKeysAndCertificate, CreateCertificateFromCsr, RegisterThing).",
+    )
+    csub = p.add_subparsers(dest="cloud_command", metavar="SUBCOMMAND", required=True)
+
+    up = csub.add_parser(
+        "up", help="run the stand-in in the foreground until Ctrl-C",
+        description="Start mosquitto and the provisioning responder. Writes ca.pem, claim-cert.pem, "
+        "claim-key.pem (0600) and endpoint.json into --state, prints them, and runs until interrupted. "
+        "State (CA, registry, templates) is kept, so a restart keeps issued certificates valid.",
+        epilog=UP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _state_arg(up)
+    up.add_argument("--port", type=int, default=None, help="TCP port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--device-key", choices=["rsa", "ec"], default="rsa",
+                    help="key type the responder generates for devices (AWS: RSA-2048)")
+    up.add_argument("--split-order", choices=["parallel", "key-first", "cert-first"], default="parallel",
+                    help="split flow: order of the key and cert replies (parallel = random, as on AWS)")
+    up.add_argument("--split-duplicates", type=int, default=0, metavar="N",
+                    help="split flow: send the key/cert pair N extra times (at-least-once delivery)")
+    up.add_argument("--json", action="store_true", help="print the endpoint and files as one JSON line")
+    up.set_defaults(func=_up)
+
+    rv = csub.add_parser(
+        "revoke", help="revoke a certificate (CRL) and reload a running broker",
+        description="Mark CERT_ID (the 64-hex certificateId) REVOKED, re-sign the CRL and send SIGHUP to "
+        "the broker of --state if it runs. New TLS handshakes with that certificate then fail; "
+        "connections already open stay open (mosquitto checks the CRL at handshake only).",
+    )
+    rv.add_argument("certificate_id", metavar="CERT_ID")
+    _state_arg(rv)
+    rv.set_defaults(func=_revoke)
+
+    ls = csub.add_parser("list", help="list certificates in the registry",
+                         description="Print the certificates the stand-in issued, with status and thing.")
+    _state_arg(ls)
+    ls.add_argument("--json", action="store_true", help="one JSON array on stdout")
+    ls.set_defaults(func=_list)
+
+
+def _state_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state", type=Path, default=DEFAULT_STATE, metavar="DIR",
+                   help=f"state directory (CA, claim credentials, registry); default {DEFAULT_STATE}")
+
+
+def usage_text(cloud: Any) -> str:
+    """What `cloud up` prints: endpoint, files, and commands to paste into another terminal."""
+    d, port = cloud.state_dir, cloud.port
+    tls = f"--cafile {d}/ca.pem --cert {d}/claim-cert.pem --key {d}/claim-key.pem"
+    return f"""\
+local AWS IoT stand-in running
+  endpoint   {cloud.host}:{port}   (TLS server name: {cloud.server_name} or {cloud.host})
+  CA         {cloud.ca_path}
+  claim cert {cloud.claim_cert_path}
+  claim key  {cloud.claim_key_path}   (0600)
+  endpoint   {cloud.endpoint_path}
+  templates  {d}/templates/   (default "nrfprov": parameter SerialNumber = thing name)
+  broker log {d}/mosquitto.log
+
+CreateKeysAndCertificate from another terminal:
+  mosquitto_rr -h {cloud.host} -p {port} {tls} \\
+      -t '$aws/certificates/create/json' -e '$aws/certificates/create/json/accepted' -m '{{}}'
+
+Split-topic flow (client ID = device ID) with paho:
+  python3 -c "
+import ssl, paho.mqtt.client as m
+c = m.Client(m.CallbackAPIVersion.VERSION2, client_id='dev1', protocol=m.MQTTv5)
+ctx = ssl.create_default_context(cafile='{d}/ca.pem'); ctx.load_cert_chain('{d}/claim-cert.pem', '{d}/claim-key.pem')
+c.tls_set_context(ctx); got = []
+c.on_connect = lambda c, *a: c.subscribe('certificate/dev1/create/accepted/+', 1)
+c.on_subscribe = lambda c, *a: c.publish('certificate/dev1/create', b'', 1)
+def on_message(c, u, msg):
+    got.append(msg.topic); print(msg.topic, len(msg.payload), 'bytes')
+    if len(got) == 2: c.disconnect()
+c.on_message = on_message; c.connect('{cloud.host}', {port}); c.loop_forever()"
+
+Ctrl-C stops the broker. Revoke: nrfprov cloud revoke CERT_ID --state {d}"""
+
+
+def _up(args: argparse.Namespace) -> int:
+    from nrfprov.cloud import LocalAwsIot
+
+    stop = threading.Event()
+    cloud = LocalAwsIot(
+        args.state, port=args.port, device_key_type=args.device_key, split_order=args.split_order,
+        split_duplicates=args.split_duplicates, on_broker_exit=lambda _code: stop.set(),
+    )
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with cloud:
+            if args.json:
+                print(json.dumps({
+                    "host": cloud.host, "port": cloud.port, "server_name": cloud.server_name,
+                    "ca": str(cloud.ca_path), "claim_cert": str(cloud.claim_cert_path),
+                    "claim_key": str(cloud.claim_key_path), "endpoint": str(cloud.endpoint_path),
+                }), flush=True)
+            else:
+                print(usage_text(cloud), flush=True)
+            try:
+                stop.wait()  # SIGTERM, or the broker died; Ctrl-C raises KeyboardInterrupt here
+            except KeyboardInterrupt:
+                pass
+            died = not cloud.running
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if died:
+        print(f"nrfprov: error: mosquitto exited (code {cloud.broker_exit_code}); see "
+              f"{cloud.state_dir}/mosquitto.log", file=sys.stderr)
+        return 4
+    print("stopped", file=sys.stderr)
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from nrfprov.cloud.local import revoke_in_state
+
+    signalled = revoke_in_state(args.state, args.certificate_id)
+    where = "running broker reloaded" if signalled else "no running broker; applies at next start"
+    print(f"revoked {args.certificate_id} ({where})")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from nrfprov.cloud.registry import Registry
+
+    if not (args.state / "registry.json").exists():
+        recs = []
+    else:
+        recs = Registry(args.state).certificates()
+    if args.json:
+        print(json.dumps([r.__dict__ for r in recs], indent=1))
+        return 0
+    for r in recs:
+        print(f"{r.certificate_id}  {r.status:<18} {r.operation:<15} {r.thing_name or '-'}")
+    return 0
