@@ -295,6 +295,10 @@ class SimulatedModem:
             log.debug("sim: %s -> %s", cmd.name, exc)
             self.respond(self.fail_reply(exc.cme))
             return
+        except Exception:  # a simulator bug: say so loudly, answer like a confused modem, keep running
+            log.exception("simulator failed executing %s", cmd.name)
+            self.respond(b"\r\nERROR\r\n")
+            return
         if reply is not None:
             self.respond(reply)
 
