@@ -160,7 +160,7 @@ def _provision(args: argparse.Namespace) -> int:
         except NrfprovError as exc:
             progress.stop()
             if args.json:
-                summary = driver.result.summary() if hasattr(driver, "result") else {"ok": False}
+                summary = driver.result.summary() if driver.result is not None else {"ok": False}
                 json.dump(summary, sys.stdout, indent=2)
                 sys.stdout.write("\n")
                 print(f"nrfprov: error: {exc}", file=sys.stderr)

@@ -179,7 +179,7 @@ def print_table(rows: list[Row], *, baud: int) -> None:
             note = r.error_type or "should have failed"
         else:
             ok = "[green]yes[/green]" if r.ok else "[red]NO[/red]"
-            note = "" if r.ok else r.error_type  # the full message is in --json
+            note = r.error_type if not r.ok else ("TLS+TCP on the host" if c.backend == "host" else "")
         table.add_row(c.flow, c.payload_format, c.backend, c.dialect, ok, f"{r.seconds:.2f}",
                       str(r.uart_bytes), str(r.air_bytes), note)
     console = Console(width=max(Console().width, 110))  # a pipe gets 80 columns: too narrow for 9

@@ -177,6 +177,7 @@ class Driver:
         self._filters: list[str] = []
         self._socket_bytes = 0
         self._record: JournalRecord | None = None
+        self.result: RunResult | None = None  # set when run() returns or raises
 
     # --- plan -----------------------------------------------------------------------------------
 

@@ -15,220 +15,51 @@ stays ``FAILED``. Time is a parameter: ``handle_timer(now)`` / ``next_deadline()
 from __future__ import annotations
 
 import datetime as _dt
-import enum
 import itertools
 import json
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
 
 from nrfprov.errors import CredentialVerifyError, NrfprovError, ResponseTimeout
 from nrfprov.provisioning import flows
 from nrfprov.provisioning.bundle import TYPE_CA, TYPE_CERT, TYPE_KEY, CredentialBundle, check_bundle, sha256_hex
+from nrfprov.provisioning.events import (
+    ClearSubscriptions,
+    Connected,
+    ConnectMqtt,
+    CredentialDeleted,
+    CredentialWritten,
+    DeleteCredential,
+    Disconnect,
+    Disconnected,
+    Effect,
+    EraseKeyMaterial,
+    Event,
+    FunctionalModeSet,
+    GenerateKey,
+    Identity,
+    KeyGenerated,
+    LteRegistered,
+    MessageReceived,
+    Publish,
+    Published,
+    Resumed,
+    SaveBundle,
+    SetFunctionalMode,
+    Started,
+    State,
+    StepFinished,
+    Subscribe,
+    Subscribed,
+    SubscriptionsCleared,
+    WaitForRegistration,
+    WriteCredential,
+)
 
 
 class ProvisioningStateError(NrfprovError):
     """An event arrived that the current step does not accept (a driver bug, never a user error)."""
-
-
-class State(enum.Enum):
-    IDLE = "idle"
-    GENERATE_KEY = "generate key"  # csr: CFUN=4, clean the tag, %KEYGEN
-    ATTACH_LTE = "LTE up"  # 1
-    CONNECT_CLAIM = "claim connect"  # 2
-    SUBSCRIBE = "subscribe"  # 3
-    REQUEST_CREDENTIALS = "request"  # 4
-    AWAIT_CREDENTIALS = "receive"  # 5, 6
-    REQUEST_REGISTRATION = "register thing"
-    AWAIT_REGISTRATION = "registered"
-    DISCONNECT_CLAIM = "disconnect"  # 7
-    GO_OFFLINE = "CFUN=4"  # 8
-    WRITE_CREDENTIALS = "write credentials"  # 9
-    CLEAR_SUBSCRIPTIONS = "clear subscriptions"  # 10
-    GO_ONLINE = "CFUN=1"  # 11
-    RECONNECT = "reconnect"  # 12
-    DONE = "done"
-    FAILED = "failed"
-
-
-class Identity(enum.Enum):
-    CLAIM = "claim"
-    PROVISIONED = "provisioned"
-
-
-# --- events (past tense) -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Event:
-    pass
-
-
-@dataclass(frozen=True)
-class Started(Event):
-    utc: _dt.datetime
-
-
-@dataclass(frozen=True)
-class Resumed(Event):
-    utc: _dt.datetime
-
-
-@dataclass(frozen=True)
-class FunctionalModeSet(Event):
-    mode: int
-
-
-@dataclass(frozen=True)
-class LteRegistered(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class KeyGenerated(Event):
-    csr_der: bytes
-
-
-@dataclass(frozen=True)
-class Connected(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class Subscribed(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class Published(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class MessageReceived(Event):
-    topic: str
-    payload: bytes = field(repr=False)
-    utc: _dt.datetime
-
-
-@dataclass(frozen=True)
-class Disconnected(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class CredentialDeleted(Event):
-    sec_tag: int
-    cred_type: int
-
-
-@dataclass(frozen=True)
-class CredentialWritten(Event):
-    sec_tag: int
-    cred_type: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class SubscriptionsCleared(Event):
-    pass
-
-
-# --- effects (imperatives) ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Effect:
-    #: The event type the driver must feed back after executing this; None for notes.
-    completed_by: ClassVar[type[Event] | None] = None
-
-
-@dataclass(frozen=True)
-class SetFunctionalMode(Effect):
-    mode: int
-    completed_by = FunctionalModeSet
-
-
-@dataclass(frozen=True)
-class WaitForRegistration(Effect):
-    timeout: float
-    completed_by = LteRegistered
-
-
-@dataclass(frozen=True)
-class DeleteCredential(Effect):
-    sec_tag: int
-    cred_type: int
-    completed_by = CredentialDeleted
-
-
-@dataclass(frozen=True)
-class GenerateKey(Effect):
-    sec_tag: int
-    completed_by = KeyGenerated
-
-
-@dataclass(frozen=True)
-class WriteCredential(Effect):
-    sec_tag: int
-    cred_type: int
-    content: str = field(repr=False)
-    completed_by = CredentialWritten
-
-
-@dataclass(frozen=True)
-class ConnectMqtt(Effect):
-    identity: Identity
-    client_id: str
-    sec_tag: int | None
-    #: Credentials for a host-side TLS reconnect (native backend); None for the claim identity.
-    bundle: CredentialBundle | None = None
-    completed_by = Connected
-
-
-@dataclass(frozen=True)
-class Subscribe(Effect):
-    topics: tuple[str, ...]
-    completed_by = Subscribed
-
-
-@dataclass(frozen=True)
-class Publish(Effect):
-    topic: str
-    payload: bytes
-    qos: int
-    completed_by = Published
-
-
-@dataclass(frozen=True)
-class Disconnect(Effect):
-    completed_by = Disconnected
-
-
-@dataclass(frozen=True)
-class ClearSubscriptions(Effect):
-    completed_by = SubscriptionsCleared
-
-
-@dataclass(frozen=True)
-class SaveBundle(Effect):
-    """Note: persist the bundle (journal) before anything else happens."""
-
-    bundle: CredentialBundle
-
-
-@dataclass(frozen=True)
-class StepFinished(Effect):
-    """Note: a step of the chain completed (journal + progress display)."""
-
-    state: State
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class EraseKeyMaterial(Effect):
-    """Note: the write is verified and the reconnect proved it; the journal may drop the key."""
 
 
 # --- the table ----------------------------------------------------------------------------------
