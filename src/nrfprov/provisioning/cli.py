@@ -118,7 +118,8 @@ class _Progress:
             return
         detail = f"  {report.detail}" if report.detail else ""
         if self._console is not None:
-            self._console.print(f"[green]✓[/green] {report.state.value:<20}[dim]{report.seconds:7.2f} s[/dim]{detail}")
+            self._console.print(f"[green]✓[/green] {report.state.value:<20}[dim]{report.seconds:7.2f} s[/dim]{detail}",
+                                highlight=False)
             if self._status is not None and next_step:
                 self._status.update(f"{next_step} ...")
         else:
@@ -146,11 +147,11 @@ def _provision(args: argparse.Namespace) -> int:
     driver: Driver | None = None
     try:
         state = Path(args.state) if args.state else default_state_dir(modem.imei())
-        names: list[str] = []
 
         def on_step(report: StepReport) -> None:
-            names.append(report.state.value)
-            progress.step(report, None)
+            steps = driver.machine.steps if driver is not None and driver.machine is not None else []
+            later = steps[steps.index(report.state) + 1:] if report.state in steps else []
+            progress.step(report, later[0].value if later else None)
 
         driver = Driver(settings, modem, state_dir=state, flow=flow, payload_format=args.payload_format,
                         resume=args.resume, progress=on_step)

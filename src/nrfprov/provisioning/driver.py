@@ -178,6 +178,7 @@ class Driver:
         self._socket_bytes = 0
         self._record: JournalRecord | None = None
         self.result: RunResult | None = None  # set when run() returns or raises
+        self.machine: m.ProvisioningMachine | None = None
 
     # --- plan -----------------------------------------------------------------------------------
 
@@ -236,6 +237,7 @@ class Driver:
             result.flow, result.payload_format, result.client_id = plan.flow, plan.payload_format, plan.client_id
             self._record = self.journal.begin(rec)
             machine = m.ProvisioningMachine(plan)
+            self.machine = machine
             self._loop(machine, result, t0)
             self.journal.finish(self._record)
             result.ok = True
