@@ -102,6 +102,9 @@ class AtSession:
         self._remaining = 0  # LengthData bytes still to send
         self._tail = b""  # last bytes sent in terminated data mode (matches span chunks)
         self._death: str | None = None
+        # Final results still owed by commands that timed out. The modem answers strictly in order,
+        # so the next final result belongs to the timed-out command, not to the one now in flight.
+        self._stale = 0
 
     # --- state machine ------------------------------------------------------------------------
 
@@ -195,6 +198,9 @@ class AtSession:
         if deadline is None or now < deadline or self._command is None:
             return
         self._events.append(Timeout(self._command.text, deadline))
+        if self.state is State.AWAITING:
+            # At most one answer is assumed owed: if an earlier one never came, it was lost.
+            self._stale = 1
         self._step(Step.TIMEOUT)
         self._command = None
         self._deadline = None
@@ -272,6 +278,12 @@ class AtSession:
     def _classify(self, raw: bytes) -> None:
         line = raw.decode("latin-1")  # ASCII in practice; latin-1 never fails on garbage
         cmd = self._command if self.state is State.AWAITING else None
+        if self._stale and not line.startswith("#XRECV:"):
+            # Lines before the late final result are the timed-out command's reply (or URCs).
+            if _final_result(line, "") is not None:
+                self._stale -= 1
+            self._events.append(Urc(line))
+            return
         if cmd is not None:
             final = _final_result(line, cmd.text)
             if final is not None:

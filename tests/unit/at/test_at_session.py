@@ -218,6 +218,25 @@ def test_timer_gives_timeout_and_late_reply_is_urc() -> None:
 
 
 @feeders
+def test_late_reply_after_timeout_is_not_taken_for_the_next(
+    feed: Callable[[AtSession, bytes], list[Event]],
+) -> None:
+    s = AtSession()
+    s.send(command("AT+CFUN?", timeout=1.0), now=0.0)
+    s.handle_timer(1.0)
+    assert drain(s) == [Timeout("AT+CFUN?", 1.0)]
+    s.send(command("AT+CFUN?"), now=1.0)
+    late = b"\r\n+CFUN: 4\r\n\r\nOK\r\n"
+    fresh = b"\r\n+CFUN: 1\r\n\r\nOK\r\n"
+    assert feed(s, late + fresh) == [
+        Urc("+CFUN: 4"),
+        Urc("OK"),
+        InfoLine("AT+CFUN?", "+CFUN: 1"),
+        Ok("AT+CFUN?"),
+    ]
+
+
+@feeders
 def test_sm_length_send(feed: Callable[[AtSession, bytes], list[Event]]) -> None:
     s = AtSession()
     s.send(command("AT#XSEND=0,2,0,5", data_mode=LengthData(5)), 0.0)

@@ -1,0 +1,136 @@
+"""The modem facade against the simulated nRF91 over a real pty, in both dialects (SM and SLM).
+
+The shared cases live in modem_cases.py; tests/hardware/test_modem_hw.py runs the same cases on a
+real modem. The tests below need the simulator's fault injection or configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from integration.modem.modem_cases import *  # noqa: F403 - the shared cases, collected here
+from integration.modem.modem_peers import EchoServer, Target
+from nrfprov.cli import main
+from nrfprov.errors import CommandError, CommandTimeout, CredentialError, ModemLinkError
+from nrfprov.modem import Modem
+from nrfprov.sim import SimulatedModem
+
+pytestmark = pytest.mark.integration
+
+
+def test_injected_cme_error_reaches_the_caller(modem: Modem, target: Target) -> None:
+    target.sim.fail_command("AT%CMNG=0", cme=515, times=1)
+    with pytest.raises(CredentialError) as info:
+        modem.write_credential(target.scratch_tag, 0, target.pki.ca_pem if target.pki else "")
+    cause = info.value.__cause__
+    assert isinstance(cause, CommandError) and cause.code == 515
+    assert "memory full" in str(info.value)
+
+
+def test_timeout_then_late_reply_does_not_desync(modem: Modem, target: Target) -> None:
+    target.sim.delay_command("AT+CGMR", 1.0, times=1)
+    t0 = time.monotonic()
+    with pytest.raises(CommandTimeout):
+        modem.at("AT+CGMR", timeout=0.3)
+    assert time.monotonic() - t0 < 0.9
+    # The late reply arrives as unsolicited lines; the next command gets its own answer.
+    assert modem.at("AT+CFUN?") == ["+CFUN: 0"]
+    assert modem.firmware().startswith("mfw_")
+
+
+def test_link_drop_is_a_link_error(modem: Modem, target: Target) -> None:
+    target.sim.drop_link_after(5)  # dies in the middle of the next reply
+    t0 = time.monotonic()
+    with pytest.raises(ModemLinkError):
+        modem.at("AT+CGSN", timeout=5.0)
+    assert time.monotonic() - t0 < 2.0  # noticed at once, not by timeout
+    with pytest.raises(ModemLinkError):  # and every later call fails the same way
+        modem.imei()
+
+
+def test_slm_long_terminator_allows_binary(tmp_path: Path, echo_servers: tuple[EchoServer, EchoServer]) -> None:
+    term = "Zq7#pX!k2W"
+    with SimulatedModem(tmp_path / "slm2", dialect="slm", baud=0, terminator=term) as sim, Modem.open(
+        sim.port_url, slm_terminator=term
+    ) as m:
+        m.set_cfun(1)
+        m.wait_registered(5)
+        m.check_raw_binary_safe()
+        payload = b"+++ciphertext+++\r\nOK\r\n" * 50
+        with m.open_tcp("127.0.0.1", echo_servers[0].port) as s:
+            s.send(payload)
+            got = b""
+            while len(got) < len(payload):
+                got += s.recv(4096, timeout=10)
+            assert got == payload
+
+
+def test_throttled_uart_counts_match(tmp_path: Path) -> None:
+    # At 115200 baud the sim's byte counters and ours must agree exactly (timing is the point here).
+    with SimulatedModem(tmp_path / "thr", dialect="sm", baud=115200) as sim, Modem.open(sim.port_url) as m:
+        m.imei()
+        m.at("AT+CFUN?")
+        deadline = time.monotonic() + 2
+        while sim.stats.uart_rx != m.uart_bytes_sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sim.stats.uart_rx == m.uart_bytes_sent
+        assert sim.stats.uart_tx >= m.uart_bytes_received
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+
+def test_cli_at_prints_reply_and_exit_3_on_error(target: Target, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["at", "--port", target.port_url, "AT+CGSN", "AT+CFUN?"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out[0]) == 15 and out[0].isdigit() and out[1] == "+CFUN: 0"
+    assert main(["at", "--port", target.port_url, "AT+NOSUCH"]) == 3
+    assert "modem answered" in capsys.readouterr().err
+
+
+def test_cli_creds_write_list_delete(target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert target.pki is not None
+    port = ["--port", target.port_url]
+    key_file = tmp_path / "device.key"
+    from integration.modem.modem_peers import make_client_identity
+
+    _cert, key = make_client_identity(target.pki.ca_pem)
+    key_file.write_text(key)
+    (tmp_path / "ca.pem").write_text(target.pki.ca_pem)
+    assert main(["at", *port, "AT+CFUN=1"]) == 0
+    capsys.readouterr()
+    assert main(["creds", "write", *port, "7001", "key", str(key_file)]) == 0
+    assert main(["creds", "write", *port, "7001", "ca", str(tmp_path / "ca.pem")]) == 0
+    cap = capsys.readouterr()
+    assert "SHA-256 verified" in cap.out and "CFUN=1" in cap.err
+    assert "PRIVATE" not in cap.out + cap.err and key.splitlines()[1] not in cap.out + cap.err
+    assert main(["creds", "list", *port, "--tag", "7001"]) == 0
+    listing = capsys.readouterr().out
+    assert "CLIENT_KEY" in listing and "ROOT_CA_CERT" in listing
+    # mixed-up type is refused before the modem sees it
+    assert main(["creds", "write", *port, "7001", "cert", str(key_file)]) == 2
+    assert main(["creds", "delete", *port, "7001", "key"]) == 0
+    assert main(["creds", "delete", *port, "7001", "key"]) == 0
+    assert main(["creds", "delete", *port, "7001", "key", "--strict"]) == 3
+    assert main(["at", *port, "AT+CFUN?"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "+CFUN: 1"
+
+
+def test_console_script_end_to_end(target: Target, tmp_path: Path) -> None:
+    out = tmp_path / "csr.der"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "src")}
+    run = subprocess.run(
+        [sys.executable, "-m", "nrfprov", "creds", "keygen", "--port", target.port_url, "9", str(out),
+         "--attributes", "CN=cli"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    from cryptography import x509
+
+    assert x509.load_der_x509_csr(out.read_bytes()).is_signature_valid
