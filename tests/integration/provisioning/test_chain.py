@@ -10,14 +10,16 @@ import json
 import os
 import stat
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from provrig import TAG, Rig
+from provrig import CLAIM_TAG, TAG, Rig
 
 from nrfprov.errors import ModemTlsLimitError, UsageError
 from nrfprov.provisioning.bundle import normalize_pem
+from nrfprov.provisioning.demo import write_claim_tag
 from nrfprov.provisioning.driver import Driver
 
 pytestmark = pytest.mark.integration
@@ -140,3 +142,27 @@ def test_reconnect_proof_fails_for_an_identity_without_rights(rig_factory: Calla
     doc = json.loads((rig.state / "provisioning.json").read_text())
     assert doc["status"] == "in_progress" and doc["bundle"]["private_key_pem"]  # ...but not proven: key kept
     assert rig.cloud.request_counts()["split"] == 0
+
+
+def test_split_with_duplicates_and_cert_first_on_the_real_broker(
+    local_aws_factory: Callable[..., object], sim_factory: Callable[..., object], tmp_path: Path
+) -> None:
+    """The stand-in sends the cert first and every part twice (QoS 1 redelivery): one run, one cert."""
+    from nrfprov.cloud import LocalAwsIot
+    from nrfprov.modem import Modem
+    from nrfprov.sim import SimulatedModem
+
+    cloud = local_aws_factory(split_order="cert-first", split_duplicates=1)
+    assert isinstance(cloud, LocalAwsIot)
+    sim = sim_factory(dialect="slm", baud=0)
+    assert isinstance(sim, SimulatedModem)
+    certs = cloud.write_certs_folder(tmp_path / "certs")
+    rig = Rig(cloud, sim, Modem.open(sim.port_url, dialect="slm"), certs, tmp_path / "journal", "slm")
+    try:
+        write_claim_tag(rig.modem, cloud, CLAIM_TAG)
+        result = Driver(rig.settings(backend="offload", flow="split", client_id="dev-dup"), rig.modem,
+                        state_dir=rig.state).run()
+    finally:
+        rig.modem.close()
+    assert result.ok and cloud.request_counts()["split"] == 1
+    assert [c.certificate_id for c in cloud.certificates()] == [result.certificate_id]

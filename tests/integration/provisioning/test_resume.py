@@ -64,6 +64,11 @@ def test_kill_before_the_write_then_resume(rig_factory: Callable[..., Rig], tmp_
     kind = "create" if flow == "combined" else "split"
     assert rig.cloud.request_counts()[kind] == 1 and len(rig.cloud.certificates()) == 1
 
+    # A fresh run would request a second certificate and orphan the first: refused (exit 2).
+    fresh = _provision(rig, conf)
+    _, err = fresh.communicate(timeout=60)
+    assert fresh.returncode == 2 and "--resume" in err
+
     done = _provision(rig, conf, "--resume", "--json")
     out, err = done.communicate(timeout=120)
     assert done.returncode == 0, err
