@@ -251,11 +251,13 @@ class MosquittoBroker:
         if self._reader is not None:
             self._reader.join(STOP_TIMEOUT_S)
 
-    def reload(self, *, wait: bool = True) -> None:
+    def reload(self, *, wait: bool = True, nudge: Callable[[], None] | None = None) -> None:
         """SIGHUP: re-read ACL and CRL. With ``wait``, return after the broker logged the reload.
 
         mosquitto is single-threaded and logs "Reloading config." inside the reload, so any
         connection we open after seeing the line is handled with the new ACL and CRL.
+        ``nudge`` sends the broker any packet: it only looks at the reload flag after its network
+        wait returns, which without traffic takes up to ~100 ms (measured); with a nudge, ~2 ms.
         """
         proc = self._proc
         if proc is None or proc.poll() is not None:
@@ -263,6 +265,8 @@ class MosquittoBroker:
         with self._cond:
             before = self._reloads
             proc.send_signal(signal.SIGHUP)
+            if nudge is not None:
+                nudge()
             if wait and not self._cond.wait_for(
                 lambda: self._reloads > before or self._exited, RELOAD_TIMEOUT_S
             ):

@@ -269,7 +269,7 @@ class LocalAwsIot:
         assert self.ca is not None
         write_policy(self.paths, self.ca, self.registry)
         if self._broker is not None and self._broker.alive:
-            self._broker.reload(wait=True)
+            self._broker.reload(wait=True, nudge=self._responder.nudge if self._responder else None)
             if self._responder is not None:
                 self._responder.barrier()  # the reload has finished, not just started
 

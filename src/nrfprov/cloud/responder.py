@@ -129,6 +129,10 @@ class Responder:
                         log.warning("reply on %s not acknowledged in time", reply_topic)
                     self._acked.discard(mid)
 
+    def nudge(self) -> None:
+        """Wake the broker's network loop (QoS 0, nothing waits for it)."""
+        self._client.publish(BARRIER_TOPIC, b"", qos=0)
+
     def barrier(self) -> None:
         """Return once the broker has processed everything before now, a reload included.
 
