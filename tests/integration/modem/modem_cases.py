@@ -220,3 +220,28 @@ def test_modem_tls_wrong_hostname_fails_to_connect(modem: Modem, target: Target)
             assert s.recv(1, timeout=10) == b"x"
     finally:
         cleanup(modem, tag)
+
+
+def test_short_timeout_polling_like_the_mqtt_tunnel(modem: Modem, target: Target) -> None:
+    _needs_peers(target)
+    assert target.tcp is not None
+    online(modem)
+    with modem.open_tcp(*target.tcp) as s:
+        with pytest.raises(ResponseTimeout):
+            s.recv(10, timeout=0)
+        sent = modem.uart_bytes_sent
+        for _ in range(20):
+            with pytest.raises(ResponseTimeout):
+                s.recv(10, timeout=0)
+        if modem.dialect == "sm":
+            # #XRECV re-armed POLLIN, so idle polls wait for #XAPOLL instead of asking the modem.
+            assert modem.uart_bytes_sent == sent
+        s.send(b"ping")
+        got = b""
+        deadline = time.monotonic() + 10
+        while got != b"ping" and time.monotonic() < deadline:
+            try:
+                got += s.recv(10, timeout=0.05)
+            except ResponseTimeout:
+                continue
+        assert got == b"ping"

@@ -71,6 +71,7 @@ class Dialect(abc.ABC):
     def recv(self, handle: int, max_bytes: int, timeout: float | None) -> bytes:
         """1..max_bytes bytes, b"" at EOF; ResponseTimeout after ``timeout`` s with nothing."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        asked = False  # ask the modem at least once, even with timeout=0
         while True:
             with self.ch.condition:
                 buf = self._rx.get(handle)
@@ -83,9 +84,10 @@ class Dialect(abc.ABC):
                 failure = self._failed.get(handle)
             if failure is not None:
                 raise failure
-            if deadline is not None and time.monotonic() >= deadline:
+            if asked and deadline is not None and time.monotonic() >= deadline:
                 raise ResponseTimeout(f"data on modem socket {handle}", timeout or 0.0)
             self._recv_some(handle, deadline)
+            asked = True
 
     # --- shared helpers -----------------------------------------------------------------------
 

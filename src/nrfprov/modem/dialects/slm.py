@@ -25,7 +25,7 @@ from nrfprov.modem.dialects.base import POLLERR, POLLHUP, POLLIN, Dialect, TlsPa
 SAFE_TERMINATOR_MIN = 8
 
 # One #XPOLL waits at most this long so a sender in another thread gets the AT channel in between.
-_POLL_SLICE_S = 0.5
+_POLL_SLICE_S = 0.25
 _POLL_RE = re.compile(r'#XPOLL: *(\d+) *, *"?(0x[0-9A-Fa-f]+|\d+)"?')
 
 

@@ -27,6 +27,9 @@ class SerialModemDialect(Dialect):
     def __init__(self, channel: AtChannel) -> None:
         super().__init__(channel)
         self._revents: dict[int, int] = {}
+        # Handles whose last #XRECV found nothing: that read re-armed POLLIN, so new data will be
+        # announced by #XAPOLL and idle polling costs no AT traffic (the MQTT tunnel polls often).
+        self._drained: set[int] = set()
 
     def _on_urc(self, ev: Urc | RawData) -> None:
         super()._on_urc(ev)
@@ -62,6 +65,7 @@ class SerialModemDialect(Dialect):
                     raise connect_failed(host, port, tls, exc) from exc
                 with self.ch.condition:
                     self._revents.pop(handle, None)
+                    self._drained.discard(handle)
                 self.ch.execute(command(f"AT#XAPOLL={handle},1,{POLLIN}"))
             except BaseException:
                 self._close_quietly(handle)
@@ -84,6 +88,11 @@ class SerialModemDialect(Dialect):
             # Clear the readiness flag BEFORE reading (libraries.md §7): a POLLIN that arrives
             # during the read is then kept for the next round instead of being lost.
             revents = self._revents.pop(handle, 0)
+            idle = not revents and handle in self._drained
+        if idle:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self.ch.wait_for(lambda: self._wake(handle), timeout)
+            return
         if revents & POLLERR:
             raise self._failure(handle, "receive")
         with self._lock:
@@ -91,14 +100,22 @@ class SerialModemDialect(Dialect):
                 command(f"AT#XRECV={handle},0,{_RECV_DONT_WAIT},0,{RECV_MAX}"), check=False
             )
         if reply.data:
+            with self.ch.condition:
+                self._drained.discard(handle)
             self._store(handle, b"".join(d.data for d in reply.data))  # b"" = peer closed
             return
         if revents & (POLLIN | POLLHUP):
             # Readiness was reported but the read failed: the socket broke.
             raise self._failure(handle, "receive")
         # No data yet (EAGAIN): wait for the next #XAPOLL without holding the AT channel.
+        with self.ch.condition:
+            self._drained.add(handle)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        self.ch.wait_for(lambda: handle in self._revents, timeout)
+        self.ch.wait_for(lambda: self._wake(handle), timeout)
+
+    def _wake(self, handle: int) -> bool:
+        """Something for ``handle`` arrived (condition held): readiness, pushed data or EOF."""
+        return handle in self._revents or bool(self._rx.get(handle)) or handle in self._eof
 
     def _failure(self, handle: int, what: str) -> TransportError:
         with self._lock:
@@ -120,6 +137,7 @@ class SerialModemDialect(Dialect):
                 self._forget(handle)
                 with self.ch.condition:
                     self._revents.pop(handle, None)
+                    self._drained.discard(handle)
 
     def _close_quietly(self, handle: int) -> None:
         try:
