@@ -64,3 +64,34 @@ bench: setup $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info src/nrfprov/_native*.so .pytest_cache .mypy_cache
+
+# ---- native/ C core (issue 7) ------------------------------------------------------------------
+# sanitize: the C under ASan + UBSan twice - a C driver (seeds + mutations, whole / chunked /
+# byte-wise, exact-size heap blocks) and the Python tests/native suite against an ASan-built copy of
+# the extension (libasan preloaded; leak checks off there because CPython itself "leaks" at exit).
+# fuzz: atheris (libFuzzer) with json/cbor2 as oracle for FUZZ_SECONDS; crashes land in native/build/fuzz.
+NATIVE_BUILD := native/build
+SAN_CFLAGS := -std=c99 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+SAN_MUTATIONS ?= 3000
+FUZZ_SECONDS ?= 600
+
+sanitize: $(STAMP)
+	@mkdir -p $(NATIVE_BUILD)
+	$(PY) native/test/make_corpus.py $(NATIVE_BUILD)/corpus
+	$(CC) $(SAN_CFLAGS) -Wall -Wextra -Werror -Inative/include native/src/*.c native/test/sanitize_driver.c \
+		-o $(NATIVE_BUILD)/sanitize_driver
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(NATIVE_BUILD)/sanitize_driver -n $(SAN_MUTATIONS) $(NATIVE_BUILD)/corpus/*
+	rm -rf $(NATIVE_BUILD)/asan
+	NRFPROV_NATIVE_CFLAGS="$(SAN_CFLAGS)" NRFPROV_NATIVE_LDFLAGS="-fsanitize=address,undefined" \
+		$(PY) native/build_ffi.py $(NATIVE_BUILD)/asan
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	NRFPROV_NATIVE_SO="$$(ls $(CURDIR)/$(NATIVE_BUILD)/asan/nrfprov/_native*.so)" \
+		$(PY) -m pytest -q --capture=sys -p no:cacheprovider tests/native -m "not slow"
+
+fuzz: $(STAMP)
+	@mkdir -p $(NATIVE_BUILD)/fuzz native/fuzz/corpus
+	$(PY) native/test/make_corpus.py $(NATIVE_BUILD)/corpus
+	$(PY) tests/native/fuzz_extractor.py native/fuzz/corpus $(NATIVE_BUILD)/corpus \
+		-max_total_time=$(FUZZ_SECONDS) -max_len=16384 -artifact_prefix=$(NATIVE_BUILD)/fuzz/ -print_final_stats=1

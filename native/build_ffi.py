@@ -51,16 +51,29 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-ffibuilder = FFI()
-ffibuilder.cdef(cdef_text())
-ffibuilder.set_source(
-    "nrfprov._native",
-    '#include "nrfprov_core.h"\n',
-    sources=[_rel(p) for p in sorted((HERE / "src").glob("*.c"))],
-    include_dirs=[_rel(HERE / "include")],
-    extra_compile_args=["-O2", *shlex.split(os.environ.get("NRFPROV_NATIVE_CFLAGS", ""))],
-    extra_link_args=shlex.split(os.environ.get("NRFPROV_NATIVE_LDFLAGS", "")),
-)
+def make_builder(absolute_paths: bool = False) -> FFI:
+    """The FFI builder; absolute paths let ``compile(tmpdir=...)`` build outside the project root."""
+    where = (lambda p: str(p)) if absolute_paths else _rel
+    builder = FFI()
+    builder.cdef(cdef_text())
+    builder.set_source(
+        "nrfprov._native",
+        '#include "nrfprov_core.h"\n',
+        sources=[where(p) for p in sorted((HERE / "src").glob("*.c"))],
+        include_dirs=[where(HERE / "include")],
+        extra_compile_args=["-O2", *shlex.split(os.environ.get("NRFPROV_NATIVE_CFLAGS", ""))],
+        extra_link_args=shlex.split(os.environ.get("NRFPROV_NATIVE_LDFLAGS", "")),
+    )
+    return builder
+
+
+ffibuilder = make_builder()
 
 if __name__ == "__main__":
-    ffibuilder.compile(verbose=True)
+    # python native/build_ffi.py [OUTDIR]: build nrfprov/_native*.so under OUTDIR (default: here),
+    # e.g. the ASan build of `make sanitize`, without touching the installed extension.
+    import sys
+
+    out = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path.cwd()
+    out.mkdir(parents=True, exist_ok=True)
+    print(make_builder(absolute_paths=True).compile(tmpdir=str(out), verbose=False))

@@ -10,7 +10,7 @@
 
 /* Field names exactly as in the Fleet Provisioning API [AWS IoT developer guide, "Device
  * provisioning MQTT API"]. Index = enum nrfprov_field. */
-static const char *const k_names[NRFPROV_FIELD_COUNT] = {
+static const char k_names[NRFPROV_FIELD_COUNT][26] = { /* char arrays: .rodata, no relocations */
     "certificateId", "certificatePem", "privateKey", "certificateOwnershipToken",
     "errorCode", "errorMessage", "statusCode",
 };

@@ -31,7 +31,7 @@ enum num_phase { N_MINUS = 0, N_ZERO, N_INT, N_FRAC0, N_FRAC, N_EXP0, N_EXPSIGN,
 #define NUM_FLOAT 0x02u
 #define NUM_RANGE 0x04u
 
-static const char *const k_literals[3] = {"true", "false", "null"};
+static const char k_literals[3][6] = {"true", "false", "null"};
 static const uint8_t k_literal_len[3] = {4, 5, 4};
 
 static int is_ws(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
@@ -451,7 +451,9 @@ int nrfprov_i_json_feed(struct nrfprov_extractor *ex, const uint8_t *data, size_
 
         switch (ex->state) {
         case J_STRING: {
-            size_t run = string_run(ex, data + i, len - i);
+            /* No fast path in the middle of a multi-byte character: its continuation bytes must be
+             * checked even when they look like ASCII. */
+            size_t run = ex->utf8_need == 0 ? string_run(ex, data + i, len - i) : 0;
             if (run != 0) {
                 i += run;
                 ex->offset += (uint32_t)run;

@@ -56,8 +56,14 @@ def json_reference(payload: bytes) -> ExtractedMessage:
     return reference_pick(json.loads(payload))
 
 
+def cbor_loads_plain(payload: bytes) -> Any:
+    """cbor2.loads without tag semantics: the extractor skips tags, it does not interpret them, so the
+    reference must not refuse a bignum tag around a text string (cbor2 would)."""
+    return cbor2.loads(payload, semantic_decoders=_PLAIN_TAGS)
+
+
 def cbor_reference(payload: bytes) -> ExtractedMessage:
-    return reference_pick(cbor2.loads(payload))
+    return reference_pick(cbor_loads_plain(payload))
 
 
 # ---- strategies -----------------------------------------------------------------------------------
@@ -302,3 +308,10 @@ SEMANTIC_TAGS = {
     55799,
 }
 _DECODED_TAGS = SEMANTIC_TAGS
+
+
+def _plain_tag(tag: int) -> Any:
+    return lambda value, _immutable: cbor2.CBORTag(tag, value)
+
+
+_PLAIN_TAGS = {tag: _plain_tag(tag) for tag in SEMANTIC_TAGS}

@@ -188,6 +188,8 @@ def test_escaped_key_is_the_same_key() -> None:
         b"\xe2\x82",
         b"\x80",
         b"\xf8\x88\x80\x80\x80",
+        b"\xc3A",  # ASCII where a continuation byte is due (found by the fuzzer)
+        b"\xe2\x82zz",
     ],
 )
 def test_invalid_utf8_is_refused_in_fields_and_in_skipped_strings(raw: bytes) -> None:
