@@ -93,7 +93,7 @@ CreateKeysAndCertificate from another terminal:
       -t '$aws/certificates/create/json' -e '$aws/certificates/create/json/accepted' -m '{{}}'
 
 Split-topic flow (client ID = device ID) with paho:
-  python3 -c "
+  {sys.executable} -c "
 import ssl, paho.mqtt.client as m
 c = m.Client(m.CallbackAPIVersion.VERSION2, client_id='dev1', protocol=m.MQTTv5)
 ctx = ssl.create_default_context(cafile='{d}/ca.pem'); ctx.load_cert_chain('{d}/claim-cert.pem', '{d}/claim-key.pem')
