@@ -182,7 +182,7 @@ def print_table(rows: list[Row], *, baud: int) -> None:
             note = r.error_type if not r.ok else ("TLS+TCP on the host" if c.backend == "host" else "")
         table.add_row(c.flow, c.payload_format, c.backend, c.dialect, ok, f"{r.seconds:.2f}",
                       str(r.uart_bytes), str(r.air_bytes), note)
-    console = Console(width=max(Console().width, 110))  # a pipe gets 80 columns: too narrow for 9
+    console = Console(width=max(Console().width, 132))  # a pipe gets 80 columns: too narrow for 9
     console.print(table)
     good = sum(r.as_expected for r in rows)
     console.print(f"{good}/{len(rows)} rows as expected. combined over offloaded TLS fails by design: its "
