@@ -24,6 +24,7 @@ examples:
   nrfprov creds write  --port /dev/ttyACM0 16842753 ROOT_CA_CERT AmazonRootCA1.pem
   nrfprov creds write  --port /dev/ttyACM0 16842753 CLIENT_KEY   device.key
   nrfprov creds delete --port /dev/ttyACM0 16842753 CLIENT_CERT
+  nrfprov creds delete --port /dev/ttyACM0 16842753 all
   nrfprov creds keygen --port /dev/ttyACM0 16842753 device.csr.der --attributes "CN=my-thing"
 
 TYPE is 0..11 or a name: ROOT_CA_CERT (ca), CLIENT_CERT (cert), CLIENT_KEY (key), PSK,
@@ -78,11 +79,13 @@ def register(sub: Any) -> None:
     w.add_argument("file", metavar="FILE", help="PEM file ('-' for stdin)")
     w.set_defaults(func=_write)
 
-    d = csub.add_parser("delete", help="delete one credential",
-                        description="Delete TAG/TYPE (going offline if needed, then restoring).")
+    d = csub.add_parser("delete", help="delete one credential, or every credential in a sec tag",
+                        description="Delete TAG/TYPE, or with TYPE 'all' every credential listed in TAG "
+                        "(going offline once if needed, then restoring the previous mode). Modem-reserved "
+                        "tags (4294967292-4294967294) are refused.")
     _add_port_options(d)
     d.add_argument("tag", type=int, metavar="TAG")
-    d.add_argument("type", metavar="TYPE")
+    d.add_argument("type", metavar="TYPE", help="credential type (number or name), or 'all'")
     d.add_argument("--strict", action="store_true", help="fail (exit 3) if it does not exist")
     d.set_defaults(func=_delete)
 
@@ -173,8 +176,22 @@ def _write(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
+    from nrfprov.errors import UsageError
     from nrfprov.modem import CredentialType
+    from nrfprov.modem.credentials import RESERVED_TAGS
 
+    if args.tag in RESERVED_TAGS:
+        raise UsageError(f"sec tag {args.tag} is reserved by the modem; nrfprov does not touch it")
+    if args.type.lower() == "all":
+        with _open(args) as m:
+            entries = m.credentials(args.tag)
+            with m.offline():  # one CFUN round trip for the whole tag
+                for e in entries:
+                    m.delete_credential(e.sec_tag, e.type)
+                    print(f"sec tag {e.sec_tag} type {int(e.type)} ({_type_name(e.type)}) deleted")
+        if not entries:
+            print(f"sec tag {args.tag} holds no credentials; nothing to delete")
+        return 0
     ctype = CredentialType.parse(args.type)
     with _open(args) as m:
         existed = m.delete_credential(args.tag, ctype, missing_ok=not args.strict)

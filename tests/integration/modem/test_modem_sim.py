@@ -6,9 +6,11 @@ real modem. The tests below need the simulator's fault injection or configuratio
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 from integration.modem.modem_cases import *  # noqa: F403 - the shared cases, collected here
 from integration.modem.modem_peers import EchoServer, Target
 from nrfprov.cli import main
-from nrfprov.errors import CommandError, CommandTimeout, CredentialError, ModemLinkError
+from nrfprov.errors import CommandError, CommandTimeout, CredentialError, ModemLinkError, ResponseTimeout
 from nrfprov.modem import Modem
 from nrfprov.sim import SimulatedModem
 
@@ -34,11 +36,11 @@ def test_injected_cme_error_reaches_the_caller(modem: Modem, target: Target) -> 
 
 
 def test_timeout_then_late_reply_does_not_desync(modem: Modem, target: Target) -> None:
-    target.sim.delay_command("AT+CGMR", 1.0, times=1)
+    target.sim.delay_command("AT+CGMR", 0.6, times=1)
     t0 = time.monotonic()
     with pytest.raises(CommandTimeout):
-        modem.at("AT+CGMR", timeout=0.3)
-    assert time.monotonic() - t0 < 0.9
+        modem.at("AT+CGMR", timeout=0.2)
+    assert time.monotonic() - t0 < 0.5
     # The late reply arrives as unsolicited lines; the next command gets its own answer.
     assert modem.at("AT+CFUN?") == ["+CFUN: 0"]
     assert modem.firmware().startswith("mfw_")
@@ -74,13 +76,16 @@ def test_slm_long_terminator_allows_binary(tmp_path: Path, echo_servers: tuple[E
 def test_throttled_uart_counts_match(tmp_path: Path) -> None:
     # At 115200 baud the sim's byte counters and ours must agree exactly (timing is the point here).
     with SimulatedModem(tmp_path / "thr", dialect="sm", baud=115200) as sim, Modem.open(sim.port_url) as m:
+        t0 = time.monotonic()
         m.imei()
-        m.at("AT+CFUN?")
-        deadline = time.monotonic() + 2
-        while sim.stats.uart_rx != m.uart_bytes_sent and time.monotonic() < deadline:
-            time.sleep(0.01)
+        lines = m.at("AT%CMNG=1")
+        elapsed = time.monotonic() - t0
+        # The sim read every byte we sent before it answered the last command.
         assert sim.stats.uart_rx == m.uart_bytes_sent
         assert sim.stats.uart_tx >= m.uart_bytes_received
+        # 10 bits per byte at 115200: the two exchanges cannot be faster than the wire.
+        wire = (len(b"AT+CGSN\r\n") + len(b"AT%CMNG=1\r\n") + 30 + 6 + sum(len(x) + 4 for x in lines)) * 10
+        assert elapsed >= wire / 115200
 
 
 # --- CLI ----------------------------------------------------------------------------------------
@@ -118,8 +123,58 @@ def test_cli_creds_write_list_delete(target: Target, tmp_path: Path, capsys: pyt
     assert main(["creds", "delete", *port, "7001", "key"]) == 0
     assert main(["creds", "delete", *port, "7001", "key"]) == 0
     assert main(["creds", "delete", *port, "7001", "key", "--strict"]) == 3
-    assert main(["at", *port, "AT+CFUN?"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "+CFUN: 1"
+    capsys.readouterr()
+    assert main(["creds", "list", *port, "--tag", "7001", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(e["sec_tag"], e["type_name"]) for e in listed] == [(7001, "ROOT_CA_CERT")]
+    assert main(["creds", "delete", *port, "7001", "all"]) == 0
+    assert main(["creds", "delete", *port, "4294967292", "all"]) == 2
+    assert main(["at", *port, "AT+CFUN?", "AT%CMNG=1,7001"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "+CFUN: 1"  # restored; tag 7001 now empty
+
+
+def test_commands_from_two_threads_while_a_socket_is_pumped(modem: Modem, target: Target) -> None:
+    # The MQTT tunnel pumps a socket from its own thread while other code runs AT commands.
+    assert target.tcp is not None
+    modem.set_cfun(1)
+    modem.wait_registered(5)
+    received = bytearray()
+    failures: list[BaseException] = []
+    stop = threading.Event()
+    arrived = threading.Condition()
+    with modem.open_tcp(*target.tcp) as s:
+
+        def pump() -> None:
+            while not stop.is_set():
+                try:
+                    data = s.recv(4096, timeout=0.05)
+                except ResponseTimeout:
+                    continue
+                except BaseException as exc:  # reported to the test below
+                    with arrived:
+                        failures.append(exc)
+                        arrived.notify_all()
+                    return
+                with arrived:
+                    received.extend(data)
+                    arrived.notify_all()
+
+        t = threading.Thread(target=pump)
+        t.start()
+        try:
+            expected = b""
+            for i in range(30):
+                msg = b"msg %d;" % i
+                s.send(msg)
+                expected += msg
+                assert len(modem.imei()) == 15
+            with arrived:
+                arrived.wait_for(lambda: bytes(received) == expected or bool(failures), timeout=10)
+        finally:
+            stop.set()
+            t.join(5)
+    assert not failures
+    assert bytes(received) == expected
 
 
 def test_console_script_end_to_end(target: Target, tmp_path: Path) -> None:

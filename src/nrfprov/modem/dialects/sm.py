@@ -105,8 +105,14 @@ class SerialModemDialect(Dialect):
             self._store(handle, b"".join(d.data for d in reply.data))  # b"" = peer closed
             return
         if revents & (POLLIN | POLLHUP):
-            # Readiness was reported but the read failed: the socket broke.
-            raise self._failure(handle, "receive")
+            # Readiness was reported but the read found nothing. Either the socket broke, or the
+            # POLLIN was stale: an earlier #XRECV already took the data it announced.
+            err = self._so_error(handle)
+            if err:
+                raise self._socket_failure(handle, err, "receive")
+            if revents & POLLHUP:
+                self._store(handle, b"")
+                return
         # No data yet (EAGAIN): wait for the next #XAPOLL without holding the AT channel.
         with self.ch.condition:
             self._drained.add(handle)
@@ -117,14 +123,18 @@ class SerialModemDialect(Dialect):
         """Something for ``handle`` arrived (condition held): readiness, pushed data or EOF."""
         return handle in self._revents or bool(self._rx.get(handle)) or handle in self._eof
 
-    def _failure(self, handle: int, what: str) -> TransportError:
+    def _so_error(self, handle: int) -> int:
+        """SO_ERROR of the socket (0 = none; -1 when the modem cannot say, e.g. handle gone)."""
         with self._lock:
             try:
                 reply = self.ch.execute(command(f"AT#XSOCKETOPT={handle},0,4"))
-                values = ints(reply.lines[0]) if reply.lines else []
-                err = values[1] if len(values) >= 2 else -1
             except CommandError:
-                err = -1  # the handle itself is gone
+                return -1
+        values = ints(reply.lines[0]) if reply.lines else []
+        return values[1] if len(values) >= 2 else -1
+
+    def _failure(self, handle: int, what: str) -> TransportError:
+        err = self._so_error(handle)
         if err == 0:
             return TransportError(f"modem socket {handle}: {what} failed without a socket error")
         return self._socket_failure(handle, err, what)
