@@ -109,17 +109,19 @@ def open_stream(
     """Open a connected (and, for TLS on the host, handshaken) stream to the broker.
 
     ``host``/``port`` default to the broker in the settings; ``server_name`` (SNI and certificate
-    check) defaults to ``host``. ``sec_tag`` (offload) defaults to ``claim_sec_tag``. ``credentials``
-    (native/host) default to the settings' certs folder.
+    check) defaults to the settings' broker host name, then to ``host``. ``sec_tag`` (offload)
+    defaults to ``claim_sec_tag``. ``credentials`` (native/host) default to the settings' certs folder.
     """
     b = backend or settings.tls_backend
     if b not in BACKENDS:
         raise UsageError(f"unknown TLS backend {b!r}; choose one of {', '.join(BACKENDS)}")
+    # The name checked against the certificate is the configured broker name even when ``host``
+    # points the connection elsewhere (the stand-in: connect to 127.0.0.1, verify "localhost").
+    name = server_name or settings.broker_host or host or ""
     host = host or settings.broker_host
     port = port or settings.broker_port
     if not host:
         raise UsageError("no broker host", hint="set CONFIG_AWS_IOT_BROKER_HOST_NAME")
-    name = server_name or host
     log.info("%s; broker %s:%d", describe_backend(settings, backend), host, port)
 
     if b == "offload":
