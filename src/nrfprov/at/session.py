@@ -105,6 +105,7 @@ class AtSession:
         # Final results still owed by commands that timed out. The modem answers strictly in order,
         # so the next final result belongs to the timed-out command, not to the one now in flight.
         self._stale = 0
+        self._absorbed = False  # a final result was taken as a late answer during this command
 
     # --- state machine ------------------------------------------------------------------------
 
@@ -137,6 +138,7 @@ class AtSession:
         self._step(Step.SEND)
         self._command = command
         self._deadline = now + command.timeout
+        self._absorbed = False
         return command.encode()
 
     def send_data(self, data: bytes) -> bytes:
@@ -183,6 +185,12 @@ class AtSession:
         self._deadline = now + timeout
         return mode.terminator
 
+    def forget_owed(self) -> None:
+        """The caller knows timed-out commands will never be answered (e.g. they went into a data
+        mode as payload): stop treating the next final result as theirs."""
+        self._check_alive()
+        self._stale = 0
+
     # --- time -----------------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
@@ -199,8 +207,11 @@ class AtSession:
             return
         self._events.append(Timeout(self._command.text, deadline))
         if self.state is State.AWAITING:
-            # At most one answer is assumed owed: if an earlier one never came, it was lost.
-            self._stale = 1
+            # Normally this command's answer is now owed (late). But if an answer was taken as an
+            # earlier command's late one during this command, or one is still owed, the earlier
+            # answer was lost and we probably ate this one: owe nothing. Otherwise a modem that
+            # dropped one command would make every later answer look late, forever.
+            self._stale = 0 if (self._stale or self._absorbed) else 1
         self._step(Step.TIMEOUT)
         self._command = None
         self._deadline = None
@@ -282,6 +293,7 @@ class AtSession:
             # Lines before the late final result are the timed-out command's reply (or URCs).
             if _final_result(line, "") is not None:
                 self._stale -= 1
+                self._absorbed = cmd is not None
             self._events.append(Urc(line))
             return
         if cmd is not None:

@@ -125,9 +125,13 @@ class AtChannel:
                     raise CommandTimeout(command.text + " (leaving data mode)", command.timeout)
         return reply
 
-    def write_raw(self, data: bytes) -> None:
-        """Bytes outside the AT grammar (an empty line to flush the modem's line buffer)."""
+    def write_raw(self, data: bytes, *, forget_owed: bool = False) -> None:
+        """Bytes outside the AT grammar (an empty line to flush the modem's line buffer, a data-mode
+        terminator). ``forget_owed``: commands that timed out before will never be answered."""
         with self._cmd_lock:
+            if forget_owed:
+                with self._cond:
+                    self._session.forget_owed()
             self._write(data)
 
     def close(self) -> None:

@@ -111,12 +111,16 @@ class Modem:
         # skips empty lines), as Nordic's tools do before their first command.
         self._ch.write_raw(b"\r\n")
         last: Exception | None = None
-        for _ in range(3):
+        for attempt in range(3):
             try:
                 self._ch.execute(command("AT", timeout=ready_timeout))
                 break
             except (CommandTimeout, CommandError) as exc:
                 last = exc
+            if attempt == 0 and self._dialect_name != "sm":
+                # A legacy SLM left in data mode (a host that died mid-send) swallows AT commands
+                # until its terminator. In AT mode the terminator is noise the modem skips.
+                self._ch.write_raw(self._slm_terminator.encode("ascii") + b"\r\n", forget_owed=True)
         else:
             raise ModemLinkError(
                 "the modem does not answer AT",

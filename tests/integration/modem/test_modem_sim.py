@@ -73,6 +73,19 @@ def test_slm_long_terminator_allows_binary(tmp_path: Path, echo_servers: tuple[E
             assert got == payload
 
 
+def test_open_recovers_an_slm_left_in_data_mode(
+    tmp_path: Path, echo_servers: tuple[EchoServer, EchoServer]
+) -> None:
+    with SimulatedModem(tmp_path / "dm", dialect="slm", baud=0) as sim:
+        with Modem.open(sim.port_url) as m1:
+            m1.set_cfun(1)
+            m1.wait_registered(5)
+            m1.open_tcp("127.0.0.1", echo_servers[0].port)
+            m1.at("AT#XSEND")  # enters data mode; this host then "dies" without the terminator
+        with Modem.open(sim.port_url, ready_timeout=0.3) as m2:
+            assert m2.at("AT+CFUN?") == ["+CFUN: 1"]
+
+
 def test_throttled_uart_counts_match(tmp_path: Path) -> None:
     # At 115200 baud the sim's byte counters and ours must agree exactly (timing is the point here).
     with SimulatedModem(tmp_path / "thr", dialect="sm", baud=115200) as sim, Modem.open(sim.port_url) as m:

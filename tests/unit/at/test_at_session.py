@@ -236,6 +236,27 @@ def test_late_reply_after_timeout_is_not_taken_for_the_next(
     ]
 
 
+def test_a_dropped_command_cannot_desync_forever() -> None:
+    s = AtSession()
+    s.send(command("AT+CGMR", timeout=1.0), now=0.0)
+    s.handle_timer(1.0)  # never answered: the modem dropped it
+    s.send(command("AT+CGSN", timeout=1.0), now=1.0)
+    assert whole(s, b"\r\n351234567890123\r\n\r\nOK\r\n") == [
+        Timeout("AT+CGMR", 1.0), Urc("351234567890123"), Urc("OK"),  # taken as the late answer
+    ]
+    s.handle_timer(2.0)
+    assert drain(s) == [Timeout("AT+CGSN", 2.0)]
+    s.send(command("AT+CGSN"), now=2.0)  # owes nothing now: its own answer is its own
+    assert whole(s, b"\r\n351234567890123\r\n\r\nOK\r\n") == [
+        InfoLine("AT+CGSN", "351234567890123"), Ok("AT+CGSN"),
+    ]
+    s.send(command("AT+CGMR", timeout=1.0), now=3.0)
+    s.handle_timer(4.0)
+    s.forget_owed()
+    s.send(command("AT"), now=4.0)
+    assert whole(s, b"\r\nOK\r\n") == [Timeout("AT+CGMR", 4.0), Ok("AT")]
+
+
 @feeders
 def test_sm_length_send(feed: Callable[[AtSession, bytes], list[Event]]) -> None:
     s = AtSession()
