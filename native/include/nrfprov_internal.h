@@ -29,6 +29,7 @@ int nrfprov_i_utf8(struct nrfprov_extractor *ex, uint8_t b);
 /* A string begins / gets a byte / ends, for the current sink. */
 void nrfprov_i_string_begin(struct nrfprov_extractor *ex, int sink);
 void nrfprov_i_sink_byte(struct nrfprov_extractor *ex, uint8_t b);
+void nrfprov_i_sink_bytes(struct nrfprov_extractor *ex, const uint8_t *p, size_t n);
 /* Returns NRFPROV_OK or an error (duplicate key, field too long), already recorded. */
 int nrfprov_i_string_end(struct nrfprov_extractor *ex);
 

@@ -249,16 +249,15 @@ static size_t string_bytes(struct nrfprov_extractor *ex, const uint8_t *p, size_
     *rc = NRFPROV_OK;
     if (ex->cbor_str_major == 3) {
         for (i = 0; i < take; i++) {
-            if (nrfprov_i_utf8(ex, p[i]) != NRFPROV_OK) {
+            /* ASCII outside a multi-byte character needs no call (the bulk of PEM text) */
+            if ((p[i] >= 0x80 || ex->utf8_need != 0) && nrfprov_i_utf8(ex, p[i]) != NRFPROV_OK) {
                 *rc = nrfprov_i_fail(ex, NRFPROV_E_UTF8, ex->offset + (uint32_t)i);
                 return 0;
             }
         }
     }
     if (ex->sink != NRFPROV_SINK_DISCARD) {
-        for (i = 0; i < take; i++) {
-            nrfprov_i_sink_byte(ex, p[i]);
-        }
+        nrfprov_i_sink_bytes(ex, p, take);
     }
     ex->cbor_left -= take;
     ex->offset += (uint32_t)take;

@@ -274,6 +274,25 @@ void nrfprov_i_sink_byte(struct nrfprov_extractor *ex, uint8_t b)
     }
 }
 
+void nrfprov_i_sink_bytes(struct nrfprov_extractor *ex, const uint8_t *p, size_t n)
+{
+    if (ex->sink == NRFPROV_SINK_FIELD) {
+        /* Bulk copy of what fits (PEM bodies); the rest is only counted, as in sink_byte. */
+        struct nrfprov_slot *slot = &ex->slots[ex->cur_field];
+        size_t limit = slot_limit(slot, ex->cur_field);
+        if (slot->buf != NULL && slot->len < limit) {
+            size_t room = limit - slot->len;
+            memcpy(slot->buf + slot->len, p, n < room ? n : room);
+        }
+        slot->len = slot->len + n < (size_t)NRFPROV_MAX_MESSAGE ? slot->len + n : (size_t)NRFPROV_MAX_MESSAGE;
+    } else if (ex->sink == NRFPROV_SINK_KEY) {
+        size_t i;
+        for (i = 0; i < n; i++) {
+            nrfprov_i_sink_byte(ex, p[i]);
+        }
+    }
+}
+
 void nrfprov_i_unknown_key(struct nrfprov_extractor *ex) { ex->cur_field = (int8_t)NRFPROV_FIELD_NONE; }
 
 static int resolve_key(struct nrfprov_extractor *ex)

@@ -357,15 +357,11 @@ static int hex_byte(struct nrfprov_extractor *ex, uint8_t c, uint32_t at)
 static size_t string_run(struct nrfprov_extractor *ex, const uint8_t *p, size_t n)
 {
     size_t i = 0;
-    if (ex->sink == NRFPROV_SINK_DISCARD) {
-        while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
-            i++;
-        }
-        return i;
-    }
     while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
-        nrfprov_i_sink_byte(ex, p[i]);
         i++;
+    }
+    if (i != 0 && ex->sink != NRFPROV_SINK_DISCARD) {
+        nrfprov_i_sink_bytes(ex, p, i);
     }
     return i;
 }

@@ -97,6 +97,10 @@ class _Native:
     max_message: int
     max_depth: int
     status_names: dict[int, str]
+    offsets: tuple[int, ...]  # of each field's buffer inside one allocation
+    total: int
+    zeros: bytes  # for wiping
+    alloc: Any  # allocator without zero-fill: the C writes before it reads
 
 
 @functools.cache
@@ -134,6 +138,7 @@ def _load() -> _Native:
     if status_name != _STATUS_FIELD_NAME:
         raise ConfigError(f"native extractor status field is {status_name!r}", hint=_REBUILD_HINT)
     names = {code: ffi.string(lib.nrfprov_status_name(code)).decode("ascii") for code in range(-20, 1)}
+    offsets = tuple(sum(maxima[:i]) for i in range(len(maxima)))
     return _Native(
         ffi=ffi,
         lib=lib,
@@ -143,6 +148,10 @@ def _load() -> _Native:
         max_message=int(lib.NRFPROV_MAX_MESSAGE),
         max_depth=int(lib.NRFPROV_MAX_DEPTH),
         status_names=names,
+        offsets=offsets,
+        total=sum(maxima),
+        zeros=bytes(sum(maxima)),
+        alloc=ffi.new_allocator(should_clear_after_alloc=False),
     )
 
 
@@ -226,12 +235,13 @@ class CombinedExtractor:
         self._fmt = fmt
         self._fed = 0
         self._state = n.ffi.new("struct nrfprov_extractor *")
-        code = n.lib.NRFPROV_FORMAT_JSON if fmt == "json" else n.lib.NRFPROV_FORMAT_CBOR
-        self._check(n.lib.nrfprov_init(self._state, n.state_size, code))
-        # One buffer per string field, sized by the library's own limits.
-        self._bufs = [n.ffi.new("uint8_t[]", limit) for limit in n.field_max]
-        for index, buf in enumerate(self._bufs):
-            self._check(n.lib.nrfprov_set_buffer(self._state, index, buf, n.field_max[index]))
+        lib = n.lib
+        code = lib.NRFPROV_FORMAT_JSON if fmt == "json" else lib.NRFPROV_FORMAT_CBOR
+        self._check(lib.nrfprov_init(self._state, n.state_size, code))
+        # One allocation holds every field's buffer, each sized by the library's own limit.
+        self._buf = n.alloc("uint8_t[]", n.total)
+        for index, limit in enumerate(n.field_max):
+            self._check(lib.nrfprov_set_buffer(self._state, index, self._buf + n.offsets[index], limit))
 
     @property
     def fmt(self) -> Format:
@@ -250,14 +260,15 @@ class CombinedExtractor:
 
     def finish(self) -> ExtractedMessage:
         """End of payload: the fields, or PayloadError if the reply is incomplete or invalid."""
-        n = self._n
+        n, st = self._n, self._state
+        lib = n.lib
         try:
-            self._check(n.lib.nrfprov_finish(self._state))
+            self._check(lib.nrfprov_finish(st))
             values: dict[str, Any] = {}
             for index, (attr, name) in enumerate(_STRING_FIELDS):
-                if not n.lib.nrfprov_field_present(self._state, index):
+                if not lib.nrfprov_field_present(st, index):
                     continue
-                length = int(n.lib.nrfprov_field_len(self._state, index))
+                length = int(lib.nrfprov_field_len(st, index))
                 if not 0 <= length <= n.field_max[index]:
                     raise MalformedPayload(
                         f"native extractor reports {length} bytes for {name}, over its "
@@ -267,7 +278,7 @@ class CombinedExtractor:
                         field=name,
                         hint=_REBUILD_HINT,
                     )
-                raw = bytes(n.ffi.buffer(self._bufs[index], length))
+                raw = n.ffi.buffer(self._buf + n.offsets[index], length)[:]
                 try:
                     values[attr] = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:  # the C validated UTF-8: this is a bug there
@@ -278,16 +289,15 @@ class CombinedExtractor:
                         field=name,
                         hint=_REBUILD_HINT,
                     ) from exc
-            if n.lib.nrfprov_field_present(self._state, n.lib.NRFPROV_FIELD_STATUS_CODE):
-                values["status_code"] = int(n.lib.nrfprov_status_code(self._state))
+            if lib.nrfprov_field_present(st, lib.NRFPROV_FIELD_STATUS_CODE):
+                values["status_code"] = int(lib.nrfprov_status_code(st))
             return ExtractedMessage(**values)
         finally:
             self._wipe()
 
     def _wipe(self) -> None:
         # The buffers held a private key; the Python str copies are the caller's to guard.
-        for index, buf in enumerate(self._bufs):
-            self._n.ffi.memmove(buf, bytes(self._n.field_max[index]), self._n.field_max[index])
+        self._n.ffi.memmove(self._buf, self._n.zeros, self._n.total)
 
     def _check(self, rc: int) -> None:
         if rc == 0:
