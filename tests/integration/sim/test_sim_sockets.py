@@ -188,3 +188,34 @@ def test_slm_recv_poll_select_close(server_factory, sim_factory, raw_port_factor
     assert p.ok("AT#XSOCKETOPT=0,4") == ["#XSOCKETOPT: 0"]
     assert p.ok("AT#XSOCKET=0") == ['#XSOCKET: 0,"closed"']
     assert p.cmd("AT#XSOCKETSELECT=0")[1] == "ERROR"
+
+
+@pytest.mark.parametrize("dialect", ["sm", "slm"])
+def test_urcs_in_data_mode_held_by_sm_dropped_by_slm(server_factory, sim_factory, raw_port_factory, dialect) -> None:
+    sim = sim_factory(dialect=dialect, baud=0)
+    srv = server_factory(_echo)
+    p = raw_port_factory(sim)
+    _online(p)
+    p.ok("AT#XSOCKET=1,1,0")
+    p.ok(f'AT#XCONNECT=0,"127.0.0.1",{srv.port}' if dialect == "sm" else f'AT#XCONNECT="127.0.0.1",{srv.port}')
+    p.send("AT#XSEND=0,2,0,4" if dialect == "sm" else "AT#XSEND")
+    assert p.line() == "OK"  # from here on the simulator is in data mode
+    sim.urc("+CEREG: 5")  # a notification raised while the host is streaming data
+    p.write(b"data" if dialect == "sm" else b"data+++")
+    assert p.line() == "#XDATAMODE: 0"
+    if dialect == "sm":
+        assert p.line() == "+CEREG: 5"  # SM flushes held URCs after data mode
+    assert p.cmd("AT") == ([], "OK")  # SLM dropped it: nothing between #XDATAMODE and OK
+
+
+def test_ready_banner_reaches_a_host_that_listens_first(tmp_path) -> None:
+    from nrfprov.sim import SimulatedModem
+
+    sim = SimulatedModem(tmp_path / "s", baud=9600)
+    p = RawPort(sim.port_url)
+    try:
+        sim.start()
+        assert p.line() == "Ready"
+    finally:
+        p.close()
+        sim.stop()
