@@ -127,6 +127,7 @@ class SimSocket:
         allow_remote: bool,
         context: ssl.SSLContext | None,
         timeout: float = 30.0,
+        stop: threading.Event | None = None,
     ) -> None:
         target = resolve.get(host, host)
         try:
@@ -148,7 +149,7 @@ class SimSocket:
         if self.tls:
             assert context is not None
             try:
-                self._handshake(context, time.monotonic() + timeout)
+                self._handshake(context, time.monotonic() + timeout, stop or threading.Event())
             except SocketFailure:
                 self._shutdown()
                 raise
@@ -162,7 +163,7 @@ class SimSocket:
         self.error = errno_
         return SocketFailure(errno_, reason)
 
-    def _handshake(self, context: ssl.SSLContext, deadline: float) -> None:
+    def _handshake(self, context: ssl.SSLContext, deadline: float, stop: threading.Event) -> None:
         assert self._sock is not None
         server_hostname = self.hostname if context.check_hostname else (self.hostname or None)
         self._ssl = context.wrap_bio(self._in, self._out, server_side=False, server_hostname=server_hostname)
@@ -176,11 +177,7 @@ class SimSocket:
             except ssl.SSLError as exc:
                 self._flush_out_quietly()
                 raise self._fail(ECONNRESET, f"TLS handshake failed: {exc}") from exc
-            self._sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data = self._sock.recv(4096)
-            except OSError as exc:
-                raise self._fail(ETIMEDOUT, f"TLS handshake: {exc}") from exc
+            data = self._recv_until(deadline, stop)
             if not data:
                 raise self._fail(ECONNRESET, "peer closed during the TLS handshake")
             self._stats.add("air_rx", len(data))
@@ -189,6 +186,21 @@ class SimSocket:
             except RecordTooLarge as exc:
                 raise self._fail(EMSGSIZE, str(exc)) from exc
             self._in.write(data)
+
+    def _recv_until(self, deadline: float, stop: threading.Event) -> bytes:
+        """Blocking recv in short slices, so a stopping simulator is not held by a silent server."""
+        assert self._sock is not None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or stop.is_set():
+                raise self._fail(ETIMEDOUT, "TLS handshake timed out")
+            self._sock.settimeout(min(left, 0.5))
+            try:
+                return self._sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                raise self._fail(ECONNRESET, f"TLS handshake: {exc}") from exc
 
     def _flush_out(self) -> None:
         data = self._out.read()

@@ -254,7 +254,9 @@ class SocketCommands:
             raise AtFail(None, "not registered to the LTE network (send AT+CFUN=1 and wait for +CEREG: 1)")
         context = self._tls_context(s) if s.tls else None
         try:
-            s.connect(host, port, resolve=self.m.resolve, allow_remote=self.m.allow_remote, context=context)
+            s.connect(
+                host, port, resolve=self.m.resolve, allow_remote=self.m.allow_remote, context=context, stop=self.m._stop
+            )
         except SocketFailure as exc:
             raise AtFail(None, str(exc)) from exc
         self._arm_out(s.handle)
