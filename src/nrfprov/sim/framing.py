@@ -190,12 +190,10 @@ class GrammarError(ValueError):
 
 def parse_command(line: bytes) -> Command:
     """Apply SLM's ``cmd_send`` rules: skip noise before the first ``AT`` then check the grammar."""
-    text = line.decode("latin-1")
-    upper = text.upper()
-    at = upper.find("AT")
+    at = line.upper().find(b"AT")  # bytes.upper() touches ASCII only, so offsets stay put
     if at < 0:
         raise GrammarError("no AT")
-    text = text[at:]
+    text = line[at:].decode("latin-1")
     rest = text[2:]
     if rest == "":
         return Command(text, "", "exec", ())

@@ -210,3 +210,22 @@ def test_keygen_csr_and_cose(
     r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
     sim.identity.attest_key.public_key().verify(encode_dss_signature(r, s), to_verify, ec.ECDSA(hashes.SHA256()))
     assert p.cmd('AT%KEYGEN=5,2,0,"XX=bad"')[1] == "ERROR"
+
+
+def test_survives_garbage(sim_factory, raw_port_factory, caplog) -> None:
+    import logging
+    import random
+
+    caplog.set_level(logging.WARNING, logger="nrfprov.sim")
+
+    sim = sim_factory(baud=0)
+    p = raw_port_factory(sim)
+    rnd = random.Random(4)
+    for _ in range(30):
+        junk = bytes(b for b in rnd.randbytes(rnd.randrange(1, 600)) if b != 0x22)  # no quotes: lines end
+        p.write(junk + b"\r\nAT+CGMM\r\n")
+        p.read_until(b"\r\nnRF9160-SICA\r\n\r\nOK\r\n")  # whatever junk did, the modem still answers
+    p.buf.clear()
+    assert p.ok("AT") == []
+    assert sim.link_alive
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no simulator bug was hit

@@ -113,3 +113,8 @@ def test_parse_command_forms_and_grammar() -> None:
 
 def test_split_params() -> None:
     assert split_params('1, 2 ,"x, y",,""') == ("1", "2", "x, y", None, "")
+
+
+def test_noise_with_non_ascii_before_at() -> None:
+    # "ß".upper() is "SS": offsets must come from the bytes, not from a case-folded str.
+    assert parse_command("ßßAT+CGMR".encode("latin-1")).name == "+CGMR"
