@@ -195,6 +195,8 @@ class LocalAwsIot:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> LocalAwsIot:
+        if self.running:
+            raise UsageError("this stand-in is already running", hint="stop() it first, or use a new object")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)  # holds CA and claim keys
         self.paths.identities.mkdir(exist_ok=True)

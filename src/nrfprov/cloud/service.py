@@ -29,8 +29,7 @@ from nrfprov.cloud.registry import ACTIVE, PENDING, Registry, TokenProblem
 log = logging.getLogger(__name__)
 
 SPLIT_ORDERS = ("parallel", "key-first", "cert-first")
-# A request payload is at most AWS's 128 KB PUBLISH limit; the broker enforces it before us.
-MAX_REQUEST = 131072
+# Request payloads are bounded by the broker's message_size_limit (AWS's 128 KB) before they reach us.
 
 SPLIT_RE = re.compile(r"certificate/([^/]+)/create")
 CREATE_RE = re.compile(r"\$aws/certificates/create/(json|cbor)")
