@@ -106,6 +106,7 @@ class PtyUart:
         os.set_blocking(self._master, False)
         self.port_url = os.ttyname(self._slave)
         self._wake_r, self._wake_w = os.pipe()
+        self._fds_closed = False
         self._stop = threading.Event()
         self._dead = threading.Event()  # link dropped (fault) or stopped
         self._tx: queue.Queue[object] = queue.Queue()
@@ -130,10 +131,12 @@ class PtyUart:
         self._dead.set()
         self._tx.put(_STOP)
         self._wake()
-        if self._reader.is_alive():
+        if self._reader.ident is not None:
             self._reader.join(timeout)
-        elif self._writer.is_alive():  # reader never started
-            self._writer.join(timeout)
+        elif not self._fds_closed:  # never started: nobody else will close the fds
+            self._fds_closed = True
+            for fd in (self._master, self._slave, self._wake_r, self._wake_w):
+                os.close(fd)
         if self._link is not None and self._link.is_symlink():
             self._link.unlink()
 

@@ -113,3 +113,20 @@ def test_cli_foreground_faults_and_stats(tmp_path: Path) -> None:
     assert stats["commands"] == 4 and stats["uart_rx"] > 0 and stats["uart_tx"] > 0
     assert not link.exists()
     assert oct((state / "attest_key.pem").stat().st_mode)[-3:] == "600"  # key material is 0600
+
+
+def test_start_stop_leaks_no_fds_or_threads(tmp_path: Path) -> None:
+    import threading
+
+    from nrfprov.sim import SimulatedModem
+
+    fds0, threads0 = len(os.listdir("/proc/self/fd")), threading.active_count()
+    for i in range(10):
+        SimulatedModem(tmp_path / str(i), baud=0).stop()  # never started
+        with SimulatedModem(tmp_path / str(i), baud=0, link=tmp_path / "lnk") as sim:
+            port = RawPort(sim.port_url)
+            port.ok("AT")
+            port.close()
+        assert not (tmp_path / "lnk").exists()
+    assert len(os.listdir("/proc/self/fd")) == fds0
+    assert threading.active_count() == threads0
