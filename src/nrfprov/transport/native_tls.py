@@ -254,6 +254,9 @@ class NativeTlsStream:
                 continue  # an empty record (allowed by RFC 5246 §6.2.1): nothing to hand up
             if self._in_limit is not None and n > self._in_limit:
                 raise self._fail(DeviceLimitError(self._in_symbol, self._in_limit, n))
+            if n <= max_bytes:  # the common case: hand the record over without a second copy
+                self._received += n
+                return bytes(memoryview(self._rbuf)[:n])
             self._plain += self._rbuf[:n]
             return self._take(max_bytes)
 
