@@ -304,15 +304,23 @@ class MosquittoBroker:
             return list(self._tail)
 
 
-def signal_running_broker(state_dir: Path) -> bool:
-    """SIGHUP the broker of another process (``nrfprov cloud revoke``). False if none is running."""
+def running_broker_pid(state_dir: Path) -> int | None:
+    """PID of a live mosquitto started for ``state_dir`` (by any process), else None."""
     try:
         pid = int((state_dir / "broker.pid").read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (FileNotFoundError, ValueError, ProcessLookupError):
-        return False
-    # The pid file may be stale and the pid reused: only signal a mosquitto using our config.
+        return None
+    # The pid file may be stale and the pid reused: only a mosquitto using our config counts.
     if b"mosquitto" not in cmdline or str(state_dir / "mosquitto.conf").encode() not in cmdline:
+        return None
+    return pid
+
+
+def signal_running_broker(state_dir: Path) -> bool:
+    """SIGHUP the broker of another process (``nrfprov cloud revoke``). False if none is running."""
+    pid = running_broker_pid(state_dir)
+    if pid is None:
         return False
     os.kill(pid, signal.SIGHUP)
     return True

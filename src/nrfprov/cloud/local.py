@@ -27,7 +27,13 @@ from pathlib import Path
 from types import TracebackType
 
 from nrfprov.cloud import acl, pki, templates
-from nrfprov.cloud.broker import HOST, BrokerFiles, MosquittoBroker, signal_running_broker
+from nrfprov.cloud.broker import (
+    HOST,
+    BrokerFiles,
+    MosquittoBroker,
+    running_broker_pid,
+    signal_running_broker,
+)
 from nrfprov.cloud.registry import ACTIVE, REVOKED, CertificateRecord, Registry
 from nrfprov.cloud.responder import Responder
 from nrfprov.cloud.service import KeyPool, ProvisioningService, Reply
@@ -199,6 +205,12 @@ class LocalAwsIot:
             raise UsageError("this stand-in is already running", hint="stop() it first, or use a new object")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)  # holds CA and claim keys
+        other = running_broker_pid(self.state_dir)
+        if other is not None:
+            raise UsageError(
+                f"a stand-in already runs on {self.state_dir} (mosquitto pid {other})",
+                hint="stop it, or pass another state directory",
+            )
         self.paths.identities.mkdir(exist_ok=True)
         self.ca = _load_or_create_pki(self.paths, self._ca_key_type)
         templates.ensure_default(self.state_dir)

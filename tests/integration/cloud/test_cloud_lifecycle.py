@@ -18,7 +18,7 @@ import pytest
 
 from fixtures.cloud import MqttProbe, mosquitto_children
 from nrfprov.cloud import LocalAwsIot, broker
-from nrfprov.errors import ConnectError
+from nrfprov.errors import ConnectError, UsageError
 
 pytestmark = pytest.mark.integration
 SRC = Path(__file__).resolve().parents[3] / "src"
@@ -117,6 +117,13 @@ def test_port_race_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                        for line in (tmp_path / "s" / "mosquitto.log").read_text().splitlines())
             with MqttProbe.for_claim(cloud, "after-retry") as c:
                 assert c.connect()
+
+
+def test_one_stand_in_per_state_dir(local_aws: LocalAwsIot) -> None:
+    with pytest.raises(UsageError, match="already runs"):
+        LocalAwsIot(local_aws.state_dir, device_key_type="ec").start()
+    with MqttProbe.for_claim(local_aws, "first-still-serves") as c:
+        assert c.connect()
 
 
 def test_state_survives_a_restart(tmp_path: Path) -> None:
