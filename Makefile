@@ -69,7 +69,9 @@ clean:
 # sanitize: the C under ASan + UBSan twice - a C driver (seeds + mutations, whole / chunked /
 # byte-wise, exact-size heap blocks) and the Python tests/native suite against an ASan-built copy of
 # the extension (libasan preloaded; leak checks off there because CPython itself "leaks" at exit).
-# fuzz: atheris (libFuzzer) with json/cbor2 as oracle for FUZZ_SECONDS; crashes land in native/build/fuzz.
+# fuzz: atheris (libFuzzer) with json/cbor2 as oracle for FUZZ_SECONDS, on a copy of the extension built
+# with gcc -fsanitize-coverage=trace-cmp (C comparisons guide libFuzzer via -use_value_profile=1; edge
+# coverage would need clang). Corpus in native/fuzz/corpus (git-ignored), crashes in native/build/fuzz.
 NATIVE_BUILD := native/build
 SAN_CFLAGS := -std=c99 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 SAN_MUTATIONS ?= 3000
@@ -93,5 +95,8 @@ sanitize: $(STAMP)
 fuzz: $(STAMP)
 	@mkdir -p $(NATIVE_BUILD)/fuzz native/fuzz/corpus
 	$(PY) native/test/make_corpus.py $(NATIVE_BUILD)/corpus
-	$(PY) tests/native/fuzz_extractor.py native/fuzz/corpus $(NATIVE_BUILD)/corpus \
+	rm -rf $(NATIVE_BUILD)/fuzzcmp
+	NRFPROV_NATIVE_CFLAGS="-g -fsanitize-coverage=trace-cmp" $(PY) native/build_ffi.py $(NATIVE_BUILD)/fuzzcmp
+	NRFPROV_NATIVE_SO="$$(ls $(CURDIR)/$(NATIVE_BUILD)/fuzzcmp/nrfprov/_native*.so)" \
+		$(PY) tests/native/fuzz_extractor.py native/fuzz/corpus $(NATIVE_BUILD)/corpus -use_value_profile=1 \
 		-max_total_time=$(FUZZ_SECONDS) -max_len=16384 -artifact_prefix=$(NATIVE_BUILD)/fuzz/ -print_final_stats=1
