@@ -102,6 +102,29 @@ def normalise_pem(text: str) -> str:
     return body + "\n"
 
 
+_HEX_RE = re.compile(r"[0-9A-Fa-f]+")
+
+
+def normalise_content(cred_type: int, text: str) -> str:
+    """What to store for ``cred_type``: PEM types via :func:`normalise_pem`; a PSK (3) is a hex
+    string and a PSK identity (4) plain text, both without line breaks [nrf91-at.md §5]."""
+    if cred_type == CredentialType.PSK:
+        value = text.strip()
+        if not _HEX_RE.fullmatch(value) or len(value) % 2:
+            raise PayloadError("a PSK must be an even number of hex digits", hint="e.g. 000102030405")
+        return value
+    if cred_type == CredentialType.PSK_IDENTITY:
+        value = text.strip()
+        if not value or "\n" in value or "\r" in value:
+            raise PayloadError("a PSK identity must be one non-empty line of text")
+        try:
+            value.encode("ascii")
+        except UnicodeEncodeError as exc:
+            raise PayloadError("PSK identity contains non-ASCII characters", offset=exc.start) from exc
+        return value
+    return normalise_pem(text)
+
+
 def content_sha256(content: str) -> str:
     return hashlib.sha256(content.encode("ascii")).hexdigest().upper()
 

@@ -31,8 +31,8 @@ from nrfprov.modem.credentials import (
     CredentialInfo,
     CredentialType,
     content_sha256,
+    normalise_content,
     normalise_csr_der,
-    normalise_pem,
     parse_cmng_list,
     parse_keygen,
 )
@@ -254,7 +254,7 @@ class Modem:
         Goes offline for the write when needed and restores the previous functional mode.
         """
         ctype = CredentialType(int(type))
-        content = normalise_pem(pem)
+        content = normalise_content(int(ctype), pem)
         expected = content_sha256(content)
         cmd = cmds.cmng_write(sec_tag, int(ctype), content)  # size/quoting checked before sending
         with self.offline():

@@ -16,6 +16,7 @@ from nrfprov.modem import CredentialInfo, CredentialType
 from nrfprov.modem.credentials import (
     _der_len,
     content_sha256,
+    normalise_content,
     normalise_csr_der,
     normalise_pem,
     parse_cmng_list,
@@ -68,6 +69,15 @@ def test_pem_normalised_to_lf_with_one_final_newline(raw: str) -> None:
 def test_pem_rejects(raw: str) -> None:
     with pytest.raises(PayloadError):
         normalise_pem(raw)
+
+
+def test_psk_and_identity_are_not_pem() -> None:
+    assert normalise_content(3, " 0a0B1c\n") == "0a0B1c"
+    assert normalise_content(4, "device-1\n") == "device-1"
+    assert normalise_content(0, PEM.rstrip()) == PEM
+    for ctype, bad in [(3, "abc"), (3, "xyz0"), (4, ""), (4, "a\nb")]:
+        with pytest.raises(PayloadError):
+            normalise_content(ctype, bad)
 
 
 def _csr() -> bytes:
