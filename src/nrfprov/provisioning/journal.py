@@ -119,7 +119,12 @@ class Journal:
         self._write(rec)
 
     def fail(self, rec: JournalRecord, error: BaseException) -> None:
-        rec.status = "failed" if rec.bundle is None else "in_progress"
+        """Record a failure. Issued, unproven credentials stay resumable (``in_progress``); after the
+        proof (key erased) nothing is left to resume, whatever failed afterwards."""
+        if rec.key_erased:
+            rec.status = "done"
+        else:
+            rec.status = "failed" if rec.bundle is None else "in_progress"
         rec.error = f"{type(error).__name__}: {error}"
         self._write(rec)
 

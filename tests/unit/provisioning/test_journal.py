@@ -65,3 +65,13 @@ def test_unwritable_state_dir_is_a_typed_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(JournalError, match="cannot write"):
         Journal(blocker / "state").begin(JournalRecord())
+
+
+def test_a_failure_after_the_proof_leaves_nothing_to_resume(tmp_path: Path, pki: Pki) -> None:
+    j = Journal(tmp_path)
+    rec = j.begin(JournalRecord())
+    j.save_bundle(rec, _bundle(pki))
+    j.erase_key_material(rec)
+    j.fail(rec, RuntimeError("disconnect failed"))
+    loaded = j.load()
+    assert loaded is not None and loaded.pending_bundle() is None and loaded.status == "done"
