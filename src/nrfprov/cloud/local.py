@@ -21,6 +21,7 @@ import json
 import logging
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -165,6 +166,7 @@ class LocalAwsIot:
         self.registry = Registry(self.state_dir)
         self.ca: pki.CertificateAuthority | None = None
         self.broker_exit_code: int | None = None
+        self._policy_lock = threading.Lock()
 
     # --- paths -----------------------------------------------------------------------------------
 
@@ -280,6 +282,12 @@ class LocalAwsIot:
         return self._service.handle(topic, payload)
 
     def _apply_policy(self) -> None:
+        assert self.ca is not None
+        # The responder's worker and the caller's thread (grant, revoke) may both get here.
+        with self._policy_lock:
+            self._apply_policy_locked()
+
+    def _apply_policy_locked(self) -> None:
         assert self.ca is not None
         write_policy(self.paths, self.ca, self.registry)
         if self._broker is not None and self._broker.alive:
