@@ -135,3 +135,28 @@ def test_claim_cannot_request_or_read_for_another_client_id(
         assert all(t.startswith("certificate/attacker/") for t, _ in spy.drain())
         # Device topics are not the claim's either.
         assert spy.publish("$aws/things/victim/shadow/update", b"{}") == 135
+
+
+def test_concurrent_split_requests_each_get_their_own_pair(
+    local_aws_factory: Callable[..., LocalAwsIot], tmp_path: Path
+) -> None:
+    cloud = local_aws_factory(device_key_type="ec")
+    ids = [f"many-{i}" for i in range(5)]
+    probes = [MqttProbe.for_claim(cloud, i) for i in ids]
+    try:
+        for p in probes:
+            assert p.connect()
+            p.subscribe(f"certificate/{p.client_id}/create/accepted/+")
+        for p in probes:  # all requests in flight before any reply is read
+            assert p.publish(f"certificate/{p.client_id}/create") == 0
+        for p in probes:
+            key_pem, cert_pem = _parts([p.get(), p.get()])
+            cert = x509.load_pem_x509_certificate(cert_pem)
+            assert cert.subject.rfc4514_string() == f"CN={p.client_id}"
+            key = serialization.load_pem_private_key(key_pem, None)
+            assert cert.public_key() == key.public_key()
+            assert p.drain() == []
+    finally:
+        for p in probes:
+            p.close()
+    assert sorted(r.thing_name or "" for r in cloud.certificates()) == ids
