@@ -16,7 +16,9 @@ API (what the provisioning flow uses)::
     s.publish("t", b"...", qos=1, timeout=10)          # QoS 1 waits for PUBACK; MQTT 5 reason ≥ 0x80 → MqttError
     body = s.request("req", b"{}", "req/accepted", "req/rejected", timeout=30, fmt="json")
                                                        # → payload, or CloudRejected / ResponseTimeout
-    s.wait_message("a/+", timeout)  s.wait_messages(["a/key", "a/cert"], timeout)  s.messages("a/#")
+    s.wait_message("a/+", timeout)  s.wait_any(["x/accepted", "x/rejected"], timeout)
+    s.wait_messages(["a/key", "a/cert"], timeout)      # one message per filter, any order
+    s.messages("a/#")                                  # take what is queued, no waiting
     s.counters()                                       # bytes per layer: MQTT, TLS plaintext, wire
     s.disconnect()                                     # also a context manager
 
@@ -241,6 +243,11 @@ class MqttSession:
     def wait_message(self, topic_filter: str, timeout: float = 30.0) -> Message:
         """The oldest received message matching ``topic_filter`` (waits up to ``timeout``)."""
         return self._wait_any([topic_filter], time.monotonic() + timeout, f"message on {topic_filter}", timeout)
+
+    def wait_any(self, topic_filters: Sequence[str], timeout: float = 30.0) -> Message:
+        """The oldest received message matching any of ``topic_filters`` (a reply on one of several topics)."""
+        filters = list(topic_filters)
+        return self._wait_any(filters, time.monotonic() + timeout, f"message on {', '.join(filters)}", timeout)
 
     def wait_messages(self, topic_filters: Iterable[str], timeout: float = 30.0) -> dict[str, Message]:
         """One message per filter, in whatever order they arrive (the split flow's key and cert)."""

@@ -79,7 +79,7 @@ def mirror_limits(settings: Settings) -> MirrorLimits | None:
 def describe_backend(settings: Settings, backend: str | None = None) -> str:
     """The one log line: backend, what it means and which fragment line chose it."""
     b = backend or settings.tls_backend
-    reason = settings.tls_backend_reason if backend is None else "overridden by the caller"
+    reason = settings.tls_backend_reason if b == settings.tls_backend else "the caller (not the fragments)"
     line = f"TLS backend {b} ({_WHAT.get(b, '?')}), chosen by {reason}"
     if settings.mirror_device_limits and b != "offload":
         lim = mirror_limits(settings)

@@ -97,6 +97,11 @@ def test_wait_messages_takes_either_order_and_mirror_payload_limit(
                                "certificate/dev-1/create/accepted/cert"], 5)
         assert got["certificate/dev-1/create/accepted/key"].payload == b"K" * 1700
         assert got["certificate/dev-1/create/accepted/cert"].payload == b"C" * 1200
+        s.publish("certificate/dev-1/create", b"", 1, 5)  # again: the first of either topic wins
+        first = s.wait_any(["certificate/dev-1/create/accepted/key", "certificate/dev-1/create/accepted/cert"], 5)
+        assert first.topic == "certificate/dev-1/create/accepted/cert"  # the peer sends cert first
+        assert s.wait_message("certificate/#", 5).topic == "certificate/dev-1/create/accepted/key"
+        assert s.messages("certificate/#") == []  # both were taken
         s.publish("other", b"", 0, 5)
         with pytest.raises(DeviceLimitError) as ei:
             s.wait_message("big", 5)
