@@ -30,6 +30,13 @@ from nrfprov.sim.uart import PtyUart, Stats
 log = logging.getLogger(__name__)
 
 DIALECTS = ("sm", "slm")
+# Host bytes the modem may hold before it stops reading the UART. The SLM stops UART RX when its
+# buffers fill (HWFC: RTS deasserted, nrf91-at.md §3); a 4096-byte data-mode buffer plus one
+# 4096-byte command is the most it ever needs at once. The pty then pushes back on the host.
+RX_BACKLOG_LIMIT = 8192
+# SM buffers URCs while in data mode (nrf91-at.md §1); the buffer size is undocumented, this is our
+# own bound (oldest dropped first).
+HELD_URC_LIMIT = 64
 
 
 @dataclass
@@ -97,6 +104,8 @@ class SimulatedModem:
         self._delays: list[_Fault] = []
         self._fault_lock = threading.Lock()
         self._framer = Framer()
+        self._backlog = 0  # bytes handed over by the UART but not yet consumed by the framer
+        self._backlog_cond = threading.Condition()
         self.basic = commands.ModemCommands(self)
         self.sockets = sockets_at.SocketCommands(self)
         self._uart = PtyUart(baud, self._on_rx, self.stats, link=link)
@@ -177,6 +186,7 @@ class SimulatedModem:
             if self._in_datamode:
                 if self.dialect == "sm":
                     self._held_urcs.append(line)
+                    del self._held_urcs[:-HELD_URC_LIMIT]
                 return
             self._write(f"\r\n{line}\r\n".encode("latin-1"))
 
@@ -216,7 +226,17 @@ class SimulatedModem:
     # --- worker --------------------------------------------------------------------------------
 
     def _on_rx(self, data: bytes) -> None:
+        """UART reader thread: hand bytes to the worker, waiting while the worker is behind."""
+        with self._backlog_cond:
+            while self._backlog >= RX_BACKLOG_LIMIT and not self._stop.is_set():
+                self._backlog_cond.wait(0.5)
+            self._backlog += len(data)
         self._events.put(bytes(data))
+
+    def _took(self, n: int) -> None:
+        with self._backlog_cond:
+            self._backlog -= n
+            self._backlog_cond.notify_all()
 
     def _work(self) -> None:
         try:
@@ -236,6 +256,7 @@ class SimulatedModem:
                     break
                 if isinstance(ev, bytes):
                     self._framer.feed(ev)
+                    self._took(len(ev))
                     self._last_rx = time.monotonic()
                 elif callable(ev):
                     ev()

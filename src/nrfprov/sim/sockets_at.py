@@ -260,7 +260,7 @@ class SocketCommands:
         except SocketFailure as exc:
             raise AtFail(None, str(exc)) from exc
         self._arm_out(s.handle)
-        self.check_poll(s)
+        self._poll_after_reply(s)
         return ok(f"#XCONNECT: {s.handle},1" if self.sm else "#XCONNECT: 1")
 
     def _tls_context(self, s: SimSocket) -> ssl.SSLContext:
@@ -331,7 +331,8 @@ class SocketCommands:
             else:
                 n = as_int(length, 1, MAX_SEND_LEN)
                 self.m.enter_datamode(_SendSink(s, counted=True), ok(), count=n)
-            self._arm_out(s.handle)
+            self._arm_out(s.handle)  # #XSEND re-arms POLLOUT
+            self._poll_after_reply(s)
             return None
         text = param(c.params, 3) or ""
         try:
@@ -340,6 +341,7 @@ class SocketCommands:
             raise AtFail(None, "bad hex data") from exc
         n = self._send_now(s, data)
         self._arm_out(s.handle)
+        self._poll_after_reply(s)
         return ok(f"#XSEND: {s.handle},0,{n}")
 
     def _usable(self, s: SimSocket) -> None:
@@ -350,7 +352,7 @@ class SocketCommands:
         try:
             return s.send(data)
         except SocketFailure as exc:
-            self.check_poll(s)
+            self._poll_after_reply(s)
             raise AtFail(None, str(exc)) from exc
 
     # --- receive -------------------------------------------------------------------------------
@@ -375,11 +377,11 @@ class SocketCommands:
         try:
             data = s.recv(maxn, timeout=wait, peek=bool(flags & RECV_PEEK), stop=self.m._stop)
         except SocketFailure as exc:
-            self.check_poll(s)
+            self._poll_after_reply(s)
             raise AtFail(None, str(exc)) from exc
         with self._lock:
             self._in_armed.add(s.handle)  # #XRECV re-arms POLLIN
-        self.check_poll(s)
+        self._poll_after_reply(s)
         if data is None:
             raise AtFail(None, "receive timed out")
         if self.sm:
@@ -438,6 +440,10 @@ class SocketCommands:
 
         self.m.call_soon(fire)
         return ok()
+
+    def _poll_after_reply(self, s: SimSocket) -> None:
+        """Re-check readiness on the worker once the current reply is out, so a URC follows it."""
+        self.m.call_soon(lambda: self.check_poll(s))
 
     def on_event(self, s: SimSocket) -> None:
         """Pump thread: data, EOF or an error arrived on ``s``."""
