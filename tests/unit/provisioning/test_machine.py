@@ -91,7 +91,7 @@ def split_cloud(pki: Pki, order: str = "key-cert", extra: Iterator[tuple[str, by
     def reply(eff: m.Effect) -> list[tuple[str, bytes]]:
         assert isinstance(eff, m.Publish)
         if eff.topic.startswith("certificate/"):
-            cert, key = pki.issue("dev-1", rsa_key=True)
+            cert, key = pki.issue("dev-1")
             parts = {"key": (eff.topic + "/accepted/key", key.encode()),
                      "cert": (eff.topic + "/accepted/cert", cert.encode())}
             return [*(extra or ()), *(parts[p] for p in order.split("-"))]
@@ -238,7 +238,7 @@ def _combined_cloud(pki: Pki, fmt: str, *, thing: str = "SN-42", reject: bool = 
             if reject:
                 return [(eff.topic + "/rejected", enc({"statusCode": 403, "errorCode": "Forbidden",
                                                        "errorMessage": "claim revoked"}))]
-            cert, key = pki.issue(rsa_key=True)
+            cert, key = pki.issue()
             return [(eff.topic + "/accepted", enc({"certificateId": "ab" * 32, "certificatePem": cert,
                                                    "privateKey": key, "certificateOwnershipToken": "tok-1"}))]
         if eff.topic == f"$aws/provisioning-templates/nrfprov/provision/{fmt}":
