@@ -123,9 +123,10 @@ def run(args: argparse.Namespace) -> int:
                 alias = TtyAlias(Path(sim.port_url), args.tty_alias)
                 alias.__enter__()
             print(sim.port_url, flush=True)
+            also = f", also at {args.tty_alias}" if alias is not None else ""
             print(
                 f"simulated nRF91 ({args.dialect}, {args.baud or 'unthrottled'} baud, IMEI "
-                f"{sim.identity.imei}) — state in {args.state}; Ctrl-C to stop",
+                f"{sim.identity.imei}){also} - state in {args.state}; Ctrl-C to stop",
                 file=sys.stderr,
                 flush=True,
             )

@@ -219,3 +219,19 @@ def test_ready_banner_reaches_a_host_that_listens_first(tmp_path) -> None:
     finally:
         p.close()
         sim.stop()
+
+
+def test_sm_apoll_pollout_rearmed_by_send(server_factory, sim_factory, raw_port_factory) -> None:
+    sim = sim_factory(dialect="sm", baud=0)
+    srv = server_factory(_echo)
+    p = raw_port_factory(sim)
+    _online(p)
+    p.ok("AT#XSOCKET=1,1,0")
+    p.ok(f'AT#XCONNECT=0,"127.0.0.1",{srv.port}')
+    assert p.ok("AT#XAPOLL=0,1,4") == []  # the URC comes after the OK
+    assert p.line() == "#XAPOLL: 0,4"  # writable, reported once ...
+    assert p.ok('AT#XSEND=0,0,0,"hi"') == ["#XSEND: 0,0,2"]
+    assert p.line() == "#XAPOLL: 0,4"  # ... and again after #XSEND re-armed it
+    p.ok("AT#XAPOLL=0,0")
+    assert p.ok('AT#XSEND=0,0,0,"hi"') == ["#XSEND: 0,0,2"]
+    assert p.cmd("AT") == ([], "OK")  # stopped: no more URCs
