@@ -282,8 +282,7 @@ class Driver:
         assert deadline is not None and self._session is not None, "the machine waits without a deadline"
         timeout = max(0.0, deadline - self._clock())
         try:
-            # MqttSession has no public "any of these filters" wait; _wait_any is exactly that.
-            msg = self._session._wait_any(self._filters, time.monotonic() + timeout, "reply", timeout)
+            msg = self._session.wait_any(self._filters, timeout)
         except ResponseTimeout:
             machine.handle_timer(max(self._clock(), deadline))
             return
