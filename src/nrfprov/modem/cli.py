@@ -108,6 +108,15 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _at(args: argparse.Namespace) -> int:
+    from nrfprov.at.commands import command_name
+    from nrfprov.errors import UsageError
+
+    for text in args.commands:
+        name = command_name(text) if text[:2].upper() == "AT" else ""
+        # A binary send leaves AT mode: the modem would take the next commands as payload.
+        if name == "#XSEND" and ("=" not in text or text.split(",")[1:2] == ["2"]):
+            raise UsageError(f"{text}: a data-mode send cannot be driven from 'nrfprov at'",
+                             hint="use the inline form AT#XSEND=<h>,0,0,\"text\" or the Python API")
     with _open(args) as m:
         for text in args.commands:
             for line in m.at(text, timeout=args.timeout):

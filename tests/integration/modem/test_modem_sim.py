@@ -110,6 +110,9 @@ def test_cli_at_prints_reply_and_exit_3_on_error(target: Target, capsys: pytest.
     assert len(out[0]) == 15 and out[0].isdigit() and out[1] == "+CFUN: 0"
     assert main(["at", "--port", target.port_url, "AT+NOSUCH"]) == 3
     assert "modem answered" in capsys.readouterr().err
+    assert main(["at", "--port", target.port_url, "AT#XSEND"]) == 2
+    assert main(["at", "--port", target.port_url, "AT#XSEND=0,2,0,5"]) == 2
+    assert main(["at", "--port", target.port_url, "AT+CGSN=1"]) == 0  # still in AT mode
 
 
 def test_cli_creds_write_list_delete(target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
