@@ -368,6 +368,13 @@ class SimSocket:
                 pass
 
     def close(self) -> None:
+        if self._ssl is not None and self.connected and not self.error and not self._closed:
+            with self._ssl_lock:  # send close_notify, as mbedTLS does on close
+                try:
+                    self._ssl.unwrap()
+                except (ssl.SSLError, OSError, ValueError):
+                    pass
+                self._flush_out_quietly()
         self._closed = True
         with self._cond:
             self._cond.notify_all()
