@@ -86,6 +86,60 @@ def test_open_recovers_an_slm_left_in_data_mode(
             assert m2.at("AT+CFUN?") == ["+CFUN: 1"]
 
 
+def test_socket_url_through_a_tcp_serial_bridge(target: Target) -> None:
+    # socket://host:port (a serial server such as ser2net) has no cancel_read: the reader uses a
+    # read timeout instead, and close() must still stop it promptly.
+    import socket
+
+    import serial
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    pty = serial.Serial(target.port_url, timeout=0.05)
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def bridge() -> None:
+        conn, _ = listener.accept()
+        conn.settimeout(0.05)
+
+        def up() -> None:
+            while not stop.is_set():
+                try:
+                    data = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                pty.write(data)
+
+        t = threading.Thread(target=up)
+        t.start()
+        threads.append(t)
+        while not stop.is_set():
+            data = pty.read(4096)
+            if data:
+                conn.sendall(data)
+        conn.close()
+
+    b = threading.Thread(target=bridge)
+    b.start()
+    try:
+        with Modem.open(f"socket://127.0.0.1:{listener.getsockname()[1]}") as m:
+            assert m.at("AT+CFUN?") == ["+CFUN: 0"]
+            assert len(m.imei()) == 15
+            t0 = time.monotonic()
+        assert time.monotonic() - t0 < 1.5
+    finally:
+        stop.set()
+        b.join(5)
+        for t in threads:
+            t.join(5)
+        listener.close()
+        pty.close()
+
+
 def test_throttled_uart_counts_match(tmp_path: Path) -> None:
     # At 115200 baud the sim's byte counters and ours must agree exactly (timing is the point here).
     with SimulatedModem(tmp_path / "thr", dialect="sm", baud=115200) as sim, Modem.open(sim.port_url) as m:
