@@ -40,6 +40,7 @@ CASES = [
     ("csr", "json", "native", "slm"),
     ("csr", "json", "offload", "sm"),
     ("csr", "cbor", "offload", "slm"),
+    ("csr", "json", "host", "slm"),  # claim over the host's TCP, reconnect through the modem's TLS
 ]
 
 
