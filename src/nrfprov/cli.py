@@ -22,6 +22,7 @@ _COMMAND_MODULES = [
     "nrfprov.modem.cli",
     "nrfprov.sim.cli",
     "nrfprov.provisioning.cli",
+    "nrfprov.transport.cli",
     "nrfprov.cloud.cli",
 ]
 
