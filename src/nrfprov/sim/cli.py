@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             csr_null_quirk=not args.no_csr_quirk,
             resolve=_resolve_map(args.resolve),
         )
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         raise UsageError(str(exc), hint="see nrfprov sim --help") from exc
     faults = FaultFile(args.faults, sim) if args.faults else None
     alias = None

@@ -114,9 +114,14 @@ class PtyUart:
         self._budget_lock = threading.Lock()
         self._link = link
         if link is not None:
-            if link.is_symlink() or link.exists():
+            if link.is_symlink():  # a stale link from an earlier run; never delete a real file
                 link.unlink()
-            link.symlink_to(self.port_url)
+            try:
+                link.symlink_to(self.port_url)
+            except OSError:
+                for fd in (self._master, self._slave, self._wake_r, self._wake_w):
+                    os.close(fd)
+                raise
         self._writer = threading.Thread(target=self._write_loop, name="sim-uart-tx", daemon=True)
         self._reader = threading.Thread(target=self._read_loop, name="sim-uart-rx", daemon=True)
 
