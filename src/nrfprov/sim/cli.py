@@ -32,6 +32,7 @@ examples:
   nrfprov sim --dialect sm --state /tmp/dev1
   nrfprov sim --dialect slm --baud 9600 --link /tmp/nrf91 --attach-delay 3
   nrfprov sim --resolve a1b2-ats.iot.eu-west-1.amazonaws.com=127.0.0.1
+  nrfprov sim --fail AT%CMNG=0=515 --delay AT+CFUN=2 --drop-link-after 5000
   nrfcredstore /dev/ttyACM-nrfsim list        (with --tty-alias /dev/ttyACM-nrfsim, as root)
 """
 
@@ -58,6 +59,17 @@ def register(sub: Any) -> None:
     p.add_argument("--terminator", default="+++", help="legacy SLM data-mode terminator (default +++)")
     p.add_argument("--no-csr-quirk", action="store_true", help="emit clean CSRs (no mfw NULL parameter)")
     p.add_argument("--faults", type=Path, default=None, help="JSON-lines fault control file (re-read)")
+    p.add_argument(
+        "--fail",
+        action="append",
+        default=[],
+        metavar="PREFIX=CME",
+        help="answer the first command starting with PREFIX with +CME ERROR: CME ('ERROR' for plain)",
+    )
+    p.add_argument(
+        "--delay", action="append", default=[], metavar="PREFIX=SECONDS", help="hold matching commands"
+    )
+    p.add_argument("--drop-link-after", type=int, default=None, metavar="N", help="UART dies after N bytes")
     p.add_argument(
         "--resolve",
         action="append",
@@ -87,10 +99,31 @@ def _resolve_map(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _flag_faults(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """--fail / --delay / --drop-link-after as the same objects the fault file holds."""
+    from nrfprov.errors import UsageError
+
+    specs: list[dict[str, Any]] = []
+    try:
+        for item in args.fail:
+            prefix, _, code = item.rpartition("=")
+            specs.append({"fail": prefix, "cme": None if code.upper() == "ERROR" else int(code)})
+        for item in args.delay:
+            prefix, _, secs = item.rpartition("=")
+            specs.append({"delay": prefix, "seconds": float(secs)})
+    except ValueError as exc:
+        raise UsageError(f"bad fault flag: {exc}", hint="--fail AT%CMNG=0=518, --delay AT+CFUN=2.5") from exc
+    if any(not (s.get("fail") or s.get("delay")) for s in specs):
+        raise UsageError("a fault flag needs a command prefix", hint="--fail AT%CMNG=0=518")
+    if args.drop_link_after is not None:
+        specs.append({"drop_link_after": args.drop_link_after})
+    return specs
+
+
 def run(args: argparse.Namespace) -> int:
     from nrfprov.errors import UsageError
     from nrfprov.sim import SimulatedModem
-    from nrfprov.sim.faults import FaultFile
+    from nrfprov.sim.faults import FaultFile, apply_fault
 
     stop = threading.Event()
 
@@ -114,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc), hint="see nrfprov sim --help") from exc
     faults = FaultFile(args.faults, sim) if args.faults else None
+    for spec in _flag_faults(args):
+        apply_fault(sim, spec)
     alias = None
     with sim:
         try:

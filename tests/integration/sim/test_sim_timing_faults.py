@@ -83,7 +83,7 @@ def test_cli_foreground_faults_and_stats(tmp_path: Path) -> None:
     link = tmp_path / "nrf91"
     proc = subprocess.Popen(
         [sys.executable, "-m", "nrfprov", "-v", "sim", "--dialect", "slm", "--baud", "0", "--state", str(state),
-         "--faults", str(faults), "--link", str(link)],
+         "--faults", str(faults), "--link", str(link), "--fail", "AT+CGMM=ERROR"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     port = None
@@ -93,6 +93,8 @@ def test_cli_foreground_faults_and_stats(tmp_path: Path) -> None:
         assert pty_path.startswith("/dev/pts/") and os.path.realpath(link) == pty_path
         port = RawPort(str(link))
         assert port.ok("AT#XSLMVER")[0].startswith("#XSLMVER:")
+        assert port.cmd("AT+CGMM")[1] == "ERROR"  # --fail flag, once
+        assert port.ok("AT+CGMM") == ["nRF9160-SICA"]
         port.ok("AT+CMEE=1")
         faults.write_text('{"fail": "AT+CGMR", "cme": 514, "times": 1}\n')
         while "fault applied" not in proc.stderr.readline():
@@ -110,7 +112,7 @@ def test_cli_foreground_faults_and_stats(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     stats = json.loads((state / "stats.json").read_text())
-    assert stats["commands"] == 4 and stats["uart_rx"] > 0 and stats["uart_tx"] > 0
+    assert stats["commands"] == 6 and stats["uart_rx"] > 0 and stats["uart_tx"] > 0
     assert not link.exists()
     assert oct((state / "attest_key.pem").stat().st_mode)[-3:] == "600"  # key material is 0600
 
