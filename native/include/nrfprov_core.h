@@ -27,7 +27,7 @@ extern "C" {
 
 /* Version stamp: major << 16 | minor << 8 | patch. The Python wrapper refuses a library whose
  * nrfprov_version() differs from this header's value or from the version it was written for. */
-#define NRFPROV_CORE_VERSION 0x00010000
+#define NRFPROV_CORE_VERSION 0x00010100
 
 /* Whole message limit: the AWS IoT Core MQTT PUBLISH payload limit is 128 KB (AWS IoT Core
  * quotas, "Message size"). One more byte gives NRFPROV_E_TOO_LARGE. */
@@ -47,6 +47,10 @@ extern "C" {
 #define NRFPROV_MAX_TOKEN 2048
 #define NRFPROV_MAX_ERROR_CODE 128
 #define NRFPROV_MAX_ERROR_MESSAGE 1024
+
+/* Sum of the six string-field limits: the size of one block that holds every field at its limit
+ * (see nrfprov_set_all_buffers()). */
+#define NRFPROV_ALL_FIELDS_SIZE 11456
 
 /* Maximum nesting of arrays/objects (maps), counting the top-level object as 1. Each level costs
  * 5 bytes of state. Deeper input gives NRFPROV_E_DEPTH. */
@@ -178,6 +182,10 @@ int nrfprov_init(struct nrfprov_extractor *ex, size_t state_size, int format);
  * A field without a buffer is still parsed, validated, length-checked and duplicate-checked. */
 int nrfprov_set_buffer(struct nrfprov_extractor *ex, int field, uint8_t *buf, size_t cap);
 
+/* Give every string field its buffer from one block of at least NRFPROV_ALL_FIELDS_SIZE bytes,
+ * laid out in enum order, each field at offset sum(nrfprov_field_max(earlier fields)). */
+int nrfprov_set_all_buffers(struct nrfprov_extractor *ex, uint8_t *block, size_t size);
+
 /* Consume len bytes (len may be 0). Returns NRFPROV_OK or a negative status. */
 int nrfprov_feed(struct nrfprov_extractor *ex, const uint8_t *data, size_t len);
 
@@ -186,6 +194,8 @@ int nrfprov_finish(struct nrfprov_extractor *ex);
 
 /* Results, valid after nrfprov_finish() returned NRFPROV_OK. */
 int nrfprov_field_present(const struct nrfprov_extractor *ex, int field);
+/* Bit (1u << field) set for every field present, statusCode included. */
+unsigned int nrfprov_present_mask(const struct nrfprov_extractor *ex);
 size_t nrfprov_field_len(const struct nrfprov_extractor *ex, int field);
 int64_t nrfprov_status_code(const struct nrfprov_extractor *ex);
 

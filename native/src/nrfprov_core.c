@@ -20,6 +20,13 @@ static const size_t k_max[NRFPROV_STRING_FIELD_COUNT] = {
     NRFPROV_MAX_TOKEN, NRFPROV_MAX_ERROR_CODE, NRFPROV_MAX_ERROR_MESSAGE,
 };
 
+/* C99 compile-time check: the block size in the header is the sum of the field limits. */
+typedef char nrfprov_all_fields_size_check[(NRFPROV_ALL_FIELDS_SIZE ==
+                                            NRFPROV_MAX_CERTIFICATE_ID + 2 * NRFPROV_MAX_PEM + NRFPROV_MAX_TOKEN +
+                                                NRFPROV_MAX_ERROR_CODE + NRFPROV_MAX_ERROR_MESSAGE)
+                                               ? 1
+                                               : -1];
+
 uint32_t nrfprov_version(void) { return NRFPROV_CORE_VERSION; }
 
 size_t nrfprov_state_size(void) { return sizeof(struct nrfprov_extractor); }
@@ -97,6 +104,25 @@ int nrfprov_set_buffer(struct nrfprov_extractor *ex, int field, uint8_t *buf, si
     return NRFPROV_OK;
 }
 
+int nrfprov_set_all_buffers(struct nrfprov_extractor *ex, uint8_t *block, size_t size)
+{
+    size_t at = 0;
+    int field;
+    int rc;
+
+    if (block == NULL || size < (size_t)NRFPROV_ALL_FIELDS_SIZE) {
+        return NRFPROV_E_ARG;
+    }
+    for (field = 0; field < NRFPROV_STRING_FIELD_COUNT; field++) {
+        rc = nrfprov_set_buffer(ex, field, block + at, k_max[field]);
+        if (rc != NRFPROV_OK) {
+            return rc;
+        }
+        at += k_max[field];
+    }
+    return NRFPROV_OK;
+}
+
 int nrfprov_feed(struct nrfprov_extractor *ex, const uint8_t *data, size_t len)
 {
     size_t room;
@@ -156,6 +182,21 @@ int nrfprov_field_present(const struct nrfprov_extractor *ex, int field)
         return ex->status_present;
     }
     return ex->slots[field].present;
+}
+
+unsigned int nrfprov_present_mask(const struct nrfprov_extractor *ex)
+{
+    unsigned int mask = 0;
+    int field;
+    if (!valid(ex)) {
+        return 0;
+    }
+    for (field = 0; field < NRFPROV_FIELD_COUNT; field++) {
+        if (nrfprov_field_present(ex, field)) {
+            mask |= 1u << field;
+        }
+    }
+    return mask;
 }
 
 size_t nrfprov_field_len(const struct nrfprov_extractor *ex, int field)

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: NRFPROV_CORE_VERSION this wrapper was written for (native/include/nrfprov_core.h).
-EXPECTED_NATIVE_VERSION: Final = 0x00010000
+EXPECTED_NATIVE_VERSION: Final = 0x00010100
 
 Format = Literal["json", "cbor"]
 
@@ -138,7 +138,13 @@ def _load() -> _Native:
     if status_name != _STATUS_FIELD_NAME:
         raise ConfigError(f"native extractor status field is {status_name!r}", hint=_REBUILD_HINT)
     names = {code: ffi.string(lib.nrfprov_status_name(code)).decode("ascii") for code in range(-20, 1)}
-    offsets = tuple(sum(maxima[:i]) for i in range(len(maxima)))
+    offsets = tuple(sum(maxima[:i]) for i in range(len(maxima)))  # nrfprov_set_all_buffers() layout
+    if sum(maxima) != int(lib.NRFPROV_ALL_FIELDS_SIZE):
+        raise ConfigError(
+            f"native extractor field limits sum to {sum(maxima)}, not NRFPROV_ALL_FIELDS_SIZE "
+            f"{int(lib.NRFPROV_ALL_FIELDS_SIZE)}",
+            hint=_REBUILD_HINT,
+        )
     return _Native(
         ffi=ffi,
         lib=lib,
@@ -156,7 +162,7 @@ def _load() -> _Native:
 
 
 def native_version() -> str:
-    """Version of the loaded C library, e.g. ``"1.0.0"``."""
+    """Version of the loaded C library, e.g. ``"1.1.0"``."""
     v = _load().version
     return f"{v >> 16}.{(v >> 8) & 0xFF}.{v & 0xFF}"
 
@@ -240,8 +246,7 @@ class CombinedExtractor:
         self._check(lib.nrfprov_init(self._state, n.state_size, code))
         # One allocation holds every field's buffer, each sized by the library's own limit.
         self._buf = n.alloc("uint8_t[]", n.total)
-        for index, limit in enumerate(n.field_max):
-            self._check(lib.nrfprov_set_buffer(self._state, index, self._buf + n.offsets[index], limit))
+        self._check(lib.nrfprov_set_all_buffers(self._state, self._buf, n.total))
 
     @property
     def fmt(self) -> Format:
@@ -254,9 +259,11 @@ class CombinedExtractor:
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         """Consume the next piece of the payload (any size, empty is fine)."""
         n = self._n
-        self._fed += len(chunk)
-        data = n.ffi.from_buffer("uint8_t[]", chunk)
-        self._check(n.lib.nrfprov_feed(self._state, data, len(data)))
+        size = len(chunk) if isinstance(chunk, bytes) else memoryview(chunk).nbytes
+        self._fed += size
+        # cffi passes bytes straight through; other buffers need a (zero-copy) cdata view.
+        data = chunk if isinstance(chunk, bytes) else n.ffi.from_buffer("uint8_t[]", chunk)
+        self._check(n.lib.nrfprov_feed(self._state, data, size))
 
     def finish(self) -> ExtractedMessage:
         """End of payload: the fields, or PayloadError if the reply is incomplete or invalid."""
@@ -265,8 +272,9 @@ class CombinedExtractor:
         try:
             self._check(lib.nrfprov_finish(st))
             values: dict[str, Any] = {}
+            present = int(lib.nrfprov_present_mask(st))
             for index, (attr, name) in enumerate(_STRING_FIELDS):
-                if not lib.nrfprov_field_present(st, index):
+                if not present & (1 << index):
                     continue
                 length = int(lib.nrfprov_field_len(st, index))
                 if not 0 <= length <= n.field_max[index]:
@@ -289,7 +297,7 @@ class CombinedExtractor:
                         field=name,
                         hint=_REBUILD_HINT,
                     ) from exc
-            if lib.nrfprov_field_present(st, lib.NRFPROV_FIELD_STATUS_CODE):
+            if present & (1 << lib.NRFPROV_FIELD_STATUS_CODE):
                 values["status_code"] = int(lib.nrfprov_status_code(st))
             return ExtractedMessage(**values)
         finally:

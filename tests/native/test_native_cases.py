@@ -54,7 +54,7 @@ def fail(payload: bytes, fmt: str = "json") -> PayloadError:
 def test_version_state_size_and_limits_come_from_c() -> None:
     import nrfprov.extractor as mod
 
-    assert native_version() == mod.NATIVE_VERSION == "1.0.0"
+    assert native_version() == mod.NATIVE_VERSION == "1.1.0"
     assert state_size() == mod.STATE_SIZE
     assert 200 < state_size() < 1024  # fixed, small: fits a device's stack
     assert native_limits() == {
@@ -439,3 +439,61 @@ def test_cbor_skips_tags_floats_simple_values_and_odd_keys() -> None:
 )
 def test_cbor_malformed(payload: bytes, why: str) -> None:
     assert reason(fail(payload, "cbor")) == why
+
+
+# ---- the C API directly (what firmware calls) --------------------------------------------------------
+
+
+def test_c_api_block_layout_mask_and_arguments() -> None:
+    import nrfprov._native as native  # type: ignore[import-not-found]
+
+    ffi, lib = native.ffi, native.lib
+    ex = ffi.new("struct nrfprov_extractor *")
+    assert lib.nrfprov_init(ex, ffi.sizeof(ex[0]) - 1, lib.NRFPROV_FORMAT_JSON) == lib.NRFPROV_E_ARG
+    assert lib.nrfprov_init(ex, ffi.sizeof(ex[0]), 7) == lib.NRFPROV_E_ARG
+    assert lib.nrfprov_init(ex, ffi.sizeof(ex[0]), lib.NRFPROV_FORMAT_JSON) == lib.NRFPROV_OK
+    block = ffi.new("uint8_t[]", lib.NRFPROV_ALL_FIELDS_SIZE)
+    assert lib.nrfprov_set_all_buffers(ex, block, lib.NRFPROV_ALL_FIELDS_SIZE - 1) == lib.NRFPROV_E_ARG
+    assert lib.nrfprov_set_all_buffers(ex, block, lib.NRFPROV_ALL_FIELDS_SIZE) == lib.NRFPROV_OK
+    msg = b'{"errorCode":"E","statusCode":7,"certificateId":"id"}'
+    assert lib.nrfprov_feed(ex, msg, len(msg)) == lib.NRFPROV_OK
+    assert lib.nrfprov_set_buffer(ex, 0, block, 1) == lib.NRFPROV_E_STATE  # too late: feeding began
+    assert lib.nrfprov_finish(ex) == lib.NRFPROV_OK
+    want = (1 << lib.NRFPROV_FIELD_ERROR_CODE) | (1 << lib.NRFPROV_FIELD_STATUS_CODE) | 1
+    assert lib.nrfprov_present_mask(ex) == want
+    error_code_at = 64 + 4096 + 4096 + 2048  # enum order, each field at its limit
+    assert bytes(ffi.buffer(block + error_code_at, 1)) == b"E"
+    assert bytes(ffi.buffer(block, 2)) == b"id"
+    assert lib.nrfprov_finish(ex) == lib.NRFPROV_E_STATE
+    assert lib.nrfprov_status_code(ex) == 7  # results survive a misuse
+    assert ffi.string(lib.nrfprov_status_name(-999)) == b"NRFPROV_E_UNKNOWN"
+    assert lib.nrfprov_field_name(99) == ffi.NULL and lib.nrfprov_field_max(6) == 0
+
+
+def test_small_caller_buffer_lowers_the_limit() -> None:
+    import nrfprov._native as native  # type: ignore[import-not-found]
+
+    ffi, lib = native.ffi, native.lib
+    ex = ffi.new("struct nrfprov_extractor *")
+    assert lib.nrfprov_init(ex, ffi.sizeof(ex[0]), lib.NRFPROV_FORMAT_CBOR) == lib.NRFPROV_OK
+    small = ffi.new("uint8_t[]", 3)
+    assert lib.nrfprov_set_buffer(ex, lib.NRFPROV_FIELD_ERROR_CODE, small, 3) == lib.NRFPROV_OK
+    msg = cbor2.dumps({"errorCode": "ABCD"})
+    assert lib.nrfprov_feed(ex, msg, len(msg)) == lib.NRFPROV_E_FIELD_TOO_LONG
+    assert (lib.nrfprov_error_size(ex), lib.nrfprov_error_field(ex)) == (4, lib.NRFPROV_FIELD_ERROR_CODE)
+    assert bytes(small) == b"ABC"
+
+
+def test_stale_library_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nrfprov.extractor as mod
+    from nrfprov.errors import ConfigError
+
+    monkeypatch.setattr(mod, "EXPECTED_NATIVE_VERSION", mod.EXPECTED_NATIVE_VERSION + 1)
+    mod._load.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="version mismatch"):
+            CombinedExtractor("json")
+    finally:
+        monkeypatch.undo()
+        mod._load.cache_clear()
+    assert extract_message(b"{}") == ExtractedMessage()
