@@ -18,7 +18,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 def _kb(n: int | str) -> str:
     n = int(n)
-    return f"{n / 1024:g} KiB" if n % 1024 == 0 else f"{n / 1000:g} KB"
+    return f"{n / 1024:g} KiB" if n % 512 == 0 else f"{n / 1000:g} KB"
 
 
 def results_markdown(s: dict[str, Any], *, png_rel: Path, notes: str = "") -> str:
@@ -31,7 +31,9 @@ def results_markdown(s: dict[str, Any], *, png_rel: Path, notes: str = "") -> st
         "at the end come from benchmarks/notes.md.",
         "",
         f"**Machine**: {m['cpu']} x {m['cpu_count']} CPUs, {m['system']} ({m['machine']}), {m['python']}; "
-        f"run {m['datetime']} at commit {str(m['commit'])[:10]}{' (dirty tree)' if m['dirty'] else ''}.",
+        f"run {m['datetime']} at commit {str(m['commit'])[:10]}{' (dirty tree)' if m['dirty'] else ''}; "
+        f"load average (1/5/15 min) at the end of the run: {m.get('load_average_1_5_15')} on "
+        f"{m['cpu_count']} CPUs (the machine is shared; other work running beside the benchmarks adds noise).",
         "",
         "**Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         "",
@@ -86,12 +88,24 @@ def results_markdown(s: dict[str, Any], *, png_rel: Path, notes: str = "") -> st
         "## P3: native TLS bridge vs paho over OpenSSL (loopback, message throughput)",
         "",
     ]
-    rows = [[_kb(size), e["ratio"], e["ours_mb_s"], e["peer_mb_s"], e["ours"], e["peer"]]
+    rows = [[_kb(size), e["ratio"], f"{e['ours_s_median'] * 1e3:.2f}", f"{e['peer_s_median'] * 1e3:.2f}",
+             e["ours_mb_s"], e["peer_mb_s"]]
             for size, e in s["p3_bridge_vs_openssl"].items()]
     out += [
-        _table(["payload", "bridge ÷ OpenSSL", "bridge MB/s", "OpenSSL MB/s", "ours", "peer"], rows)
+        "One QoS 1 message to the device's own topic and its echo back through mosquitto (mTLS, TLS 1.2 both);",
+        "throughput counts the payload both ways. Ratio = OpenSSL time ÷ bridge time (higher is better).",
+        "",
+        _table(["payload", "bridge ÷ OpenSSL", "bridge ms", "OpenSSL ms", "bridge MB/s", "OpenSSL MB/s"], rows)
         if rows else "_not measured_ (benchmarks/test_p3_bridge.py, transport room)",
         "",
+    ]
+    hs = s.get("p3_handshake_bytes", {})
+    if hs:
+        out += ["Native-bridge TLS handshake by client key type (same server):", "",
+                _table(["client key", "bytes up", "bytes down", "transport writes", "cipher suite"],
+                       [[k, e["bytes_up"], e["bytes_down"], e["writes"], e["cipher"]] for k, e in hs.items()]),
+                ""]
+    out += [
         "## P4: host-transport provisioning latency vs awsiotsdk (same stand-in, same flow)",
         "",
     ]
@@ -111,6 +125,14 @@ def results_markdown(s: dict[str, Any], *, png_rel: Path, notes: str = "") -> st
         _table(["format", "payload", "speed-up", "C µs", "Python µs", "C MB/s", "Python MB/s"], rows)
         if rows else "_not measured_ (benchmarks/test_p5_extractor.py, native room)",
         "",
+    ]
+    dc = s.get("p5_c_device_chunks", {})
+    if dc:
+        rows = [[fmt, _kb(size), e["chunk"], f"{e['s_median'] * 1e6:.1f}", e["mb_s"], e["state_size"]]
+                for fmt, by_size in dc.items() for size, e in by_size.items()]
+        out += ["The C extractor fed in device-sized chunks (what firmware would do), not paired:", "",
+                _table(["format", "payload", "chunk B", "C µs", "C MB/s", "state bytes"], rows), ""]
+    out += [
         f"![payload size against throughput and time]({png_rel})",
         "",
     ]

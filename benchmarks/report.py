@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -205,6 +206,8 @@ def pairs(benches: list[Bench], suite: str, *, by_format: bool) -> dict[str, Any
             continue
         fmt = _format_of(b) if by_format else "-"
         table.setdefault(fmt, {}).setdefault(size, {})[_side(b, peer_words, ours_words)] = b
+    # P3 times a round trip (the payload goes up and comes back): throughput counts both ways.
+    ways = 2 if suite == "p3" else 1
     out: dict[str, Any] = {}
     for fmt, by_size in sorted(table.items()):
         rows: dict[str, Any] = {}
@@ -216,8 +219,8 @@ def pairs(benches: list[Bench], suite: str, *, by_format: bool) -> dict[str, Any
                 "ratio": round(peer.median / ours.median, 3),
                 "ours_s_median": ours.median,
                 "peer_s_median": peer.median,
-                "ours_mb_s": round(size / ours.median / 1e6, 3),
-                "peer_mb_s": round(size / peer.median / 1e6, 3),
+                "ours_mb_s": round(ways * size / ours.median / 1e6, 3),
+                "peer_mb_s": round(ways * size / peer.median / 1e6, 3),
                 "ours": ours.name,
                 "peer": peer.name,
             }
@@ -309,7 +312,27 @@ def machine(raw: dict[str, Any]) -> dict[str, Any]:
         "datetime": raw.get("datetime"),
         "commit": (raw.get("commit_info") or {}).get("id"),
         "dirty": (raw.get("commit_info") or {}).get("dirty"),
+        # The run shares the machine with whatever else runs; the load average says how much did.
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def extras(benches: list[Bench]) -> dict[str, Any]:
+    """Figures reported beside the pairs: P3 handshake bytes by client key type, P5 in 2 KB chunks."""
+    out: dict[str, Any] = {}
+    for b in benches:
+        s = suite_of(b)
+        if s == "p3_handshake":
+            out.setdefault("p3_handshake_bytes", {})[str(b.extra.get("key_type"))] = {
+                k: b.extra.get(k) for k in ("bytes_up", "bytes_down", "writes", "cipher")
+            } | {"seconds_median": b.median}
+        elif s == "p5_stream":
+            size = size_of(b)
+            out.setdefault("p5_c_device_chunks", {}).setdefault(_format_of(b), {})[str(size)] = {
+                "chunk": b.extra.get("chunk"), "state_size": b.extra.get("state_size"),
+                "s_median": b.median, "mb_s": round((size or 0) / b.median / 1e6, 3),
+            }
+    return out
 
 
 def build_summary(raw: dict[str, Any], benches: list[Bench]) -> dict[str, Any]:
@@ -322,6 +345,7 @@ def build_summary(raw: dict[str, Any], benches: list[Bench]) -> dict[str, Any]:
         "p3_bridge_vs_openssl": pairs(benches, "p3", by_format=False),
         "p4_vs_awsiotsdk": p4,
         "p5_c_vs_python": pairs(benches, "p5", by_format=True),
+        **extras(benches),
     }
     summary["goals"] = goals(summary)
     return summary
