@@ -158,6 +158,8 @@ class ModemCommands:
         m = self.m
         m._attach_gen += 1
         gen = m._attach_gen
+        if not on:
+            m.sockets.network_down()  # the PDN is gone at once, even if CFUN=1 follows right away
 
         def attach() -> None:
             if m._attach_gen == gen:

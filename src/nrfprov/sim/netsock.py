@@ -27,6 +27,7 @@ ECONNREFUSED = 111
 ETIMEDOUT = 116
 EMSGSIZE = 122
 ENOTCONN = 128
+ENETDOWN = 115
 
 # Largest incoming TLS record length field the modem accepts (wire contract; sdk-nrf PR #20182).
 TLS_RECORD_LIMIT = 2303
@@ -114,6 +115,7 @@ class SimSocket:
         self._cond = threading.Condition()
         self._rx = bytearray()
         self._closed = False
+        self._quiet = False  # failed/closed by the worker, which reports it itself (after its reply)
         self._pump: threading.Thread | None = None
 
     # --- connect -------------------------------------------------------------------------------
@@ -261,6 +263,8 @@ class SimSocket:
 
     def readiness(self) -> int:
         with self._cond:
+            if self.error:
+                return POLLERR  # a failed socket only reports the error (data is lost)
             ev = 0
             if self._rx or self.eof:
                 ev |= POLLIN
@@ -275,6 +279,17 @@ class SimSocket:
     def recv_pending(self) -> bool:
         with self._cond:
             return bool(self._rx)
+
+    def network_down(self) -> None:
+        """The PDN went away (modem offline): the socket fails with ENETDOWN and must be closed.
+
+        nrfxlib ``nrf_modem/doc/sockets/pdn.rst``: operations return ENETDOWN, poll sets POLLERR and
+        SO_ERROR reads ENETDOWN (sockets without NRF_SO_KEEPOPEN, which the simulator does not offer).
+        """
+        if self.connected and not self.error:
+            self._quiet = True
+            self._set_error(ENETDOWN, "PDN connection lost: the modem went offline")
+            self._shutdown()
 
     def wake(self) -> None:
         with self._cond:
@@ -309,6 +324,8 @@ class SimSocket:
                         self._set_error(ECONNRESET, f"recv failed: {exc}")
                     break
                 if not data:
+                    if self.error or self._closed:  # our own shutdown (failure / close), not the peer
+                        break
                     with self._cond:
                         self.eof = True
                         self._cond.notify_all()
@@ -330,7 +347,8 @@ class SimSocket:
                     self._drain_tls()
                 self._on_event(self)
         finally:
-            self._on_event(self)
+            if not self._quiet:
+                self._on_event(self)
 
     def _drain_tls(self) -> None:
         assert self._ssl is not None
@@ -376,6 +394,7 @@ class SimSocket:
                     pass
                 self._flush_out_quietly()
         self._closed = True
+        self._quiet = True
         with self._cond:
             self._cond.notify_all()
         self._shutdown()

@@ -161,6 +161,12 @@ class SocketCommands:
         if self.selected == h:
             self.selected = min(self.socks) if self.socks else None
 
+    def network_down(self) -> None:
+        """LTE off: every connected socket fails with ENETDOWN; armed polls report POLLERR."""
+        for s in list(self.socks.values()):
+            s.network_down()
+            self._poll_after_reply(s)
+
     def close_all(self) -> None:
         for h in list(self.socks):
             self._close(h)

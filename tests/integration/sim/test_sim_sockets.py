@@ -235,3 +235,23 @@ def test_sm_apoll_pollout_rearmed_by_send(server_factory, sim_factory, raw_port_
     p.ok("AT#XAPOLL=0,0")
     assert p.ok('AT#XSEND=0,0,0,"hi"') == ["#XSEND: 0,0,2"]
     assert p.cmd("AT") == ([], "OK")  # stopped: no more URCs
+
+
+def test_going_offline_kills_connected_sockets_with_enetdown(server_factory, sim_factory, raw_port_factory) -> None:
+    sim = sim_factory(dialect="sm", baud=0)
+    srv = server_factory(_echo)
+    p = raw_port_factory(sim)
+    _online(p)
+    p.ok("AT#XSOCKET=1,1,0")
+    p.ok(f'AT#XCONNECT=0,"127.0.0.1",{srv.port}')
+    p.ok("AT#XAPOLL=0,1,1")
+    # nrfxlib pdn.rst: without NRF_SO_KEEPOPEN the socket fails with ENETDOWN (115), poll sets POLLERR.
+    p.send("AT+CFUN=4")
+    assert p.line() == "OK"
+    assert {p.line(), p.line()} == {"+CEREG: 0", "#XAPOLL: 0,8"}
+    assert p.ok("AT#XSOCKETOPT=0,0,4") == ["#XSOCKETOPT: 0,115"]
+    p.send("AT+CFUN=1")
+    p.wait_line("+CEREG: 1")
+    assert p.cmd('AT#XSEND=0,0,0,"x"')[1] == "ERROR"  # back online, but this socket stays dead
+    assert p.cmd("AT#XRECV=0,0,64,0")[1] == "ERROR"
+    p.ok("AT#XCLOSE=0")
