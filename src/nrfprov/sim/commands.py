@@ -136,6 +136,8 @@ class ModemCommands:
         mode = as_int(param(c.params, 0), 0, 44)
         prev = m.cfun
         if mode in _CFUN_LTE_ON:
+            if self._sysmode.startswith("0,0,"):
+                raise AtFail(None, "no LTE system mode enabled (%XSYSTEMMODE)")  # nrf91-at.md §6
             m.cfun = 1
             if prev != 1:
                 self._lte(on=True)

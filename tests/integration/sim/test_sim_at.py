@@ -88,6 +88,12 @@ def test_cfun_and_cereg_urcs(sim_factory: Callable[..., SimulatedModem], raw_por
     assert p.line() == "OK"
     assert p.line() == "+CEREG: 0"
     assert p.ok("AT+CFUN?") == ["+CFUN: 4"]
+    # CFUN=1 needs an LTE system mode (nrf91-at.md §6).
+    assert p.ok("AT%XSYSTEMMODE?") == ["%XSYSTEMMODE: 1,0,0,0"]
+    p.ok("AT%XSYSTEMMODE=0,0,1,0")
+    assert p.cmd("AT+CFUN=1")[1] == "ERROR"
+    p.ok("AT%XSYSTEMMODE=0,1,0,0")
+    p.ok("AT+CFUN=1")
 
 
 def _pem_cert() -> str:
