@@ -73,6 +73,7 @@ class ScriptedBroker:
         self.puback_reason = puback_reason
         self.on_publish = on_publish
         self.received: list[tuple[int, bytes]] = []
+        self.pinged = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -112,6 +113,7 @@ class ScriptedBroker:
                         for pkt in self.on_publish(topic, rest) or ():
                             self.sock.sendall(pkt)
                 elif ptype == PINGREQ:
+                    self.pinged.set()
                     self.sock.sendall(packet(13, b""))
                 elif ptype == DISCONNECT:
                     return

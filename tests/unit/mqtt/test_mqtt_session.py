@@ -139,3 +139,22 @@ def test_parse_rejected_json_cbor_garbage() -> None:
     g = parse_rejected("t/rejected", b"\xff\x00 not json", "json")
     assert g.error_code == "Unparseable" and g.status_code is None
     assert parse_rejected("t", b"[1,2]", "json").error_code == "Unparseable"
+
+
+@pytest.mark.parametrize("v5,clean", [(False, True), (False, False), (True, True)])
+def test_connect_carries_keepalive_and_clean_session_and_pings(
+    pair: tuple[socket.socket, socket.socket], v5: bool, clean: bool,
+) -> None:
+    broker = ScriptedBroker(pair[1], v5=v5)
+    keepalive = 1 if clean and not v5 else 60  # one case waits for a real PINGREQ (~1 s)
+    with session(pair[0], mqtt_v5=v5, keepalive=keepalive, clean_session=clean) as s:
+        s.connect(5)
+        ptype, body = broker.received[0]
+        assert ptype == 1 and body[:6] == b"\x00\x04MQTT"
+        level, flags, sent_keepalive = body[6], body[7], int.from_bytes(body[8:10], "big")
+        assert level == (5 if v5 else 4)
+        assert bool(flags & 0x02) is clean  # clean session (3.1.1) / clean start (5)
+        assert sent_keepalive == keepalive
+        if keepalive == 1:
+            assert broker.pinged.wait(5)  # paho keeps the link alive through the tunnel
+            s.publish("t", b"after ping", 1, 5)  # and the session still works after PINGRESP
