@@ -156,8 +156,8 @@ def plot(s: dict[str, Any], path: Path) -> None:
         ax1.plot(sizes, [e["peer_mb_s"] for e in p3.values()], "s--", label="paho + OpenSSL (ssl)")
     else:
         ax1.text(0.5, 0.5, "P3 not measured", ha="center", transform=ax1.transAxes)
-    ax1.set(xscale="log", xlabel="payload (KiB)", ylabel="throughput (MB/s)",
-            title="P3 MQTT message throughput, loopback")
+    ax1.set(xscale="log", xlabel="payload size (log scale)", ylabel="throughput (MB/s, payload both ways)",
+            title="P3 MQTT echo round trip, loopback")
     ax1.grid(True, which="both", alpha=0.3)
     ax1.legend(fontsize=8) if p3 else None
 
@@ -171,9 +171,13 @@ def plot(s: dict[str, Any], path: Path) -> None:
         ax2.text(0.5, 0.5, "P5 not measured", ha="center", transform=ax2.transAxes)
     else:
         ax2.legend(fontsize=8)
-    ax2.set(xscale="log", yscale="log", xlabel="payload (KiB)", ylabel="time per message (µs)",
+    ax2.set(xscale="log", yscale="log", xlabel="payload size (log scale)", ylabel="time per message (µs)",
             title="P5 credential extraction time")
     ax2.grid(True, which="both", alpha=0.3)
+    for ax, sizes_b in ((ax1, [int(k) for k in p3]), (ax2, sorted({int(k) for by in p5.values() for k in by}))):
+        if sizes_b:
+            ax.set_xticks([b / 1024 for b in sizes_b], [_kb(b) for b in sizes_b])
+            ax.minorticks_off()
     m = s["machine"]
     fig.suptitle(f"nrfprov benchmarks — {m['cpu']} x {m['cpu_count']}, {m['python']}", fontsize=10)
     fig.tight_layout()
