@@ -259,7 +259,7 @@ class SimulatedModem:
                     self._took(len(ev))
                     self._last_rx = time.monotonic()
                 elif callable(ev):
-                    ev()
+                    self._guarded(ev)
                 self._run_timers()
                 if (
                     self._sink is not None
@@ -280,7 +280,15 @@ class SimulatedModem:
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             _, _, fn = heapq.heappop(self._timers)
+            self._guarded(fn)
+
+    @staticmethod
+    def _guarded(fn: Callable[[], None]) -> None:
+        """Deferred work must not kill the worker: a bug is logged and the modem keeps answering."""
+        try:
             fn()
+        except Exception:
+            log.exception("simulator deferred task failed")
 
     def _drain_framer(self) -> None:
         while not self._stop.is_set():
