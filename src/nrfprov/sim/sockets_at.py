@@ -9,8 +9,6 @@ terminator matched anywhere (the ``+++`` hazard, reproduced on purpose); readine
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import ssl
 import threading
 import time
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING
 from nrfprov.sim.framing import Command
 from nrfprov.sim.netsock import POLLERR, POLLHUP, POLLIN, POLLOUT, SimSocket, SocketFailure
 from nrfprov.sim.replies import AtFail, DataSink, as_int, ok, param
+from nrfprov.sim.tlsctx import tls_context
 
 if TYPE_CHECKING:
     from nrfprov.sim.modem import SimulatedModem
@@ -34,24 +33,6 @@ MAX_INLINE_SEND = 1024  # SLM AT#XSEND="<text>" limit (nrf91-at.md §2)
 RECV_DONTWAIT = 64
 RECV_PEEK = 2
 TLS_PROTO = 258  # IPPROTO_TLS_1_2
-# ECDHE suites the nRF91 offers (nrf_socket.h cipher list, nrf91-at.md §7), OpenSSL names.
-MODEM_CIPHERS = ":".join(
-    [
-        "ECDHE-ECDSA-AES128-GCM-SHA256",
-        "ECDHE-ECDSA-AES256-GCM-SHA384",
-        "ECDHE-RSA-AES128-GCM-SHA256",
-        "ECDHE-RSA-AES256-GCM-SHA384",
-        "ECDHE-ECDSA-AES128-SHA256",
-        "ECDHE-ECDSA-AES256-SHA384",
-        "ECDHE-ECDSA-AES128-SHA",
-        "ECDHE-ECDSA-AES256-SHA",
-        "ECDHE-RSA-AES128-SHA256",
-        "ECDHE-RSA-AES256-SHA384",
-        "ECDHE-RSA-AES128-SHA",
-        "ECDHE-RSA-AES256-SHA",
-    ]
-)
-
 Handler = Callable[[Command], bytes | None]
 
 
@@ -258,7 +239,13 @@ class SocketCommands:
             raise AtFail(None, "already connected")
         if self.m.reg_stat not in (1, 5):
             raise AtFail(None, "not registered to the LTE network (send AT+CFUN=1 and wait for +CEREG: 1)")
-        context = self._tls_context(s) if s.tls else None
+        context = None
+        if s.tls:
+            assert s.sec_tag is not None
+            try:
+                context = tls_context(self.m.store, self.m.state_dir, s.sec_tag, s.peer_verify, s.hostname)
+            except (ssl.SSLError, ValueError) as exc:
+                raise AtFail(None, f"sec tag {s.sec_tag} credentials unusable: {exc}") from exc
         try:
             s.connect(
                 host, port, resolve=self.m.resolve, allow_remote=self.m.allow_remote, context=context, stop=self.m._stop
@@ -268,42 +255,6 @@ class SocketCommands:
         self._arm_out(s.handle)
         self._poll_after_reply(s)
         return ok(f"#XCONNECT: {s.handle},1" if self.sm else "#XCONNECT: 1")
-
-    def _tls_context(self, s: SimSocket) -> ssl.SSLContext:
-        """TLS 1.2 client context from the sec tag's CA (type 0), cert (1) and key (2)."""
-        assert s.sec_tag is not None
-        store = self.m.store
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # the modem has no TLS 1.3 (nrf91-at.md §7)
-        ctx.set_ciphers(MODEM_CIPHERS)
-        if s.peer_verify == 2:
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            # Without a host name mbedTLS checks the chain only (SLM never sets one itself).
-            ctx.check_hostname = s.hostname is not None
-            ca = store.get(s.sec_tag, 0)
-            if ca:
-                ctx.load_verify_locations(cadata=ca)
-        else:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        cert, key = store.get(s.sec_tag, 1), store.get(s.sec_tag, 2)
-        if cert and key:
-            self._load_client_identity(ctx, cert, key, store.passwd(s.sec_tag, 2))
-        return ctx
-
-    def _load_client_identity(self, ctx: ssl.SSLContext, cert: str, key: str, passwd: str | None) -> None:
-        # ssl only loads key material from files: a 0600 file in the state dir, removed at once.
-        path = self.m.state_dir / f".tls-{secrets.token_hex(8)}.pem"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, (key.rstrip() + "\n" + cert.rstrip() + "\n").encode("latin-1"))
-            os.close(fd)
-            ctx.load_cert_chain(path, password=passwd)
-        except (ssl.SSLError, ValueError) as exc:
-            raise AtFail(None, f"sec tag credentials unusable: {exc}") from exc
-        finally:
-            path.unlink(missing_ok=True)
 
     # --- send ----------------------------------------------------------------------------------
 
