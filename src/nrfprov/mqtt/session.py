@@ -157,7 +157,11 @@ class MqttSession:
             self._close_tunnel()
             raise MqttError(f"sending MQTT CONNECT failed: {rc}", reason_code=int(rc))
         client.loop_start()
-        self._wait(lambda: self._connack is not None, timeout, "CONNACK")
+        try:
+            self._wait(lambda: self._connack is not None, timeout, "CONNACK")
+        except BaseException:
+            self.disconnect()  # no thread or stream outlives a failed connect()
+            raise
         if self._connack.is_failure:
             code = int(self._connack.value)
             self.disconnect()

@@ -158,3 +158,19 @@ def test_connect_carries_keepalive_and_clean_session_and_pings(
         if keepalive == 1:
             assert broker.pinged.wait(5)  # paho keeps the link alive through the tunnel
             s.publish("t", b"after ping", 1, 5)  # and the session still works after PINGRESP
+
+
+def test_connack_timeout_cleans_up(pair: tuple[socket.socket, socket.socket]) -> None:
+    import threading
+
+    before = {t.name for t in threading.enumerate()}
+    s = session(pair[0])  # nobody answers on pair[1]
+    with pytest.raises(ResponseTimeout, match="CONNACK"):
+        s.connect(0.2)
+    pair[1].settimeout(5)
+    data = b""
+    while chunk := pair[1].recv(4096):  # CONNECT, then EOF: the stream was closed by its owner
+        data += chunk
+    assert data[:1] == b"\x10"
+    leftover = {t.name for t in threading.enumerate()} - before
+    assert not [n for n in leftover if "nrfprov-tunnel" in n or "paho" in n]
