@@ -17,7 +17,7 @@ import pytest
 
 from nrfprov.cloud import LocalAwsIot
 from nrfprov.config import Settings, load_settings
-from nrfprov.errors import DialectError, ModemTlsLimitError
+from nrfprov.errors import DeviceLimitError, DialectError, ModemTlsLimitError
 from nrfprov.modem import CredentialType, Modem
 from nrfprov.mqtt import MqttSession
 from nrfprov.sim import SimulatedModem
@@ -119,3 +119,29 @@ def test_offload_backend_names_the_2kb_limit_and_the_ways_out(
     text = str(ei.value)
     assert "2 KB" in text
     assert "native TLS backend" in text and "split-topic flow" in text
+
+
+def test_mirror_mode_through_the_modem(
+    sim_factory: Callable[..., SimulatedModem], local_aws: LocalAwsIot, tmp_path: Path,
+) -> None:
+    overlay = tmp_path / "overlay-native_tls.conf"
+    overlay.write_text("CONFIG_MBEDTLS_TLS_LIBRARY=y\nCONFIG_MBEDTLS_SSL_IN_CONTENT_LEN=5120\n"
+                       "CONFIG_AWS_IOT_MQTT_PAYLOAD_BUFFER_LEN=8096\nCONFIG_NRFPROV_MIRROR_DEVICE_LIMITS=y\n")
+    settings = load_settings(None, [overlay], [f"CONFIG_AWS_IOT_BROKER_HOST_NAME={local_aws.server_name}",
+                                               f"CONFIG_AWS_IOT_PORT={local_aws.port}"])
+    assert settings.tls_backend == "native"
+    sim = sim_factory(dialect="sm", baud=BAUD)
+    creds = device_identity(local_aws, "mirror-1")
+    with modem_on(sim, "sm") as m, MqttSession.from_settings(
+        settings, lambda: open_stream(settings, modem=m, credentials=creds, host=local_aws.host, timeout=20),
+        "mirror-1",
+    ) as session:
+        session.connect(30)
+        session.subscribe([("$aws/things/mirror-1/d", 1)], 20)
+        ok = os.urandom(4500)
+        session.publish("$aws/things/mirror-1/d", ok, 1, 20)
+        assert session.wait_message("$aws/things/mirror-1/d", 20).payload == ok
+        with pytest.raises(DeviceLimitError) as ei:
+            session.publish("$aws/things/mirror-1/d", os.urandom(16384), 1, 20)
+            session.wait_message("$aws/things/mirror-1/d", 20)
+    assert "CONFIG_MBEDTLS_SSL_IN_CONTENT_LEN=5120" in str(ei.value) and "short by 11264 bytes" in str(ei.value)
