@@ -81,7 +81,7 @@ def validate(cred_type: int, content: str, passwd: str | None) -> None:
             raise ContentError("not a PEM private key")
         try:
             # A format check, not a key audit: skipping RSA's costly consistency check saves ~70 ms
-            # per write (benchmarks/notes.md) and the modem does no such audit either.
+            # per write (benchmarks/notes.md); 527 only needs "is this a parseable private key".
             serialization.load_pem_private_key(
                 content.encode("latin-1"), passwd.encode() if passwd else None, unsafe_skip_rsa_key_validation=True
             )
