@@ -25,7 +25,7 @@ import pytest
 from relay import CountingRelay
 
 BAUD = 115200
-ROUNDS = 3
+ROUNDS = 5
 CLAIM_TAG = 43
 PROVISIONED_TAG = 50
 
