@@ -112,7 +112,7 @@ def results_markdown(s: dict[str, Any], *, png_rel: Path, notes: str = "") -> st
         "(json), RegisterThing, disconnect, reconnect with the new certificate, one QoS 1 proof publish.",
         "Ours is nrfprov's host transport (HostTcpStream, NativeTlsStream, MqttSession, the C extractor);",
         "the peer is awsiotsdk as its fleet-provisioning sample uses it. Ratio = ours ÷ awsiotsdk (lower is",
-        "better). P2's `combined/json/host` row is the same runs' bytes.",
+        "better). P2's `combined/json/host-no-modem` row is the same runs' bytes.",
         "",
     ]
     p4 = s["p4_vs_awsiotsdk"]

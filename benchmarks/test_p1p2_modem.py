@@ -31,6 +31,7 @@ PROVISIONED_TAG = 50
 
 # Every combination that should work (`nrfprov demo` lists combined over offloaded TLS as the expected
 # failure: the ~3.4 KB message exceeds the modem's 2 KB TLS buffer). Split publishes raw PEM: no format.
+# csr always reconnects over the modem's TLS (its key never leaves the modem), whatever the backend.
 COMBINATIONS = [
     ("split", "pem", "native"),
     ("split", "pem", "offload"),
@@ -39,6 +40,11 @@ COMBINATIONS = [
     ("csr", "json", "native"),
     ("csr", "json", "offload"),
     ("csr", "cbor", "offload"),
+    # host: TLS over the host's own TCP (a factory station); the modem only gets CFUN and %CMNG writes.
+    ("split", "pem", "host"),
+    ("combined", "json", "host"),
+    ("combined", "cbor", "host"),
+    ("csr", "json", "host"),
 ]
 
 
