@@ -47,6 +47,9 @@ def results_markdown(s: dict[str, Any], *, png_rel: Path, notes: str = "") -> st
         "## P1: end-to-end provisioning time against the UART floor (115200 baud, attach delay 0)",
         "",
         "Floor = bytes that crossed the simulated UART (both directions) ÷ 11,520 B/s. Ratio = wall time ÷ floor.",
+        "One round = one whole `Driver.run()` (LTE up to the reconnect proof) on the `sm` dialect. With the",
+        "`host` backend the UART carries only the modem's part (CFUN, %CMNG, and csr's modem-TLS reconnect);",
+        "its cloud round trips run over the host's TCP and count in the wall time but not in the floor.",
         "",
     ]
     rows = []
