@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from sim_peers import normalise_csr
 
 from fixtures.sim import RawPort
 from nrfprov.sim import SimulatedModem
@@ -162,19 +163,6 @@ def test_cmng_rules(sim_modem: SimulatedModem, raw_port_factory: RawFactory) -> 
     assert p.ok("AT%CMNG=1,44") == []
 
 
-def _normalise(der: bytes) -> bytes:
-    """Test-side: drop the NULL from the signatureAlgorithm and fix the outer SEQUENCE length."""
-    assert der[0] == 0x30
-    n = der[1] & 0x7F if der[1] & 0x80 else 0
-    body = der[2 + n :]
-    body = body.replace(b"\x30\x0c" + ECDSA_SHA256_OID_TLV + NULL_TLV, b"\x30\x0a" + ECDSA_SHA256_OID_TLV)
-    size = len(body)
-    if size < 0x80:
-        return bytes([0x30, size]) + body
-    raw = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([0x30, 0x80 | len(raw)]) + raw + body
-
-
 def _b64url_decode(s: str) -> bytes:
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
@@ -199,7 +187,7 @@ def test_keygen_csr_and_cose(
     if quirk:  # strict parsers refuse the quirky CSR; normalise as nrfcloud-utils does
         with pytest.raises(ValueError):
             x509.load_der_x509_csr(der)
-    csr = x509.load_der_x509_csr(_normalise(der) if quirk else der)
+    csr = x509.load_der_x509_csr(normalise_csr(der) if quirk else der)
     assert csr.is_signature_valid
     assert csr.subject.rfc4514_string() == "CN=dev-1,O=Nordic Semiconductor"
     # The key stays in the modem (type 2, unreadable) and matches the CSR.

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from test_sim_at import _normalise
+from sim_peers import normalise_csr
 
 from nrfprov.errors import UsageError
 from nrfprov.sim import SimulatedModem
@@ -106,7 +106,7 @@ def test_nrfcredstore_imei_write_list_delete_generate(cred_sim, pki, tmp_path: P
     # %KEYGEN through the tool: a DER CSR (with the mfw NULL quirk) for a key that stays inside.
     out = tmp_path / "csr.der"
     assert "New private key generated in secure tag 124" in run("generate", "124", str(out)).stdout
-    csr = x509.load_der_x509_csr(_normalise(out.read_bytes()))
+    csr = x509.load_der_x509_csr(normalise_csr(out.read_bytes()))
     assert csr.is_signature_valid
     stored_key = serialization.load_pem_private_key(sim.stored(124)[2].encode(), None)
     assert stored_key.public_key().public_numbers() == csr.public_key().public_numbers()  # type: ignore[union-attr]

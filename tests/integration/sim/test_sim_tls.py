@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from sim_peers import GCM_OVERHEAD, Pki, tls_server_context
 
-from conftest import GCM_OVERHEAD, Pki, tls_server_context
 from fixtures.sim import RawPort
 from nrfprov.sim.netsock import TLS_RECORD_LIMIT
 
