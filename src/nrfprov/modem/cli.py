@@ -34,9 +34,10 @@ and RESTORES the previous mode afterwards (Nordic's tools leave it offline). Eve
 verified against the SHA-256 the modem reports in %CMNG list. Key material is never printed."""
 
 
-def _add_port_options(p: argparse.ArgumentParser) -> None:
+def add_port_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """The serial-port options every command that talks to a modem shares."""
     g = p.add_argument_group("serial port")
-    g.add_argument("--port", required=True, metavar="URL",
+    g.add_argument("--port", required=required, metavar="URL",
                    help="device path or pyserial URL: /dev/ttyACM0, COM3, /dev/pts/5, socket://host:port")
     g.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
     g.add_argument("--rtscts", action="store_true",
@@ -49,7 +50,7 @@ def register(sub: Any) -> None:
         description="Send AT commands to an nRF91 modem and print the reply lines.",
         epilog=AT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_port_options(p)
+    add_port_options(p)
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds to wait per command (default: per command, 5 s for most)")
     p.add_argument("commands", nargs="+", metavar="COMMAND", help="AT command, e.g. AT+CGSN")
@@ -64,7 +65,7 @@ def register(sub: Any) -> None:
 
     ls = csub.add_parser("list", help="list stored credentials with their SHA-256",
                          description="List stored credentials: sec tag, type, SHA-256 of the content.")
-    _add_port_options(ls)
+    add_port_options(ls)
     ls.add_argument("--tag", type=int, default=None, help="only this sec tag")
     ls.add_argument("--type", default=None, help="only this type (needs --tag)")
     ls.add_argument("--json", action="store_true", help="JSON list on stdout")
@@ -73,7 +74,7 @@ def register(sub: Any) -> None:
     w = csub.add_parser("write", help="write a PEM file to a sec tag and verify it",
                         description="Write a PEM credential to TAG/TYPE, verify its SHA-256 with "
                         "%CMNG list, and restore the previous functional mode.")
-    _add_port_options(w)
+    add_port_options(w)
     w.add_argument("tag", type=int, metavar="TAG", help="sec tag, 0..2147483647")
     w.add_argument("type", metavar="TYPE", help="credential type (number or name)")
     w.add_argument("file", metavar="FILE", help="PEM file ('-' for stdin)")
@@ -83,7 +84,7 @@ def register(sub: Any) -> None:
                         description="Delete TAG/TYPE, or with TYPE 'all' every credential listed in TAG "
                         "(going offline once if needed, then restoring the previous mode). Modem-reserved "
                         "tags (4294967292-4294967294) are refused.")
-    _add_port_options(d)
+    add_port_options(d)
     d.add_argument("tag", type=int, metavar="TAG")
     d.add_argument("type", metavar="TYPE", help="credential type (number or name), or 'all'")
     d.add_argument("--strict", action="store_true", help="fail (exit 3) if it does not exist")
@@ -93,7 +94,7 @@ def register(sub: Any) -> None:
                         description="AT%KEYGEN: the modem creates an EC P-256 key in TAG (type 2; "
                         "the key never leaves the modem) and returns a CSR, saved as DER (or PEM with "
                         "--pem). The mfw 1.3.7/2.0.2 spurious-NULL CSR quirk is normalised.")
-    _add_port_options(k)
+    add_port_options(k)
     k.add_argument("tag", type=int, metavar="TAG")
     k.add_argument("out", metavar="OUT", help="CSR output file")
     k.add_argument("--attributes", default=None, help='CSR subject, e.g. "CN=my-thing,O=Example"')

@@ -40,17 +40,9 @@ backend x modem dialect that should work, plus the one that must not (combined o
 own TLS: marked expected_failure). Exit 0 when every row behaves as expected."""
 
 
-def _add_port_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("serial port")
-    g.add_argument("--port", required=True, metavar="URL",
-                   help="device path or pyserial URL: /dev/ttyACM0, COM3, /dev/pts/5, socket://host:port")
-    g.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
-    g.add_argument("--rtscts", action="store_true",
-                   help="hardware flow control (nRF9160 DK has it; Thingy:91 does not)")
-
-
 def register(sub: Any) -> None:
     from nrfprov.config_cli import add_config_options
+    from nrfprov.modem.cli import add_port_options
 
     p = sub.add_parser(
         "provision", help="provision a modem with AWS IoT credentials (the 12-step chain)",
@@ -59,7 +51,7 @@ def register(sub: Any) -> None:
         "Kconfig fragments the firmware build uses.",
         epilog=PROVISION_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_port_options(p)
+    add_port_options(p)
     add_config_options(p)
     g = p.add_argument_group("provisioning")
     g.add_argument("--flow", choices=("split", "combined", "csr"),

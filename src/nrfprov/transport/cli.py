@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from nrfprov.config_cli import add_config_options, load_from_args
+from nrfprov.modem.cli import add_port_options
 
 EPILOG = """\
 examples:
@@ -33,9 +34,7 @@ def register(sub: Any) -> None:
     )
     add_config_options(p)
     p.add_argument("--backend", choices=("native", "offload", "host"), help="override the fragments' choice")
-    p.add_argument("--port", metavar="URL", help="modem serial port (native and offload backends)")
-    p.add_argument("--baud", type=int, default=115200, help="modem baud rate (default 115200)")
-    p.add_argument("--rtscts", action="store_true", help="hardware flow control on the modem UART")
+    add_port_options(p, required=False)  # not needed for the host backend
     p.add_argument("--host", help="connect here instead of CONFIG_AWS_IOT_BROKER_HOST_NAME")
     p.add_argument("--broker-port", type=int, help="broker TCP port (default CONFIG_AWS_IOT_PORT)")
     p.add_argument("--server-name", help="name checked in the server certificate (default: the broker name)")
