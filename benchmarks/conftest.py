@@ -7,15 +7,29 @@ benchmarks/ is on sys.path (pytest's rootdir-relative "prepend" import), so suit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from relay import CountingRelay
 
 if TYPE_CHECKING:
     from nrfprov.cloud.local import LocalAwsIot
+
+
+_LOAD: dict[str, list[float]] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _LOAD["start"] = [round(x, 2) for x in os.getloadavg()]
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list[Any], output_json: dict[str, Any]) -> None:
+    """Record how busy the (shared) machine was, at the start and at the end of the run."""
+    output_json["nrfprov_load_average"] = {"start": _LOAD.get("start"),
+                                           "end": [round(x, 2) for x in os.getloadavg()]}
 
 
 @pytest.fixture(scope="session")

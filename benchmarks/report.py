@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import sys
@@ -31,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 UART_BYTES_PER_S = 115200 / 10  # 8N1: 10 bits on the wire per byte -> 11,520 B/s at 115200 baud
 
 GOALS = {
-    "p1": ("P1 wall ÷ UART floor", "<=", 1.15),
+    "p1": ("P1 wall ÷ UART floor (native/offload: all traffic crosses the UART)", "<=", 1.15),
     "p2": ("P2 our bytes ÷ awsiotsdk bytes (same flow)", "<=", 1.0),
     "p3": ("P3 bridge ÷ paho+OpenSSL throughput", ">=", 0.8),
     "p4": ("P4 our latency ÷ awsiotsdk latency", "<=", 1.0),
@@ -256,7 +255,17 @@ def goals(summary: dict[str, Any]) -> dict[str, Any]:
         met = worst <= target if op == "<=" else worst >= target
         out[name] = {"goal": f"{op} {target}", "label": label, "worst": round(worst, 3), "met": met}
 
-    judge("p1", _ratios(summary["p1_uart_ratio"]))
+    # The floor is UART bytes ÷ line rate, which bounds a run only if all its traffic crosses the UART:
+    # true for native and offload; the host backend's cloud traffic uses the host's own TCP, so its rows
+    # are shown (and their worst reported) but do not decide the goal.
+    p1_all = summary["p1_uart_ratio"].get("_by_format", {})
+    modem_only = [e["ratio"] for by_fmt in p1_all.values() for by_b in by_fmt.values()
+                  for b, e in by_b.items() if b in ("native", "offload")]
+    judge("p1", modem_only)
+    host_rows = [e["ratio"] for by_fmt in p1_all.values() for by_b in by_fmt.values()
+                 for b, e in by_b.items() if b == "host"]
+    if host_rows:
+        out["p1"]["worst_host_backend_not_judged"] = round(max(host_rows), 3)
     sdk = summary["p2_air_bytes"].get("awsiotsdk")
     ours_combined = summary["p2_air_bytes"].get("combined", {}).get("json", {})
     p2_ratios = [
@@ -313,8 +322,9 @@ def machine(raw: dict[str, Any]) -> dict[str, Any]:
         "datetime": raw.get("datetime"),
         "commit": (raw.get("commit_info") or {}).get("id"),
         "dirty": (raw.get("commit_info") or {}).get("dirty"),
-        # The run shares the machine with whatever else runs; the load average says how much did.
-        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        # The run shares the machine with whatever else runs; the load average says how much did
+        # (recorded by benchmarks/conftest.py at the start and end of the pytest run).
+        "load_average_1_5_15": raw.get("nrfprov_load_average"),
     }
 
 
