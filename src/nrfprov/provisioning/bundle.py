@@ -99,6 +99,31 @@ def _load_certs(pem: str, what: str) -> list[x509.Certificate]:
     return certs
 
 
+#: SHA-256 of a private key's PEM → DER SubjectPublicKeyInfo of that key, for keys that passed the
+#: full load (``_load_key``, including cryptography's RSA consistency check). A bundle is checked on
+#: receipt and again before the write (a resume may have aged it), and the combined flow copies it
+#: (``replace(..., thing_name=...)``) in between; the full RSA-2048 check costs ~42-165 ms holding
+#: the GIL (benchmarks/notes.md finding 4), so a byte-identical key is loaded once and the second
+#: check compares the remembered public key with the certificate. Only digests and public keys are
+#: kept (the digest is what ``%CMNG`` list reports for a stored key anyway), never key material.
+#: One run checks one key; 8 entries bound the memo for a process that runs many provisionings.
+_KEY_MEMO_LIMIT = 8
+_verified_keys: dict[bytes, bytes] = {}
+
+
+def _key_public_der(pem: str) -> bytes:
+    """The public key of ``pem`` after one full, validating load; later calls reuse the result."""
+    digest = hashlib.sha256(pem.encode("utf-8")).digest()
+    known = _verified_keys.get(digest)
+    if known is not None:
+        return known
+    public = _public_der(_load_key(pem))  # raises CredentialBundleError: nothing is remembered
+    while len(_verified_keys) >= _KEY_MEMO_LIMIT:
+        _verified_keys.pop(next(iter(_verified_keys)), None)  # oldest first (dicts keep order)
+    _verified_keys[digest] = public
+    return public
+
+
 def _load_key(pem: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     try:
         key = serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
@@ -151,8 +176,7 @@ def check_bundle(
     for i, ca in enumerate(_load_certs(bundle.ca_pem, "CA certificate")):
         _check_validity(ca, f"CA certificate #{i + 1}", now)
     if bundle.private_key_pem is not None:
-        key = _load_key(bundle.private_key_pem)
-        if _public_der(key) != _public_der(cert):
+        if _key_public_der(bundle.private_key_pem) != _public_der(cert):
             raise CredentialBundleError(
                 "private key does not match the client certificate",
                 hint="the two parts came from different requests; run again without --resume",

@@ -6,9 +6,13 @@ first modem write, each finished step is recorded, and the key material is erase
 verified ``%CMNG`` write and a successful reconnect. ``nrfprov provision --resume`` continues from
 this file without asking the cloud again.
 
-Durability: one JSON file, replaced atomically (temp file in the same directory, fsync, rename,
-fsync of the directory). Privacy: the directory is 0700 and the file 0600 from the moment it
-exists (``O_CREAT`` with mode, never chmod after the fact).
+Durability: one JSON file, always replaced atomically (temp file in the same directory, rename), so
+a reader sees the old or the new record, never a mix. Only the writes whose loss could lose or
+duplicate a credential are made durable before the call returns (fsync of the file, rename, fsync of
+the directory): ``save_bundle`` (before the first modem write) and ``erase_key_material``. The other
+writes (``begin``, ``record_step``, ``finish``, ``fail``) skip the directory fsync; why that is safe
+is in ``_write``. Privacy: the directory is 0700 and the file 0600 from the moment it exists
+(``O_CREAT`` with mode, never chmod after the fact).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +51,12 @@ class JournalRecord:
     error: str = ""
 
     def pending_bundle(self) -> CredentialBundle | None:
-        """The bundle to resume with: issued, not yet proven (its key not erased)."""
-        if self.bundle is None or self.status == "done":
+        """The bundle to resume with: issued, not yet proven (its key not erased).
+
+        ``key_erased`` alone settles it: the erase is durable and follows the proof, while the
+        ``done`` status after it is not fsync'd and may be lost in a crash (see ``Journal._write``).
+        """
+        if self.bundle is None or self.status == "done" or self.key_erased:
             return None
         return CredentialBundle(**self.bundle)
 
@@ -60,9 +69,12 @@ def _now() -> str:
 
 
 class Journal:
-    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, state_dir: str | os.PathLike[str], *, fsync: Callable[[int], None] = os.fsync) -> None:
+        """``fsync`` is the call that makes a file descriptor durable (``os.fsync``); a test may pass a
+        wrapper that counts the calls and still calls ``os.fsync``."""
         self.dir = Path(state_dir)
         self.path = self.dir / JOURNAL_NAME
+        self._fsync = fsync
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -99,7 +111,7 @@ class Journal:
     def save_bundle(self, rec: JournalRecord, bundle: CredentialBundle) -> None:
         rec.bundle = asdict(bundle)
         rec.key_erased = False
-        self._write(rec)
+        self._write(rec, durable=True)  # the only copy of an issued key until the modem holds it
 
     def record_step(self, rec: JournalRecord, step: str, detail: str = "") -> None:
         rec.steps.append({"step": step, "detail": detail, "at": _now()})
@@ -111,7 +123,7 @@ class Journal:
             rec.bundle["private_key_pem"] = None
             rec.bundle["ownership_token"] = ""
         rec.key_erased = True
-        self._write(rec)
+        self._write(rec, durable=True)  # the key must not outlive its proof on the disk either
 
     def finish(self, rec: JournalRecord) -> None:
         rec.status = "done"
@@ -128,7 +140,35 @@ class Journal:
         rec.error = f"{type(error).__name__}: {error}"
         self._write(rec)
 
-    def _write(self, rec: JournalRecord) -> None:
+    def _write(self, rec: JournalRecord, *, durable: bool = False) -> None:
+        """Replace the journal atomically; fsync only where a lost write could cost a credential.
+
+        ``durable``: fsync the file, rename, fsync the directory, so the record is on the disk when
+        this returns (``save_bundle``, ``erase_key_material``).
+
+        Otherwise the directory is not fsync'd, and the file only while the record holds key
+        material. Why that is enough:
+
+        - A step record lost in a crash costs nothing: ``--resume`` does not read the step list. It
+          continues from the journaled bundle (durable) and redoes the whole tail, every step of
+          which is idempotent: CFUN=4 / CFUN=1 set a mode (setting it again is a no-op); LTE
+          registration is waited for, not created; ``%CMNG`` delete is ``missing_ok`` and a write
+          overwrites the same sec tag/type with the same bytes, verified again by SHA-256; clearing
+          subscriptions is local; the reconnect's proof publishes the same shadow document
+          (reported state, repeatable). A resume before RegisterThing re-registers only when the
+          bundle has no thing name, and that name arrives by ``save_bundle`` (durable). ``begin``
+          precedes any cloud request and ``finish``/``fail`` follow the durable writes they report on,
+          so losing them loses no credential either (``fail`` leaves issued credentials
+          ``in_progress``, which is also what the durable record says; a lost ``done`` after the
+          erase is covered by ``pending_bundle`` reading ``key_erased``).
+        - Skipping fsync must not endanger the *previous* record: with delayed allocation a crash
+          after a rename can leave the new name on an inode whose data never reached the disk (an
+          empty file), which would destroy the journaled bundle with it. So while the record holds
+          key material (bundle saved, key not yet erased) the file is still fsync'd before the
+          rename; the rename itself may then be lost, which leaves the older, complete record.
+        """
+        holds_key = rec.bundle is not None and not rec.key_erased
+        sync_file = durable or holds_key
         data = json.dumps(asdict(rec), indent=1).encode()
         tmp = self.path.with_name(f".{JOURNAL_NAME}.{os.getpid()}.tmp")
         try:
@@ -140,15 +180,17 @@ class Journal:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
-                os.fsync(fd)
+                if sync_file:
+                    self._fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
-            dfd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            if durable:
+                dfd = os.open(self.dir, os.O_RDONLY)
+                try:
+                    self._fsync(dfd)
+                finally:
+                    os.close(dfd)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
