@@ -27,7 +27,7 @@ extern "C" {
 
 /* Version stamp: major << 16 | minor << 8 | patch. The Python wrapper refuses a library whose
  * nrfprov_version() differs from this header's value or from the version it was written for. */
-#define NRFPROV_CORE_VERSION 0x00010100
+#define NRFPROV_CORE_VERSION 0x00010200
 
 /* Whole message limit: the AWS IoT Core MQTT PUBLISH payload limit is 128 KB (AWS IoT Core
  * quotas, "Message size"). One more byte gives NRFPROV_E_TOO_LARGE. */
@@ -159,6 +159,15 @@ struct nrfprov_extractor {
     struct nrfprov_slot slots[NRFPROV_STRING_FIELD_COUNT];
 };
 
+/* Everything a caller reads after a message, filled by one call (nrfprov_result()): a wrapper
+ * across an FFI pays one round trip instead of one per accessor. */
+struct nrfprov_result {
+    int32_t status;                           /* NRFPROV_OK or the sticky error (nrfprov_error()) */
+    uint32_t present;                         /* nrfprov_present_mask() */
+    uint32_t len[NRFPROV_STRING_FIELD_COUNT]; /* nrfprov_field_len() of each string field */
+    int64_t status_code;                      /* nrfprov_status_code() */
+};
+
 /* Version of the compiled library (compare with NRFPROV_CORE_VERSION). */
 uint32_t nrfprov_version(void);
 
@@ -198,6 +207,23 @@ int nrfprov_field_present(const struct nrfprov_extractor *ex, int field);
 unsigned int nrfprov_present_mask(const struct nrfprov_extractor *ex);
 size_t nrfprov_field_len(const struct nrfprov_extractor *ex, int field);
 int64_t nrfprov_status_code(const struct nrfprov_extractor *ex);
+
+/* All of the above in one call (valid whenever the accessors are). NRFPROV_E_ARG for a NULL or
+ * uninitialised state or a NULL out; otherwise NRFPROV_OK, and out->status says how the message went. */
+int nrfprov_result(const struct nrfprov_extractor *ex, struct nrfprov_result *out);
+
+/* Zero what the parser wrote into the caller's field buffers: the first min(len, capacity) bytes of
+ * each, which is every byte it ever writes there. Call it after copying the values out, on success
+ * and on error alike, so key material does not linger; lengths and status stay readable. Costs
+ * what was written, not the buffers' size. NRFPROV_E_ARG for a NULL or uninitialised state. */
+int nrfprov_wipe(struct nrfprov_extractor *ex);
+
+/* One whole message in one call: nrfprov_init() + nrfprov_set_all_buffers(block, block_size) +
+ * nrfprov_feed(data, len) + nrfprov_finish() + nrfprov_result(out). Returns the first failing
+ * status (out is then filled too, unless the arguments were refused with NRFPROV_E_ARG); the error
+ * accessors work on *ex as after the separate calls. Wipe with nrfprov_wipe() afterwards. */
+int nrfprov_extract(struct nrfprov_extractor *ex, size_t state_size, int format, uint8_t *block,
+                    size_t block_size, const uint8_t *data, size_t len, struct nrfprov_result *out);
 
 /* Error details, valid after a call returned a negative status. */
 int nrfprov_error(const struct nrfprov_extractor *ex);

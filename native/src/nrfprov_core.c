@@ -223,6 +223,67 @@ int nrfprov_error_field(const struct nrfprov_extractor *ex)
 
 size_t nrfprov_error_size(const struct nrfprov_extractor *ex) { return valid(ex) ? ex->error_size : 0; }
 
+int nrfprov_result(const struct nrfprov_extractor *ex, struct nrfprov_result *out)
+{
+    int field;
+
+    if (!valid(ex) || out == NULL) {
+        return NRFPROV_E_ARG;
+    }
+    out->status = ex->status;
+    out->present = nrfprov_present_mask(ex);
+    for (field = 0; field < NRFPROV_STRING_FIELD_COUNT; field++) {
+        /* len saturates at NRFPROV_MAX_MESSAGE (sink_byte/sink_bytes), so it fits 32 bits. */
+        out->len[field] = (uint32_t)ex->slots[field].len;
+    }
+    out->status_code = ex->status_code;
+    return NRFPROV_OK;
+}
+
+static size_t slot_limit(const struct nrfprov_slot *slot, int field);
+
+int nrfprov_wipe(struct nrfprov_extractor *ex)
+{
+    int field;
+
+    if (!valid(ex)) {
+        return NRFPROV_E_ARG;
+    }
+    for (field = 0; field < NRFPROV_STRING_FIELD_COUNT; field++) {
+        const struct nrfprov_slot *slot = &ex->slots[field];
+        /* The sinks write only below slot_limit(); a field's value starts once (a second value is
+         * NRFPROV_E_DUPLICATE before it begins), so len is its high-water mark. */
+        size_t limit = slot_limit(slot, field);
+        if (slot->buf != NULL) {
+            memset(slot->buf, 0, slot->len < limit ? slot->len : limit);
+        }
+    }
+    return NRFPROV_OK;
+}
+
+int nrfprov_extract(struct nrfprov_extractor *ex, size_t state_size, int format, uint8_t *block,
+                    size_t block_size, const uint8_t *data, size_t len, struct nrfprov_result *out)
+{
+    int rc;
+
+    if (out == NULL) {
+        return NRFPROV_E_ARG;
+    }
+    rc = nrfprov_init(ex, state_size, format);
+    if (rc == NRFPROV_OK) {
+        rc = nrfprov_set_all_buffers(ex, block, block_size);
+    }
+    if (rc != NRFPROV_OK) {
+        return rc; /* arguments refused: nothing was parsed or written */
+    }
+    rc = nrfprov_feed(ex, data, len);
+    if (rc == NRFPROV_OK) {
+        rc = nrfprov_finish(ex);
+    }
+    (void)nrfprov_result(ex, out); /* cannot fail: ex was initialised above, out is not NULL */
+    return rc;
+}
+
 /* ---- internal helpers ------------------------------------------------------------------------ */
 
 int nrfprov_i_fail(struct nrfprov_extractor *ex, int status, uint32_t offset)

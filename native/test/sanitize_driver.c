@@ -8,7 +8,9 @@
  * (for the seeds) one byte at a time, and the outcomes (status, error offset, every field) must be
  * identical. Every chunk, every field buffer and the state itself are separate exact-size heap
  * blocks, so ASan reports any read or write one byte outside them. A second run gives the fields
- * small capacities to exercise the capacity paths. Exit status 0 = clean.
+ * small capacities to exercise the capacity paths. The one-call nrfprov_extract() must agree with
+ * the separate calls, nrfprov_result() with the accessors, and after nrfprov_wipe() every field buffer
+ * must be all zero again. Exit status 0 = clean.
  *
  * The driver uses malloc and stdio; the core under test does not.
  */
@@ -47,6 +49,40 @@ static void die(const char *what, const char *name, size_t iteration)
     exit(2);
 }
 
+/* nrfprov_result() agrees with the accessors, and nrfprov_wipe() leaves every (calloc-zeroed) field
+ * buffer all zero again: the bytes it clears are all the bytes the parser wrote, on success and error. */
+static void check_result_and_wipe(struct nrfprov_extractor *ex, const struct outcome *out, uint8_t **bufs,
+                                  const size_t *caps)
+{
+    struct nrfprov_result res;
+    size_t i;
+    int f;
+
+    if (nrfprov_result(ex, &res) != NRFPROV_OK || nrfprov_result(ex, NULL) != NRFPROV_E_ARG ||
+        res.status != nrfprov_error(ex) || res.present != nrfprov_present_mask(ex) ||
+        res.status_code != nrfprov_status_code(ex)) {
+        die("nrfprov_result() disagrees with the accessors", "-", 0);
+    }
+    if (out->status == NRFPROV_OK && res.status != NRFPROV_OK) {
+        die("nrfprov_result() reports an error after a successful finish", "-", 0);
+    }
+    for (f = 0; f < NRFPROV_STRING_FIELD_COUNT; f++) {
+        if (res.len[f] != nrfprov_field_len(ex, f)) {
+            die("nrfprov_result() length disagrees with nrfprov_field_len()", "-", 0);
+        }
+    }
+    if (nrfprov_wipe(ex) != NRFPROV_OK || nrfprov_wipe(NULL) != NRFPROV_E_ARG) {
+        die("nrfprov_wipe() failed", "-", 0);
+    }
+    for (f = 0; f < NRFPROV_STRING_FIELD_COUNT; f++) {
+        for (i = 0; i < caps[f]; i++) {
+            if (bufs[f][i] != 0) {
+                die("nrfprov_wipe() left a written byte in a field buffer", "-", 0);
+            }
+        }
+    }
+}
+
 /* mode: 0 whole, 1 byte by byte, 2 random chunks */
 static void run(const uint8_t *msg, size_t len, int format, int mode, size_t cap_override, struct outcome *out)
 {
@@ -66,7 +102,7 @@ static void run(const uint8_t *msg, size_t len, int format, int mode, size_t cap
     }
     for (f = 0; f < NRFPROV_STRING_FIELD_COUNT; f++) {
         caps[f] = cap_override != 0 ? cap_override : nrfprov_field_max(f);
-        bufs[f] = malloc(caps[f]);
+        bufs[f] = calloc(1, caps[f]); /* zeroed, so the wipe check below sees every stray byte */
         if (bufs[f] == NULL || nrfprov_set_buffer(ex, f, bufs[f], caps[f]) != NRFPROV_OK) {
             die("set_buffer failed", "-", 0);
         }
@@ -125,9 +161,58 @@ static void run(const uint8_t *msg, size_t len, int format, int mode, size_t cap
         }
         out->status_code = nrfprov_status_code(ex);
     }
+    check_result_and_wipe(ex, out, bufs, caps);
     for (f = 0; f < NRFPROV_STRING_FIELD_COUNT; f++) {
         free(bufs[f]);
     }
+    free(ex);
+}
+
+/* The one-call path (nrfprov_extract) over one exact-size block holding all six fields. */
+static void run_extract(const uint8_t *msg, size_t len, int format, struct outcome *out)
+{
+    struct nrfprov_extractor *ex = malloc(sizeof *ex);
+    uint8_t *block = calloc(1, NRFPROV_ALL_FIELDS_SIZE);
+    uint8_t *bufs[NRFPROV_STRING_FIELD_COUNT];
+    size_t caps[NRFPROV_STRING_FIELD_COUNT];
+    struct nrfprov_result res;
+    size_t at = 0;
+    int rc;
+    int f;
+
+    if (ex == NULL || block == NULL) {
+        die("out of memory", "-", 0);
+    }
+    memset(out, 0, sizeof *out);
+    for (f = 0; f < NRFPROV_STRING_FIELD_COUNT; f++) {
+        bufs[f] = block + at;
+        caps[f] = nrfprov_field_max(f);
+        at += caps[f];
+    }
+    rc = nrfprov_extract(ex, sizeof *ex, format, block, NRFPROV_ALL_FIELDS_SIZE, msg, len, &res);
+    if (res.status != rc) {
+        die("nrfprov_extract() result status differs from its return value", "-", 0);
+    }
+    out->status = rc;
+    if (rc != NRFPROV_OK) {
+        out->error_offset = nrfprov_error_offset(ex);
+        out->error_field = nrfprov_error_field(ex);
+        out->error_size = nrfprov_error_size(ex);
+    } else {
+        for (f = 0; f < NRFPROV_FIELD_COUNT; f++) {
+            out->present[f] = (res.present >> f) & 1u;
+        }
+        for (f = 0; f < NRFPROV_STRING_FIELD_COUNT; f++) {
+            out->len[f] = res.len[f];
+            if (out->len[f] > caps[f]) {
+                die("field longer than its buffer", "-", 0);
+            }
+            memcpy(out->data[f], bufs[f], out->len[f]);
+        }
+        out->status_code = res.status_code;
+    }
+    check_result_and_wipe(ex, out, bufs, caps);
+    free(block);
     free(ex);
 }
 
@@ -158,6 +243,10 @@ static void check(const uint8_t *msg, size_t len, int format, int bytewise, cons
     run(msg, len, format, 2, 0, &other);
     if (!same(&whole, &other)) {
         die("random chunks differ from whole", name, it);
+    }
+    run_extract(msg, len, format, &other);
+    if (!same(&whole, &other)) {
+        die("nrfprov_extract() differs from init/feed/finish", name, it);
     }
     if (bytewise) {
         run(msg, len, format, 1, 0, &other);

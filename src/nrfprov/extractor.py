@@ -13,13 +13,21 @@ from the one this module was written for (a stale editable build after a C chang
     msg = ex.finish()             # ExtractedMessage
 
 Error messages name the field and byte offset, never field content: the reply carries a private key.
+
+Memory and threads: the parser state and the 11,456-byte field block are a "scratch set" taken from a
+small per-process pool and given back after the message, so a message allocates nothing. After every
+message (success or error) the bytes the C wrote into the block are zeroed (``nrfprov_wipe``: what
+was written, not the whole block). A scratch set belongs to exactly one caller between taking and
+giving back (``list.pop``/``list.append`` are atomic), so :func:`extract_message` is safe from any
+number of threads; one :class:`CombinedExtractor` is one message for one thread at a time.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, fields
 from typing import Any, Final, Literal
 
 from nrfprov.errors import ConfigError, MalformedPayload, PayloadError, PayloadTooLarge, UsageError
@@ -36,7 +44,7 @@ __all__ = [
 ]
 
 #: NRFPROV_CORE_VERSION this wrapper was written for (native/include/nrfprov_core.h).
-EXPECTED_NATIVE_VERSION: Final = 0x00010100
+EXPECTED_NATIVE_VERSION: Final = 0x00010200
 
 Format = Literal["json", "cbor"]
 
@@ -50,6 +58,11 @@ _STRING_FIELDS: Final = (
     ("error_message", "errorMessage"),
 )
 _STATUS_FIELD_NAME: Final = "statusCode"
+
+# Scratch sets kept for reuse. Each is one state (488 B) + one field block (NRFPROV_ALL_FIELDS_SIZE,
+# 11,456 B) + one result (40 B), so the pool holds at most ~48 KB. It only needs as many as messages
+# being parsed at once (one per thread); beyond that a caller allocates its own, freed afterwards.
+_POOL_LIMIT: Final = 4
 
 _REBUILD_HINT = "rebuild the extension: .venv/bin/pip install -e '.[dev]' (or run 'make setup')"
 
@@ -97,10 +110,13 @@ class _Native:
     max_message: int
     max_depth: int
     status_names: dict[int, str]
-    offsets: tuple[int, ...]  # of each field's buffer inside one allocation
-    total: int
-    zeros: bytes  # for wiping
-    alloc: Any  # allocator without zero-fill: the C writes before it reads
+    total: int  # bytes of one field block (NRFPROV_ALL_FIELDS_SIZE)
+    # (field index, attribute, C name, offset in the block, limit) per string field, enum order
+    layout: tuple[tuple[int, str, str, int, int], ...]
+    formats: dict[str, int]  # "json"/"cbor" -> NRFPROV_FORMAT_*
+    status_bit: int  # bit of statusCode in nrfprov_result.present
+    pool: list[_Scratch]  # idle scratch sets (see _POOL_LIMIT)
+    result: struct.Struct  # struct nrfprov_result, read in one go (layout checked in _load)
 
 
 @functools.cache
@@ -145,6 +161,14 @@ def _load() -> _Native:
             f"{int(lib.NRFPROV_ALL_FIELDS_SIZE)}",
             hint=_REBUILD_HINT,
         )
+    result = struct.Struct(f"@iI{len(_STRING_FIELDS)}Iq")  # status, present, len[6], status_code
+    layout_c = [ffi.sizeof("struct nrfprov_result")] + [
+        ffi.offsetof("struct nrfprov_result", m) for m in ("status", "present", "len", "status_code")
+    ]
+    if layout_c != [result.size, 0, 4, 8, 8 + 4 * len(_STRING_FIELDS)]:
+        raise ConfigError(
+            f"native extractor struct nrfprov_result layout {layout_c} is not the expected one", hint=_REBUILD_HINT
+        )
     return _Native(
         ffi=ffi,
         lib=lib,
@@ -154,15 +178,53 @@ def _load() -> _Native:
         max_message=int(lib.NRFPROV_MAX_MESSAGE),
         max_depth=int(lib.NRFPROV_MAX_DEPTH),
         status_names=names,
-        offsets=offsets,
         total=sum(maxima),
-        zeros=bytes(sum(maxima)),
-        alloc=ffi.new_allocator(should_clear_after_alloc=False),
+        layout=tuple(
+            (index, attr, name, offsets[index], maxima[index]) for index, (attr, name) in enumerate(_STRING_FIELDS)
+        ),
+        formats={"json": int(lib.NRFPROV_FORMAT_JSON), "cbor": int(lib.NRFPROV_FORMAT_CBOR)},
+        status_bit=1 << int(lib.NRFPROV_FIELD_STATUS_CODE),
+        pool=[],
+        result=result,
     )
 
 
+class _Scratch:
+    """One message's memory: parser state, field block, result, and a view of the block for decoding."""
+
+    __slots__ = ("block", "result", "result_view", "state", "view")
+
+    def __init__(self, n: _Native) -> None:
+        # Zero-filled once here, then only ever wiped where the C wrote: no stale heap bytes inside.
+        self.state = n.ffi.new("struct nrfprov_extractor *")
+        self.block = n.ffi.new("uint8_t[]", n.total)
+        self.result = n.ffi.new("struct nrfprov_result *")
+        self.view = memoryview(n.ffi.buffer(self.block))
+        self.result_view = memoryview(n.ffi.buffer(self.result))
+
+
+def _take(n: _Native) -> _Scratch:
+    try:
+        return n.pool.pop()  # atomic: this scratch set is now ours alone
+    except IndexError:
+        return _Scratch(n)
+
+
+def _give_back(n: _Native, scratch: _Scratch) -> None:
+    """Return a wiped scratch set to the pool (or let it be freed when the pool is full)."""
+    if len(n.pool) < _POOL_LIMIT:
+        n.pool.append(scratch)
+
+
+def _format_code(n: _Native, fmt: str) -> int:
+    code = n.formats.get(fmt)
+    if code is None:
+        raise UsageError(f"payload format must be 'json' or 'cbor', not {fmt!r}")
+    return code
+
+
 def native_version() -> str:
-    """Version of the loaded C library, e.g. ``"1.1.0"``."""
+    """Version of the loaded C library, e.g. ``"1.2.0"``."""
     v = _load().version
     return f"{v >> 16}.{(v >> 8) & 0xFF}.{v & 0xFF}"
 
@@ -231,22 +293,28 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
 
 
 class CombinedExtractor:
-    """Streaming extractor for one reply; feed chunks of any size, then call :meth:`finish`."""
+    """Streaming extractor for one reply; feed chunks of any size, then call :meth:`finish`.
+
+    One message, one thread at a time (see the module docstring).
+    """
 
     def __init__(self, fmt: Format = "json") -> None:
-        if fmt not in ("json", "cbor"):
-            raise UsageError(f"payload format must be 'json' or 'cbor', not {fmt!r}")
+        self._scratch: _Scratch | None = None  # first: __del__ runs even if this raises
         n = _load()
+        code = _format_code(n, fmt)
         self._n = n
-        self._fmt = fmt
+        self._fmt: Format = fmt
         self._fed = 0
-        self._state = n.ffi.new("struct nrfprov_extractor *")
+        scratch = _take(n)
         lib = n.lib
-        code = lib.NRFPROV_FORMAT_JSON if fmt == "json" else lib.NRFPROV_FORMAT_CBOR
-        self._check(lib.nrfprov_init(self._state, n.state_size, code))
-        # One allocation holds every field's buffer, each sized by the library's own limit.
-        self._buf = n.alloc("uint8_t[]", n.total)
-        self._check(lib.nrfprov_set_all_buffers(self._state, self._buf, n.total))
+        rc = lib.nrfprov_init(scratch.state, n.state_size, code)
+        if rc == 0:
+            # One block holds every field's buffer, each sized by the library's own limit.
+            rc = lib.nrfprov_set_all_buffers(scratch.state, scratch.block, n.total)
+        if rc != 0:
+            _give_back(n, scratch)  # nothing was parsed into it
+            raise _error(n, scratch.state, int(rc), fmt, 0)
+        self._scratch = scratch
 
     @property
     def fmt(self) -> Format:
@@ -258,101 +326,166 @@ class CombinedExtractor:
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         """Consume the next piece of the payload (any size, empty is fine)."""
+        scratch = self._scratch
+        if scratch is None:
+            raise _finished_error()
         n = self._n
-        size = len(chunk) if isinstance(chunk, bytes) else memoryview(chunk).nbytes
+        if isinstance(chunk, bytes):
+            size = len(chunk)
+            data: Any = chunk  # cffi passes bytes straight through
+        else:
+            size = memoryview(chunk).nbytes
+            data = n.ffi.from_buffer("uint8_t[]", chunk)  # zero-copy view of other buffers
         self._fed += size
-        # cffi passes bytes straight through; other buffers need a (zero-copy) cdata view.
-        data = chunk if isinstance(chunk, bytes) else n.ffi.from_buffer("uint8_t[]", chunk)
-        self._check(n.lib.nrfprov_feed(self._state, data, size))
+        rc = n.lib.nrfprov_feed(scratch.state, data, size)
+        if rc != 0:
+            self._fail(scratch, int(rc))
 
     def finish(self) -> ExtractedMessage:
         """End of payload: the fields, or PayloadError if the reply is incomplete or invalid."""
-        n, st = self._n, self._state
+        scratch = self._scratch
+        if scratch is None:
+            raise _finished_error()
+        n = self._n
         lib = n.lib
+        rc = lib.nrfprov_finish(scratch.state)
+        if rc != 0:
+            self._fail(scratch, int(rc))
         try:
-            self._check(lib.nrfprov_finish(st))
-            values: dict[str, Any] = {}
-            present = int(lib.nrfprov_present_mask(st))
-            for index, (attr, name) in enumerate(_STRING_FIELDS):
-                if not present & (1 << index):
-                    continue
-                length = int(lib.nrfprov_field_len(st, index))
-                if not 0 <= length <= n.field_max[index]:
-                    raise MalformedPayload(
-                        f"native extractor reports {length} bytes for {name}, over its "
-                        f"{n.field_max[index]}-byte buffer",
-                        reason="internal",
-                        offset=None,
-                        field=name,
-                        hint=_REBUILD_HINT,
-                    )
-                raw = n.ffi.buffer(self._buf + n.offsets[index], length)[:]
-                try:
-                    values[attr] = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:  # the C validated UTF-8: this is a bug there
-                    raise MalformedPayload(
-                        f"native extractor delivered invalid UTF-8 for {name}",
-                        reason="internal",
-                        offset=None,
-                        field=name,
-                        hint=_REBUILD_HINT,
-                    ) from exc
-            if present & (1 << lib.NRFPROV_FIELD_STATUS_CODE):
-                values["status_code"] = int(lib.nrfprov_status_code(st))
-            return ExtractedMessage(**values)
+            if lib.nrfprov_result(scratch.state, scratch.result) != 0:
+                raise _error(n, scratch.state, int(lib.NRFPROV_E_ARG), self._fmt, self._fed)
+            return _collect(n, scratch)
         finally:
-            self._wipe()
+            lib.nrfprov_wipe(scratch.state)
+            # Done: later calls raise "already finished" here, so the scratch set can serve others.
+            self._scratch = None
+            _give_back(n, scratch)
 
-    def _wipe(self) -> None:
-        # The buffers held a private key; the Python str copies are the caller's to guard.
-        self._n.ffi.memmove(self._buf, self._n.zeros, self._n.total)
-
-    def _check(self, rc: int) -> None:
-        if rc == 0:
-            return
-        exc = self._error(int(rc))
-        if rc != self._n.lib.NRFPROV_E_STATE:
-            self._wipe()
+    def _fail(self, scratch: _Scratch, rc: int) -> None:
+        """Raise the error for rc; the scratch set stays ours, because C errors are sticky."""
+        exc = _error(self._n, scratch.state, rc, self._fmt, self._fed)
+        self._n.lib.nrfprov_wipe(scratch.state)  # what was written so far may be part of a key
         raise exc
 
-    def _error(self, rc: int) -> PayloadError:
-        n, lib, st = self._n, self._n.lib, self._state
-        reason = n.status_names.get(rc, f"status {rc}")
-        offset = int(lib.nrfprov_error_offset(st)) if rc == lib.nrfprov_error(st) else None
-        field_index = int(lib.nrfprov_error_field(st))
-        field: str | None = None
-        if 0 <= field_index < len(_STRING_FIELDS):
-            field = _STRING_FIELDS[field_index][1]
-        elif field_index == lib.NRFPROV_FIELD_STATUS_CODE:
-            field = _STATUS_FIELD_NAME
-        if rc == lib.NRFPROV_E_TOO_LARGE:
-            big = PayloadTooLarge(
-                f"{self._fmt} reply",
-                self._fed,
-                n.max_message,
-                hint="AWS IoT limits an MQTT payload to 128 KB; this is not a Fleet Provisioning reply",
+    def __del__(self) -> None:
+        # Abandoned mid-message or after an error: zero what the C wrote (it may be part of a key).
+        # Nothing else can reach this scratch set any more, so it may serve the next message.
+        scratch = getattr(self, "_scratch", None)
+        if scratch is not None:
+            self._scratch = None
+            self._n.lib.nrfprov_wipe(scratch.state)
+            _give_back(self._n, scratch)
+
+
+# Every attribute of ExtractedMessage, None: the starting point of a message built by _collect.
+_NO_FIELDS: Final = {f.name: None for f in fields(ExtractedMessage)}
+
+
+def _collect(n: _Native, scratch: _Scratch) -> ExtractedMessage:
+    """Build the message from a successful nrfprov_result (the caller wipes afterwards)."""
+    res = n.result.unpack_from(scratch.result_view)  # status, present, len[0..5], status_code
+    present = res[1]
+    # Equivalent to ExtractedMessage(**values) (same attributes, all set), at a third of the cost of
+    # the frozen dataclass __init__ (one object.__setattr__ per field): this runs once per message.
+    msg = object.__new__(ExtractedMessage)
+    values = msg.__dict__
+    values.update(_NO_FIELDS)
+    view = scratch.view
+    for index, attr, name, offset, limit in n.layout:
+        if not present & (1 << index):
+            continue
+        length = res[2 + index]
+        if not 0 <= length <= limit:
+            raise MalformedPayload(
+                f"native extractor reports {length} bytes for {name}, over its {limit}-byte buffer",
+                reason="internal",
+                offset=None,
+                field=name,
+                hint=_REBUILD_HINT,
             )
-            big.offset = offset
-            return big
-        if rc == lib.NRFPROV_E_FIELD_TOO_LONG and 0 <= field_index < len(_STRING_FIELDS):
-            big = PayloadTooLarge(
-                f"field {field} (at byte {offset})",
-                int(lib.nrfprov_error_size(st)),
-                n.field_max[field_index],
-                hint="a credential longer than this cannot be written with one 4096-byte AT%CMNG command",
-            )
-            big.offset = offset
-            return big
-        message, hint = _MESSAGES.get(reason, (f"native extractor failed with {reason}", _REBUILD_HINT))
-        expected = "an integer" if field == _STATUS_FIELD_NAME else "a text string"
-        fmt_args = {"fmt": self._fmt.upper(), "field": field, "depth": n.max_depth, "expected": expected}
-        return MalformedPayload(
-            message.format(**fmt_args), reason=reason, offset=offset, field=field, hint=hint.format(**fmt_args)
+        try:
+            # Decoded straight from the block: no intermediate bytes copy of the key.
+            values[attr] = str(view[offset : offset + length], "utf-8")
+        except UnicodeDecodeError as exc:  # the C validated UTF-8: this is a bug there
+            raise MalformedPayload(
+                f"native extractor delivered invalid UTF-8 for {name}",
+                reason="internal",
+                offset=None,
+                field=name,
+                hint=_REBUILD_HINT,
+            ) from exc
+    if present & n.status_bit:
+        values["status_code"] = res[-1]
+    return msg
+
+
+def _finished_error() -> MalformedPayload:
+    """What the C reports for feed/finish after a successful finish (NRFPROV_E_STATE)."""
+    reason = "NRFPROV_E_STATE"
+    message, hint = _MESSAGES[reason]
+    return MalformedPayload(message, reason=reason, offset=None, field=None, hint=hint)
+
+
+def _error(n: _Native, st: Any, rc: int, fmt: Format, fed: int) -> PayloadError:
+    lib = n.lib
+    reason = n.status_names.get(rc, f"status {rc}")
+    offset = int(lib.nrfprov_error_offset(st)) if rc == lib.nrfprov_error(st) else None
+    field_index = int(lib.nrfprov_error_field(st))
+    field: str | None = None
+    if 0 <= field_index < len(_STRING_FIELDS):
+        field = _STRING_FIELDS[field_index][1]
+    elif field_index == lib.NRFPROV_FIELD_STATUS_CODE:
+        field = _STATUS_FIELD_NAME
+    if rc == lib.NRFPROV_E_TOO_LARGE:
+        big = PayloadTooLarge(
+            f"{fmt} reply",
+            fed,
+            n.max_message,
+            hint="AWS IoT limits an MQTT payload to 128 KB; this is not a Fleet Provisioning reply",
         )
+        big.offset = offset
+        return big
+    if rc == lib.NRFPROV_E_FIELD_TOO_LONG and 0 <= field_index < len(_STRING_FIELDS):
+        big = PayloadTooLarge(
+            f"field {field} (at byte {offset})",
+            int(lib.nrfprov_error_size(st)),
+            n.field_max[field_index],
+            hint="a credential longer than this cannot be written with one 4096-byte AT%CMNG command",
+        )
+        big.offset = offset
+        return big
+    message, hint = _MESSAGES.get(reason, (f"native extractor failed with {reason}", _REBUILD_HINT))
+    expected = "an integer" if field == _STATUS_FIELD_NAME else "a text string"
+    fmt_args = {"fmt": fmt.upper(), "field": field, "depth": n.max_depth, "expected": expected}
+    return MalformedPayload(
+        message.format(**fmt_args), reason=reason, offset=offset, field=field, hint=hint.format(**fmt_args)
+    )
 
 
 def extract_message(payload: bytes | bytearray | memoryview, fmt: Format = "json") -> ExtractedMessage:
-    """Extract the fields of one whole reply payload."""
-    ex = CombinedExtractor(fmt)
-    ex.feed(payload)
-    return ex.finish()
+    """Extract the fields of one whole reply payload (one C call: init, feed, finish, results)."""
+    n = _load()
+    code = _format_code(n, fmt)
+    if isinstance(payload, bytes):
+        size = len(payload)
+        data: Any = payload
+    else:
+        size = memoryview(payload).nbytes
+        data = n.ffi.from_buffer("uint8_t[]", payload)
+    pool = n.pool
+    try:
+        scratch = pool.pop()  # _take() inlined: this runs once per message
+    except IndexError:
+        scratch = _Scratch(n)
+    try:
+        state = scratch.state
+        rc = n.lib.nrfprov_extract(state, n.state_size, code, scratch.block, n.total, data, size, scratch.result)
+        if rc != 0:
+            raise _error(n, state, int(rc), fmt, size)
+        return _collect(n, scratch)
+    finally:
+        # Nothing outlives this call, so the scratch set is always wiped and given back. (Two threads
+        # may both see room and overfill the pool by one; harmless, the limit only bounds idle memory.)
+        n.lib.nrfprov_wipe(scratch.state)
+        if len(pool) < _POOL_LIMIT:
+            pool.append(scratch)

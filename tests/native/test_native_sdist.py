@@ -65,4 +65,4 @@ def test_sdist_builds_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     assert build.returncode == 0, build.stderr[-3000:]
     smoke = subprocess.run([str(py), "-c", SMOKE], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert smoke.returncode == 0, smoke.stderr[-3000:]
-    assert smoke.stdout.startswith("ok 1.1.0 ")
+    assert smoke.stdout.startswith("ok 1.2.0 ")
