@@ -217,7 +217,7 @@ def _give_back(n: _Native, scratch: _Scratch) -> None:
 
 
 def _format_code(n: _Native, fmt: str) -> int:
-    code = n.formats.get(fmt)
+    code = n.formats.get(fmt) if isinstance(fmt, str) else None
     if code is None:
         raise UsageError(f"payload format must be 'json' or 'cbor', not {fmt!r}")
     return code
