@@ -111,7 +111,7 @@ _KEY_MEMO_LIMIT = 8
 _verified_keys: dict[bytes, bytes] = {}
 
 
-def _key_public_der(pem: str) -> bytes:
+def key_public_der(pem: str) -> bytes:
     """The public key of ``pem`` after one full, validating load; later calls reuse the result."""
     digest = hashlib.sha256(pem.encode("utf-8")).digest()
     known = _verified_keys.get(digest)
@@ -176,7 +176,7 @@ def check_bundle(
     for i, ca in enumerate(_load_certs(bundle.ca_pem, "CA certificate")):
         _check_validity(ca, f"CA certificate #{i + 1}", now)
     if bundle.private_key_pem is not None:
-        if _key_public_der(bundle.private_key_pem) != _public_der(cert):
+        if key_public_der(bundle.private_key_pem) != _public_der(cert):
             raise CredentialBundleError(
                 "private key does not match the client certificate",
                 hint="the two parts came from different requests; run again without --resume",

@@ -24,7 +24,8 @@ import cbor2
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nrfprov.errors import CloudRejected, ConfigError, PayloadError, PayloadTooLarge
+from nrfprov.errors import CloudRejected, ConfigError, CredentialBundleError, PayloadError, PayloadTooLarge
+from nrfprov.provisioning.bundle import key_public_der
 
 FLOWS = ("split", "combined", "csr")
 FORMATS = ("json", "cbor")
@@ -167,13 +168,13 @@ def _pem_text(payload: bytes, what: str) -> str:
 
 
 def _spki_of_key(pem: str) -> bytes | None:
+    # The bundle check loads the same key again later: share its one validating load (RSA-2048
+    # validation costs ~50 ms and holds the GIL). An unusable key pairs with nothing here; the
+    # bundle check then reports why.
     try:
-        key = serialization.load_pem_private_key(pem.encode(), password=None)
-    except (ValueError, TypeError):
+        return key_public_der(pem)
+    except CredentialBundleError:
         return None
-    return key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 def _spki_of_cert(pem: str) -> bytes | None:

@@ -176,3 +176,28 @@ def test_lost_done_after_the_erase_leaves_nothing_to_resume(pki: Pki, tmp_path: 
     journal.erase_key_material(rec)
     loaded = journal.load()
     assert loaded is not None and loaded.status == "in_progress" and loaded.pending_bundle() is None
+
+
+def test_split_pairing_and_bundle_check_share_one_key_load(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The split collector pairs key and certificate by public key; the bundle check later needs the
+    same public key. One validating load must serve both (each RSA-2048 load costs ~50 ms). Counted at
+    cryptography's own loader, which every path in nrfprov goes through."""
+    from cryptography.hazmat.primitives import serialization
+
+    from nrfprov.provisioning import flows
+
+    cert, key = pki.issue("dev-7", rsa_key=True)
+    loads: list[int] = []
+    real = serialization.load_pem_private_key
+
+    def counting(data: bytes, *args: object, **kwargs: object) -> object:
+        loads.append(1)
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(serialization, "load_pem_private_key", counting)
+    collector = flows.SplitCollector("dev-7")
+    assert collector.feed("certificate/dev-7/create/accepted/key", key.encode()) is None
+    issued = collector.feed("certificate/dev-7/create/accepted/cert", cert.encode())
+    assert issued is not None
+    check_bundle(CredentialBundle(cert, pki.ca_pem, private_key_pem=key), sec_tag=50, now=NOW)
+    assert loads == [1]
