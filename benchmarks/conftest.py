@@ -1,5 +1,9 @@
 """Shared benchmark fixtures: one local AWS IoT stand-in per session, and a counting relay in front of it.
 
+The stand-in runs in its own process (``nrfprov cloud up``, see standin_process.py), as a user runs it:
+its responder's work (an RSA-2048 key per request, registry and policy writes) is not the client's, and
+real AWS IoT does it on other machines. notes.md (finding 4) has the measured effect on P1.
+
 Heavy imports stay inside fixtures so the harness smoke test (normal suite) loads nothing it does not use.
 benchmarks/ is on sys.path (pytest's rootdir-relative "prepend" import), so suites import ``relay``,
 ``awssdk_client`` and ``provisioning_runs`` as plain modules.
@@ -16,7 +20,7 @@ import pytest
 from relay import CountingRelay
 
 if TYPE_CHECKING:
-    from nrfprov.cloud.local import LocalAwsIot
+    from standin_process import StandInProcess
 
 
 _LOAD: dict[str, list[float]] = {}
@@ -33,16 +37,17 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list[Any], o
 
 
 @pytest.fixture(scope="session")
-def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAwsIot]:
-    """The stand-in every P1/P2/P4 figure is measured against: RSA-2048 device keys, as AWS issues."""
-    from nrfprov.cloud.local import LocalAwsIot
+def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandInProcess]:
+    """The stand-in every P1/P2/P4 figure is measured against: RSA-2048 device keys, as AWS issues, in a
+    process of its own (`nrfprov cloud up`), so none of its threads run in the process being timed."""
+    from standin_process import StandInProcess
 
-    with LocalAwsIot(tmp_path_factory.mktemp("cloud")) as cloud:
+    with StandInProcess(tmp_path_factory.mktemp("cloud")) as cloud:
         yield cloud
 
 
 @pytest.fixture(scope="session")
-def relay(stand_in: LocalAwsIot) -> Iterator[CountingRelay]:
+def relay(stand_in: StandInProcess) -> Iterator[CountingRelay]:
     """127.0.0.1:<relay.port> forwards to the stand-in and counts bytes per connection."""
     with CountingRelay(stand_in.host, stand_in.port) as r:
         yield r

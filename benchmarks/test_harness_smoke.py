@@ -226,3 +226,33 @@ def test_report_computes_ratios_and_writes_summary_and_results(tmp_path: Path) -
         False, True, False, True, True)
     text = md.read_text()
     assert "test cpu" in text and "| combined | json | native | 2.0 |" in text
+
+
+def test_stand_in_process_answers_a_request_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """The benchmarks' stand-in (`nrfprov cloud up` in a child process): it provisions one device over the
+    host transport, the registry-derived counts see exactly that, SIGINT stops it, and no process survives."""
+    from provisioning_runs import host_flow
+    from standin_process import StandInProcess
+
+    from nrfprov.cloud.broker import running_broker_pid
+
+    state = tmp_path / "cloud"
+    zero = {"split": 0, "create": 0, "create-from-csr": 0, "register": 0}
+    with StandInProcess(state) as cloud:
+        child, broker = cloud.pid, running_broker_pid(state)
+        assert child is not None and broker is not None and broker != child
+        assert cloud.request_counts() == zero
+        ca, cert, key = (p.read_text() for p in (cloud.ca_path, cloud.claim_cert_path, cloud.claim_key_path))
+        run = host_flow(cloud.host, cloud.port, server_name=cloud.server_name, ca_pem=ca, claim_cert_pem=cert,
+                        claim_key_pem=key)
+        assert run.thing_name
+        assert cloud.request_counts() == {**zero, "create": 1, "register": 1}
+        certs = cloud.write_certs_folder(tmp_path / "certs")
+        assert (certs / "private-key.pem").read_text() == key
+        assert (certs / "private-key.pem").stat().st_mode & 0o777 == 0o600
+        assert (certs / "ca-cert.pem").read_text() == ca
+        assert (certs / "client-cert.pem").read_text() == cert
+    assert cloud.exit_code == 0  # stopped by SIGINT, like Ctrl-C, without escalation
+    assert not Path(f"/proc/{child}").exists()  # waited for, so not even a zombie
+    assert running_broker_pid(state) is None
+    assert not (state / "endpoint.json").exists()
