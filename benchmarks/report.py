@@ -193,6 +193,8 @@ def _format_of(b: Bench) -> str:
 
 def pairs(benches: list[Bench], suite: str, *, by_format: bool) -> dict[str, Any]:
     """Pair our side and the peer side per (format,) size; ratio = peer time / our time (higher is better)."""
+    peer_words: tuple[str, ...]
+    ours_words: tuple[str, ...]
     if suite == "p3":
         peer_words, ours_words = _PEER_WORDS, ("bridge", "native", "mbedtls")
     else:
