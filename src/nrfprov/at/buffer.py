@@ -3,7 +3,8 @@
 The modem's output is lines (``\\r\\n<line>\\r\\n``) except after an ``#XRECV:`` header, where
 exactly ``<n>`` raw bytes follow. Those bytes are TLS ciphertext or arbitrary payload and contain
 CR, LF, ``OK`` and ``#X...`` freely, so they are read by count, never split on lines
-[nrf91-at.md §3, §9]. Both readers consume from the same :class:`ByteBuffer`.
+[sdk-nrf serial_lte_modem, slm_at_host.c; ncs-serial-modem sm_at_client.c]. Both readers consume from
+the same :class:`ByteBuffer`.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Builders quote parameters the way the modem's parser reads them: a ``"`` toggles "inside quotes"
 and line breaks inside quotes are part of the parameter, so a multi-line PEM passes intact; there is
-no escape for ``"`` itself, so content containing one is refused [nrf91-at.md §1, §5]. The 4096-byte
-command limit is checked here, before anything is sent, because the modem answers an overlong line
+no escape for ``"`` itself, so content containing one is refused [sdk-nrf serial_lte_modem, slm_at_host.c].
+The 4096-byte command limit is checked here, before anything is sent, because the modem answers an overlong line
 with a bare ``ERROR`` that says nothing about why.
 """
 
@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from nrfprov.at.limits import COMMAND_MAX
 from nrfprov.errors import PayloadError, PayloadTooLarge
 
-TERMINATOR = b"\r\n"  # what Nordic's host tools send; SLM's default [nrf91-at.md §1]
+TERMINATOR = b"\r\n"  # what Nordic's host tools send; SLM's default [serial_lte_modem app/Kconfig; nrfcredstore]
 
-# Commands whose information response is a bare line (no "+NAME:" prefix) [nrf91-at.md §6].
+# Commands whose information response is a bare line (no "+NAME:" prefix) [sdk-nrf lib/hw_id/hw_id.c].
 _BARE = {"+CGSN", "+CGMR", "+CGMM", "+CGMI", "+CIMI"}
 
-# Per-command timeouts in seconds [nrf91-at.md §9]: TLS connects run the handshake inside the
-# command (tens of seconds on LTE-M/NB-IoT), %KEYGEN takes seconds, %CMNG writes ~1 s each,
+# Per-command timeouts in seconds (our values, after ncs-serial-modem sm_at_client.c): TLS connects run
+# the handshake inside the command (tens of seconds on LTE-M/NB-IoT), %KEYGEN takes seconds, %CMNG writes ~1 s each,
 # CFUN changes detach/attach the radio.
 _TIMEOUTS = {
     "#XCONNECT": 60.0,
     "%KEYGEN": 30.0,
     "%CMNG": 10.0,
     "+CFUN": 15.0,
-    "#XSEND": 30.0,  # SO_SNDTIMEO is 30 s per socket [nrf91-at.md §2 notes]
+    "#XSEND": 30.0,  # SO_SNDTIMEO is 30 s per socket [sdk-nrf serial_lte_modem, slm_at_socket.c]
 }
 DEFAULT_TIMEOUT = 5.0
 
@@ -94,10 +94,10 @@ def command(
     name = command_name(text)
     if expect is None:
         expect = (f"{name}:",) if name else ()
-        if name == "#XSSOCKET":  # one doc example answers a TLS open with #XSOCKET [nrf91-at.md §2]
+        if name == "#XSSOCKET":  # one doc example answers a TLS open with #XSOCKET [sdk-nrf SOCKET_AT_commands.rst]
             expect = ("#XSSOCKET:", "#XSOCKET:")
     if bare is None:
-        # AT+CGSN=1 answers "+CGSN: "<imei>"", plain AT+CGSN a bare line [nrf91-at.md §6].
+        # AT+CGSN=1 answers "+CGSN: "<imei>"", plain AT+CGSN a bare line [sdk-nrf lib/hw_id/hw_id.c].
         bare = name in _BARE and "=" not in text
     if timeout is None:
         timeout = _TIMEOUTS.get(name, DEFAULT_TIMEOUT)
@@ -145,8 +145,8 @@ def quote(value: str, *, what: str = "parameter") -> str:
 
 # --- builders -----------------------------------------------------------------------------------
 
-SEC_TAG_MAX = 2147483647  # %CMNG sec_tag range 0..2^31-1 [nrf91-at.md §5]
-CRED_TYPE_MAX = 11  # 0..7 per the AT reference, 8..11 named by nrfcredstore [nrf91-at.md §5]
+SEC_TAG_MAX = 2147483647  # %CMNG sec_tag range 0..2^31-1 [Nordic AT reference, %CMNG]
+CRED_TYPE_MAX = 11  # 0..7 per the AT reference, 8..11 named by nrfcredstore
 
 
 def _check_tag(sec_tag: int) -> None:

@@ -1,7 +1,6 @@
 """Size limits of the nRF91 AT interface, each with its source (house rule 5).
 
-The reference for all of them is ``/work/shared/reference/nrf91-at.md`` (§1, §3, §7), which cites
-the primary sources named below.
+Each limit below names its primary source (sdk-nrf serial_lte_modem, ncs-serial-modem, sdk-nrfxlib).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 One command is in flight at a time. Whether a line is part of its reply or a URC is decided by the
 prefixes that command expects (``+CFUN:`` for ``AT+CFUN?``), never by the prefix alone: ``+CEREG:``
-is a reply to ``AT+CEREG?`` and a URC at any other time [nrf91-at.md §9]. After an ``#XRECV:``
+is a reply to ``AT+CEREG?`` and a URC at any other time [ncs-serial-modem sm_at_client.c]. After an ``#XRECV:``
 header the session reads exactly ``<n>`` raw bytes by count, both for the reply to ``AT#XRECV`` and
 for the SM pushed (auto-receive) form, which has no command in flight.
 
@@ -35,7 +35,7 @@ from nrfprov.at.limits import QUOTED_VALUE_MAX, RESPONSE_LINE_MAX
 from nrfprov.errors import AtProtocolError, DialectError
 
 #: How long to wait for ``#XDATAMODE:`` after sending the SLM terminator (the SLM flushes its
-#: buffer to the socket first, and a send blocks up to SO_SNDTIMEO = 30 s) [nrf91-at.md §2, §3].
+#: buffer to the socket first, and a send blocks up to SO_SNDTIMEO = 30 s) [sdk-nrf serial_lte_modem, slm_at_socket.c].
 DATAMODE_EXIT_TIMEOUT = 30.0
 
 # Lines the modem prints on its own, never part of a reply even for commands that answer bare.

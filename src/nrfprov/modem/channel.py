@@ -145,7 +145,7 @@ class AtChannel:
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5.0)
         try:
-            self._port.close()  # only after the reader stopped (pty fd reuse, libraries.md §7)
+            self._port.close()  # only after the reader stopped (pty fd reuse, measured on this project's loopback)
         except Exception as exc:
             log.debug("close: %s", exc)
 

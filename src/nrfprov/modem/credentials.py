@@ -13,7 +13,7 @@ from nrfprov.errors import AtProtocolError, PayloadError
 
 
 class CredentialType(enum.IntEnum):
-    """``%CMNG`` credential types [nrf91-at.md §5; 8..11 as named by nrfcredstore]."""
+    """``%CMNG`` credential types [Nordic AT reference, %CMNG; 8..11 as named by nrfcredstore]."""
 
     ROOT_CA_CERT = 0
     CLIENT_CERT = 1
@@ -49,7 +49,7 @@ _ALIASES = {"CA": "ROOT_CA_CERT", "ROOT_CA": "ROOT_CA_CERT", "CERT": "CLIENT_CER
             "IDENTITY": "PSK_IDENTITY"}
 
 #: Tags the modem reserves for itself; they appear in lists and must not be touched
-#: [nrf91-at.md §5; nrfcredstore ``deleteall`` skips them].
+#: [Nordic AT reference, %CMNG; nrfcredstore ``deleteall`` skips them].
 RESERVED_TAGS = frozenset({4294967292, 4294967293, 4294967294})
 
 
@@ -84,7 +84,8 @@ def parse_cmng_list(lines: list[str]) -> list[CredentialInfo]:
 def normalise_pem(text: str) -> str:
     """The exact content we store: LF line breaks, no trailing blank lines, one final LF.
 
-    Every PEM line must end with a real line break [nrf91-at.md §5]; LF is what nrfcredstore sends.
+    Every PEM line must end with a real line break [Nordic AT reference, %CMNG; DevZone 127054];
+    LF is what nrfcredstore sends.
     The modem hashes exactly what it stored, so the verification hash is computed on this string.
     """
     body = text.replace("\r\n", "\n").replace("\r", "\n").strip()
@@ -107,7 +108,7 @@ _HEX_RE = re.compile(r"[0-9A-Fa-f]+")
 
 def normalise_content(cred_type: int, text: str) -> str:
     """What to store for ``cred_type``: PEM types via :func:`normalise_pem`; a PSK (3) is a hex
-    string and a PSK identity (4) plain text, both without line breaks [nrf91-at.md §5]."""
+    string and a PSK identity (4) plain text, both without line breaks [Nordic AT reference, %CMNG]."""
     if cred_type == CredentialType.PSK:
         value = text.strip()
         if not _HEX_RE.fullmatch(value) or len(value) % 2:
@@ -184,7 +185,7 @@ def _der_len(n: int) -> bytes:
 def normalise_csr_der(der: bytes) -> bytes:
     """Drop the spurious NULL parameter mfw 1.3.7 / 2.0.2 put in the CSR's ecdsa-with-SHA256
     ``signatureAlgorithm`` (RFC 5758 §3.2 says the parameters MUST be absent); strict parsers reject
-    it [nrf91-at.md §6; nrfcloud-utils ``_normalize_ecdsa_csr_der``]. Other CSRs pass unchanged."""
+    it [nrfcloud-utils commit 040fdaa, ``_normalize_ecdsa_csr_der``]. Other CSRs pass unchanged."""
     tag, start, end = _tlv(der, 0)
     if tag != 0x30 or end != len(der):
         raise PayloadError("CSR is not one DER SEQUENCE")

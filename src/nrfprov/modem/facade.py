@@ -43,10 +43,10 @@ from nrfprov.modem.socket import ModemSocket
 
 log = logging.getLogger(__name__)
 
-#: Functional modes in which %CMNG write/delete and %KEYGEN answer 518 [nrf91-at.md §5].
+#: Functional modes in which %CMNG write/delete and %KEYGEN answer 518 [Nordic AT reference, %CMNG].
 ACTIVE_MODES = frozenset({1, 2, 21})
 OFFLINE_MODE = 4
-#: +CEREG stat values that mean registered: 1 home, 5 roaming [nrf91-at.md §6].
+#: +CEREG stat values that mean registered: 1 home, 5 roaming [sdk-nrf lib/lte_link_control].
 REGISTERED = frozenset({1, 5})
 REG_DENIED = 3
 
@@ -84,7 +84,7 @@ class Modem:
         """Open ``url``, check the modem answers ``AT``, and switch on numeric CME errors.
 
         ``rtscts``: hardware flow control (the nRF9160 DK has it; Thingy:91 does not)
-        [nrf91-at.md §7]. Ptys ignore it.
+        [sdk-nrf serial_lte_modem, slm_description.rst and board overlays]. Ptys ignore it.
         """
         import serial
 
@@ -169,7 +169,7 @@ class Modem:
         """Offline (CFUN=4) for the block if the modem is active, then RESTORE the previous mode.
 
         %CMNG write/delete and %KEYGEN are refused with 518 while CFUN is 1, 2 or 21
-        [nrf91-at.md §5]. Re-entrant: nested blocks reuse the outer one.
+        [Nordic AT reference, %CMNG, %KEYGEN]. Re-entrant: nested blocks reuse the outer one.
         """
         if self._offline_depth:
             self._offline_depth += 1
@@ -366,7 +366,7 @@ _WRITE_HINTS = {
 
 def _assert_dtr(port: Any) -> None:
     """Assert DTR (some USB CDC bridges only forward data with DTR set). Ptys have no modem lines
-    and raise ENOTTY/EINVAL (libraries.md §7): ignore exactly that."""
+    and raise ENOTTY/EINVAL (pyserial 3.5 on a pty, measured on this project's loopback): ignore exactly that."""
     try:
         port.dtr = True
     except OSError as exc:

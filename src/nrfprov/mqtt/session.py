@@ -1,6 +1,7 @@
 """MQTT over any ``ByteStream``: paho-mqtt 2.x behind a small, blocking, typed API.
 
-Why variant S of libraries.md §5 (socketpair + pump thread) and not W (socket-like TLS wrapper):
+Why a socketpair + pump thread ("variant S") and not a socket-like TLS wrapper ("W") [paho-mqtt client.py
+``_create_socket``; paho issue #873]:
 - the stream factory (TCP connect, modem socket, TLS handshake) runs inside ``connect()``, so a bad
   certificate or a refused client cert raises its typed error right there;
 - the stream and the serial port stay on ONE thread (the pump), as python-mbedtls requires; with W
@@ -61,11 +62,12 @@ from nrfprov.transport.base import ByteStream, layer_counters
 
 log = logging.getLogger(__name__)
 
-#: AWS IoT Core PUBLISH payload limit, 128 KB (aws-iot.md §4, topicdata.html).
+#: AWS IoT Core PUBLISH payload limit, 128 KB [AWS IoT developer guide, topicdata; AWS IoT Core quotas].
 MAX_PAYLOAD = 131072
-#: AWS IoT Core: client ID ≤ 128 bytes UTF-8 (aws-iot.md §4).
+#: AWS IoT Core: client ID ≤ 128 bytes UTF-8 [AWS IoT Core quotas].
 MAX_CLIENT_ID = 128
-#: AWS IoT Core: ≤ 8 subscriptions per SUBSCRIBE (aws-iot.md §4); larger lists are split.
+#: AWS IoT Core: ≤ 8 subscriptions per SUBSCRIBE [aws-iot-device-sdk-js-v2, mqtt5 AwsIotCoreDefaults];
+#: larger lists are split.
 MAX_SUBS_PER_PACKET = 8
 #: Received messages kept until a caller takes them. Provisioning needs 2 (split flow) to a few;
 #: beyond this the oldest is dropped with a warning, so a chatty wildcard cannot grow memory unbounded.
@@ -144,7 +146,7 @@ class MqttSession:
         kwargs: dict[str, Any] = {"keepalive": self.keepalive}
         if self.mqtt_v5:
             kwargs["clean_start"] = self.clean_session
-        # host/port are labels only: the "socket" is the tunnel (libraries.md §5 pitfalls).
+        # host/port are labels only: the "socket" is the tunnel [paho-mqtt client.py, _create_socket].
         try:
             rc = client.connect("nrfprov-tunnel", 1, **kwargs)
         except NrfprovError:

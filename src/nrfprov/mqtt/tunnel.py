@@ -1,9 +1,10 @@
 """The tunnel between paho and a ``ByteStream``: a socketpair plus ONE pump thread that owns the stream.
 
 paho only talks to socket-like objects; our streams (native TLS over a modem socket, ...) are not
-sockets and are not thread-safe (libraries.md §3 item 11: one owner thread per TLS object and per
-serial port). So paho gets one end of a ``socketpair()`` and this thread moves bytes between the other
-end and the stream. The thread is the only user of the stream after the handshake.
+sockets and are not thread-safe (one owner thread per TLS object and per serial port [python-mbedtls:
+TLSWrappedBuffer; measured on this project's loopback]). So paho gets one end of a ``socketpair()``
+and this thread moves bytes between the other end and the stream. The thread is the only user of the
+stream after the handshake.
 
 Waiting on both directions at once:
 - a selectable stream (host TCP, native TLS over host TCP; see ``transport.base``) is drained with
@@ -13,7 +14,7 @@ Waiting on both directions at once:
   the current timeout; traffic resets it.
 
 When the stream fails, the typed error is kept in ``error`` and paho's end is closed at once, so paho
-notices immediately instead of after a missed PINGRESP (libraries.md §5 pitfalls).
+notices immediately instead of after a missed PINGRESP [paho-mqtt client.py, keepalive handling].
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from nrfprov.transport.base import ByteStream, select_fd
 log = logging.getLogger(__name__)
 
 #: Bytes per read from paho's end. paho writes whole packets; 16 KiB matches the TLS record size the
-#: bridge writes per slice (libraries.md §3 item 3), so one read never spans more than one TLS write.
+#: bridge writes per slice [python-mbedtls: 32 KiB rings, _tls.pyx], so one read never spans more than one TLS write.
 PUMP_CHUNK = 16384
 #: Bytes per read from the stream: a full TLS record's plaintext (RFC 5246 §6.2.1).
 STREAM_CHUNK = 16384

@@ -1,6 +1,7 @@
 """Modem (non-socket) AT commands of the simulated nRF91: CFUN, CEREG, identity, %CMNG, %KEYGEN.
 
-Behaviour follows reference/nrf91-at.md §4-§6 and the wire contract. Runs on the worker thread.
+Behaviour follows the Nordic AT reference (%CMNG, %KEYGEN) and sdk-nrf ``lte_lc.h`` / ``modem_key_mgmt.c``,
+plus our own choices where they are silent (mirrored by the client). Runs on the worker thread.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ SLM_NCS_VERSION = "2.9.0"  # NCS version reported by legacy #XSLMVER
 TAC, CELL_ID = "0A2F", "0012BEEF"  # made-up serving cell
 ACT_LTE_M = 7
 
-# CFUN values the modem accepts (nrf91-at.md §6) and the radio state each leaves behind.
+# CFUN values the modem accepts [sdk-nrf include/modem/lte_lc.h] and the radio state each leaves behind.
 _CFUN_LTE_ON = {1, 21}
 _CFUN_LTE_OFF = {0, 4, 20, 44}
 _CFUN_OTHER = {2, 30, 31, 40, 41}
-# %CMNG write/delete and %KEYGEN are refused in these modes with +CME ERROR: 518 (nrf91-at.md §5).
+# %CMNG write/delete and %KEYGEN are refused in these modes with +CME ERROR: 518
+# [Nordic AT reference, %CMNG].
 _ACTIVE = {1, 2, 21}
 
 Handler = Callable[[Command], bytes | None]
@@ -137,7 +139,7 @@ class ModemCommands:
         prev = m.cfun
         if mode in _CFUN_LTE_ON:
             if self._sysmode.startswith("0,0,"):
-                raise AtFail(None, "no LTE system mode enabled (%XSYSTEMMODE)")  # nrf91-at.md §6
+                raise AtFail(None, "no LTE system mode enabled (%XSYSTEMMODE)")  # [lte_lc.h]
             m.cfun = 1
             if prev != 1:
                 self._lte(on=True)

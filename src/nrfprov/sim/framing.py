@@ -1,7 +1,8 @@
 """The simulator's own byte framing and AT parameter parsing (independent of nrfprov.at).
 
 Framing follows the legacy SLM host (sdk-nrf ``applications/serial_lte_modem/src/slm_at_host.c``,
-``cmd_rx_handler``/``cmd_send``/``raw_rx_handler``) with the wire contract's decisions on top:
+``cmd_rx_handler``/``cmd_send``/``raw_rx_handler``), plus our own choices where Nordic's docs are silent
+(mirrored by the client):
 
 * a command ends at CR or LF outside double quotes (quotes protect the line breaks of a PEM);
   a LF right after a CR-terminated command is swallowed, so CR LF never leaks into binary data;
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# AT command buffer: SLM_AT_MAX_CMD_LEN / NRF_MODEM_AT_MAX_CMD_SIZE = 4096 bytes (nrf91-at.md §1).
+# AT command buffer: SLM_AT_MAX_CMD_LEN / NRF_MODEM_AT_MAX_CMD_SIZE = 4096 bytes
+# [sdk-nrf slm_defines.h; sdk-nrfxlib nrf_modem_limits.h].
 MAX_COMMAND = 4096
 
 CR, LF, BS, DEL, QUOTE = 0x0D, 0x0A, 0x08, 0x7F, 0x22

@@ -1,6 +1,6 @@
 """``AT%KEYGEN`` output: a real PKCS#10 CSR (optionally with the mfw NULL quirk) + a COSE_Sign1.
 
-Reply shape (nrf91-at.md §6): ``%KEYGEN: "<b64url(CSR DER)>.<b64url(COSE_Sign1)>"``, no padding.
+Reply shape [Nordic AT reference, %KEYGEN]: ``%KEYGEN: "<b64url(CSR DER)>.<b64url(COSE_Sign1)>"``, no padding.
 
 The quirk: mfw 1.3.7 / 2.0.2 encode the CSR's signatureAlgorithm (ecdsa-with-SHA256) with a
 spurious NULL parameter (nrfcloud-utils commit 040fdaa ``_normalize_ecdsa_csr_der``). The

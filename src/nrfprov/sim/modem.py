@@ -31,10 +31,10 @@ log = logging.getLogger(__name__)
 
 DIALECTS = ("sm", "slm")
 # Host bytes the modem may hold before it stops reading the UART. The SLM stops UART RX when its
-# buffers fill (HWFC: RTS deasserted, nrf91-at.md §3); a 4096-byte data-mode buffer plus one
+# buffers fill (HWFC: RTS deasserted [SLM slm_data_mode.rst]); a 4096-byte data-mode buffer plus one
 # 4096-byte command is the most it ever needs at once. The pty then pushes back on the host.
 RX_BACKLOG_LIMIT = 8192
-# SM buffers URCs while in data mode (nrf91-at.md §1); the buffer size is undocumented, this is our
+# SM buffers URCs while in data mode [ncs-serial-modem sm_data_mode.rst]; the buffer size is undocumented, this is our
 # own bound (oldest dropped first).
 HELD_URC_LIMIT = 64
 
@@ -78,7 +78,7 @@ class SimulatedModem:
         self.csr_null_quirk = csr_null_quirk
         self.resolve: dict[str, str] = dict(resolve or {})
         self.allow_remote = allow_remote
-        # SLM's data-mode send timer (AT#XDATACTRL; ≈ 32 ms at 115200, nrf91-at.md §3); it must outlast
+        # SLM's data-mode send timer (AT#XDATACTRL; ≈ 32 ms at 115200 [SLM slm_data_mode.rst]); it must outlast
         # our UART step (64 bytes) or a throttled stream would look idle between steps.
         step_time = 64 * 10 / baud if baud > 0 else 0.0
         self.datamode_idle = datamode_idle if datamode_idle is not None else max(0.05, 4 * step_time)
@@ -181,7 +181,8 @@ class SimulatedModem:
             self._write(data)
 
     def urc(self, line: str) -> None:
-        """Emit an unsolicited line. In data mode SM buffers it, legacy SLM drops it (nrf91-at.md §1)."""
+        """Emit an unsolicited line. In data mode SM buffers it, legacy SLM drops it
+        [sdk-nrf slm_at_host.c; ncs-serial-modem sm_data_mode.rst]."""
         with self._out_lock:
             if self._in_datamode:
                 if self.dialect == "sm":

@@ -3,8 +3,8 @@
 TLS runs in a Python ``ssl.SSLObject`` over a pair of MemoryBIOs, so every raw byte from the peer
 passes through :class:`RecordScanner` before OpenSSL sees it. That is where the nRF91's secure
 socket buffer limit is enforced: an incoming record whose length field exceeds 2303 bytes (2048 B
-plaintext + max overhead; "2kB secure socket buffer", sdk-nrf PR #20182, wire contract) fails the
-socket with EMSGSIZE, on every record, handshake included.
+plaintext + max overhead [sdk-nrf PR #20182; mfw 1.2.0 release notes]) fails the
+socket with EMSGSIZE, on every record, handshake included (our choice where Nordic's docs are silent).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ EMSGSIZE = 122
 ENOTCONN = 128
 ENETDOWN = 115
 
-# Largest incoming TLS record length field the modem accepts (wire contract; sdk-nrf PR #20182).
+# Largest incoming TLS record length field the modem accepts [sdk-nrf PR #20182; mirrored by the client].
 TLS_RECORD_LIMIT = 2303
-# Largest plaintext per TLS record the modem sends: NRF_SOCKET_TLS_MAX_MESSAGE_SIZE (nrf91-at.md §7).
+# Largest plaintext per TLS record the modem sends: NRF_SOCKET_TLS_MAX_MESSAGE_SIZE [nrf_socket.h].
 TLS_MAX_MESSAGE = 2048
 # Received bytes we buffer per socket before we stop reading TCP (backpressure to the peer). The
 # modem's own socket buffer size is undocumented; 16 KiB bounds memory and keeps TCP honest.
@@ -133,7 +133,8 @@ class SimSocket:
     ) -> None:
         target = resolve.get(host, host)
         try:
-            # Family 1 = IPv4 (wire contract): resolve to IPv4 only.
+            # Family 1 = IPv4 [ncs-serial-modem at_socket.rst]: resolve to IPv4 only
+            # (our choice; mirrored by the client).
             infos = socket.getaddrinfo(target, port, socket.AF_INET, socket.SOCK_STREAM)
         except OSError as exc:
             raise self._fail(ETIMEDOUT, f"DNS lookup of {target!r} failed: {exc}") from exc

@@ -1,4 +1,6 @@
-"""Socket AT commands in both dialects (wire contract; nrf91-at.md §2-§3).
+"""Socket AT commands in both dialects [sdk-nrf SOCKET_AT_commands.rst; ncs-serial-modem at_socket.rst].
+
+Where those docs are silent the choices are ours, and the client mirrors them.
 
 Serial Modem (``sm``, NCS ≥ 3.1): every command names its handle; binary send is length-delimited
 (``AT#XSEND=<h>,2,<flags>,<len>``, no terminator scan); readiness via ``#XAPOLL`` URCs.
@@ -25,11 +27,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_SOCKETS = 8  # nRF91 modem socket limit (nrf91-at.md §2 notes)
-MAX_RECV = 2048  # bytes per #XRECV: NRF_SOCKET_TLS_MAX_MESSAGE_SIZE (nrf91-at.md §3)
-MAX_SEND_LEN = 4096  # SM data-mode buffer, CONFIG_SM_DATAMODE_BUF_SIZE default (nrf91-at.md §3)
+MAX_SOCKETS = 8  # nRF91 modem socket limit [sdk-nrf slm_at_socket.c]
+MAX_RECV = 2048  # bytes per #XRECV: NRF_SOCKET_TLS_MAX_MESSAGE_SIZE [nrf_socket.h]
+MAX_SEND_LEN = 4096  # SM data-mode buffer, CONFIG_SM_DATAMODE_BUF_SIZE default [sm_data_mode.rst]
 SLM_DATAMODE_BUF = 4096  # CONFIG_SLM_DATAMODE_BUF_SIZE default: a full buffer is sent at once
-MAX_INLINE_SEND = 1024  # SLM AT#XSEND="<text>" limit (nrf91-at.md §2)
+MAX_INLINE_SEND = 1024  # SLM AT#XSEND="<text>" limit [SOCKET_AT_commands.rst]
 RECV_DONTWAIT = 64
 RECV_PEEK = 2
 TLS_PROTO = 258  # IPPROTO_TLS_1_2

@@ -3,7 +3,7 @@
 Everything lives in the state directory so a restarted simulator is the same device:
 ``credentials.json`` (0600: it holds private keys), ``identity.json``, ``attest_key.pem`` (0600).
 Content is kept byte for byte as received between the quotes (latin-1 round trip), because
-``%CMNG`` list reports the SHA-256 of exactly what was stored (nrf91-at.md §5).
+``%CMNG`` list reports the SHA-256 of exactly what was stored [Nordic AT reference, %CMNG].
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-# %CMNG types the simulator accepts for writing (nrf91-at.md §5): 0 CA, 1 cert, 2 key, 3 PSK,
+# %CMNG types the simulator accepts for writing [Nordic AT reference, %CMNG]: 0 CA, 1 cert, 2 key, 3 PSK,
 # 4 PSK identity, 5 public key, 6 device identity public key. 7+ are reserved/modem-managed.
 WRITABLE_TYPES = range(0, 7)
-MAX_SEC_TAG = 2147483647  # nrf91-at.md §5
+MAX_SEC_TAG = 2147483647  # [Nordic AT reference, %CMNG]
 
 _CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
 _BLOCK_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)

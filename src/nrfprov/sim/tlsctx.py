@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nrfprov.sim.store import CredentialStore
 
-# ECDHE suites the nRF91 offers (nrf_socket.h cipher list, nrf91-at.md §7), OpenSSL names.
+# ECDHE suites the nRF91 offers [sdk-nrfxlib nrf_socket.h cipher list], OpenSSL names.
 MODEM_CIPHERS = ":".join(
     [
         "ECDHE-ECDSA-AES128-GCM-SHA256",
@@ -34,7 +34,7 @@ def tls_context(
     """CA (type 0) for verification, cert (1) + key (2) as client identity. Raises ssl.SSLError/ValueError."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # the modem has no TLS 1.3 (nrf91-at.md §7)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # the modem has no TLS 1.3 [nrf_modem supported_features.rst]
     ctx.set_ciphers(MODEM_CIPHERS)
     if peer_verify == 2:
         ctx.verify_mode = ssl.CERT_REQUIRED

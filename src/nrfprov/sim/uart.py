@@ -1,6 +1,6 @@
 """A pty that behaves like the nRF91's UART: throttled to the baud both ways, counted, killable.
 
-pty rules learned the hard way (reference/libraries.md §7):
+pty rules learned the hard way (pyserial 3.5 and Linux ptys, measured on this project's loopback):
 * raw mode on the slave, so CR/LF, XON/XOFF and ^C pass untouched whatever the host does;
 * we keep our own slave fd open for the life of the sim: with no slave holder the master reports
   EIO and the pty would die between two host connections;

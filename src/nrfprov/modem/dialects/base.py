@@ -19,7 +19,8 @@ from nrfprov.errors import (
 )
 from nrfprov.modem.channel import AtChannel
 
-# poll(2) revents as the modem reports them [nrf91-at.md §2: IN 1, OUT 4, ERR 8, HUP 16, NVAL 32].
+# poll(2) revents as the modem reports them: IN 1, OUT 4, ERR 8, HUP 16, NVAL 32
+# [ncs-serial-modem at_socket.rst, #XAPOLL].
 POLLIN, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 1, 4, 8, 16, 32
 
 EMSGSIZE = 122  # nrf_errno / Linux value the modem reports for an oversized TLS record
@@ -31,7 +32,7 @@ class TlsParams:
 
     sec_tag: int
     hostname: str
-    peer_verify: int = 2  # 0 none, 1 optional, 2 required (client default) [nrf91-at.md §2]
+    peer_verify: int = 2  # 0 none, 1 optional, 2 required (client default) [ncs-serial-modem at_socket.rst, #XSSOCKET]
 
 
 class Dialect(abc.ABC):

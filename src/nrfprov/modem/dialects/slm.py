@@ -5,7 +5,7 @@ send uses data mode: ``AT#XSEND`` → ``OK`` → raw bytes → the terminator (d
 ``#XDATAMODE: 0``. The SLM matches the terminator anywhere in the stream, across chunks, with no
 escaping [SLM ``slm_at_host.c`` ``raw_rx_handler``]: a payload containing it would be cut there and
 its tail run as AT commands. Random TLS ciphertext contains ``+++`` about 6 % per MB
-[nrf91-at.md §3], so raw ciphertext is refused unless a long terminator is configured, and any
+(2⁻²⁴ per offset; our arithmetic estimate), so raw ciphertext is refused unless a long terminator is configured, and any
 payload that contains the terminator is refused whatever its length.
 """
 
@@ -70,7 +70,7 @@ class SlmDialect(Dialect):
             if not values:
                 raise DialectError(f"no socket handle in the reply to the socket open: {reply.lines!r}")
             handle = values[0]
-            self._selected = handle  # opening silently selects [nrf91-at.md §2]
+            self._selected = handle  # opening silently selects [sdk-nrf serial_lte_modem, SOCKET_AT_commands.rst]
             self._forget(handle)
             try:
                 if tls is not None:
@@ -130,7 +130,8 @@ class SlmDialect(Dialect):
             if reply.data:
                 self._store(handle, b"".join(d.data for d in reply.data))
             elif isinstance(reply.final, Ok):
-                self._store(handle, b"")  # peer closed: just OK, no #XRECV line [nrf91-at.md §2]
+                # peer closed: just OK, no #XRECV line [sdk-nrf serial_lte_modem, slm_at_socket.c]
+                self._store(handle, b"")
             else:
                 raise self._failure(handle, "receive")
 

@@ -2,9 +2,9 @@
 
 Sending uses the length-delimited data mode ``AT#XSEND=<h>,2,0,<len>``: the modem takes exactly
 ``<len>`` raw bytes and never scans for a terminator, so any binary payload is safe
-[nrf91-at.md §3, mitigation 1]. Receiving waits for the ``#XAPOLL`` POLLIN notification without
+[ncs-serial-modem at_socket.rst, #XSEND mode 2]. Receiving waits for the ``#XAPOLL`` POLLIN notification without
 holding the AT channel, then reads with ``AT#XRECV`` in don't-wait mode (flag 64); each
-``#XRECV`` re-arms POLLIN [nrf91-at.md §2 notes].
+``#XRECV`` re-arms POLLIN [ncs-serial-modem at_socket.rst, #XAPOLL].
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from nrfprov.errors import AtProtocolError, CommandError, TransportError
 from nrfprov.modem.channel import AtChannel
 from nrfprov.modem.dialects.base import POLLERR, POLLHUP, POLLIN, Dialect, TlsParams, connect_failed, ints
 
-_RECV_DONT_WAIT = 64  # MSG_DONTWAIT [nrf91-at.md §2 notes]
+_RECV_DONT_WAIT = 64  # MSG_DONTWAIT [ncs-serial-modem at_socket.rst, #XRECV]
 
 
 class SerialModemDialect(Dialect):
@@ -85,7 +85,7 @@ class SerialModemDialect(Dialect):
 
     def _recv_some(self, handle: int, deadline: float | None) -> None:
         with self.ch.condition:
-            # Clear the readiness flag BEFORE reading (libraries.md §7): a POLLIN that arrives
+            # Clear the readiness flag BEFORE reading (lesson from this project's simulator): a POLLIN that arrives
             # during the read is then kept for the next round instead of being lost.
             revents = self._revents.pop(handle, 0)
             idle = not revents and handle in self._drained
