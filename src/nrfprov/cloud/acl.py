@@ -1,8 +1,11 @@
-"""mosquitto ACL file mirroring the workaround's and AWS's policies [local-aws-iot.md §4, aws-iot.md §2-3].
+"""mosquitto ACL file mirroring the workaround's and AWS's policies.
+
+Policies: [aws-iot-device-credentials-workaround, cdk/resources; AWS IoT developer guide, fleet-provision-api].
 
 Rights follow the certificate's CN (``use_identity_as_username``). mosquitto facts this relies on
-[local-aws-iot.md §2]: ``pattern`` lines apply to every user; a ``topic deny`` in a user section beats
-a pattern allow; ``$aws/...`` topics need explicit ``$`` rules (a leading wildcard never matches ``$``).
+[mosquitto acl-file docs; measured with mosquitto 2.0.11]: ``pattern`` lines apply to every user; a
+``topic deny`` in a user section beats a pattern allow; ``$aws/...`` topics need explicit ``$`` rules
+(a leading wildcard never matches ``$``, MQTT 3.1.1 §4.7.2).
 """
 
 from __future__ import annotations

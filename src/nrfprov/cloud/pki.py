@@ -28,10 +28,10 @@ PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 KEY_TYPES: tuple[str, ...] = ("ec", "rsa")
-# AWS-issued client certificates expire 2049-12-31 [aws-iot.md §5, x509-client-certs].
+# AWS-issued client certificates expire 2049-12-31 [AWS IoT developer guide, x509-client-certs].
 DEVICE_NOT_AFTER = dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
-CA_LIFETIME = dt.timedelta(days=3650)  # 10 years, as in local-aws-iot.md §5
-# A missing or expired CRL makes mosquitto refuse *every* client [local-aws-iot.md §2], so the CRL is
+CA_LIFETIME = dt.timedelta(days=3650)  # 10 years (our choice for the local CA)
+# A missing or expired CRL makes mosquitto refuse *every* client [measured with mosquitto 2.0.11], so the CRL is
 # long-lived and re-signed on every revocation.
 CRL_LIFETIME = dt.timedelta(days=3650)
 # A CSR is a few hundred bytes (P-256) to ~1 KB (RSA-4096); 16 KB leaves room and bounds parsing.
@@ -70,7 +70,8 @@ def cert_to_pem(cert: x509.Certificate) -> bytes:
 
 
 def certificate_id(cert: x509.Certificate) -> str:
-    """AWS's certificateId: 64 hex chars, the SHA-256 of the certificate's DER [local-aws-iot.md §5]."""
+    """AWS's certificateId: 64 hex chars, the SHA-256 of the certificate's DER
+    [AWS API reference, CreateKeysAndCertificate]."""
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
@@ -221,7 +222,7 @@ class CertificateAuthority:
 
 
 def new_token() -> str:
-    """An opaque certificate ownership token, sized like AWS's (~450 chars, unconfirmed) [aws-iot.md §3].
+    """An opaque certificate ownership token, sized like AWS's (~450 chars; our inference, no primary source).
 
     The size matters to anyone measuring whether a reply fits a device buffer.
     """

@@ -2,7 +2,7 @@
 
 Topics, field names and the error shape are AWS's exactly [fleet-provision-api], so an AWS client
 (paho by hand, or the AWS IoT Device SDK v2 ``iotidentity`` client) works unchanged. The split flow
-follows ``coderbyheart/aws-iot-device-credentials-workaround`` [aws-iot.md §2].
+follows ``coderbyheart/aws-iot-device-credentials-workaround`` (``lambda/createCertificates.ts``).
 
 This module decides; ``responder.py`` carries the bytes. Time comes from a ``clock`` parameter.
 """
@@ -191,7 +191,7 @@ class ProvisioningService:
 
     def _split(self, device_id: str, topic: str) -> Reply:
         # The ACL's `certificate/%c/create` makes the topic segment equal the client ID, which is
-        # what the workaround's rule projects with clientid() [aws-iot.md §2].
+        # what the workaround's rule projects with clientid() [workaround, FleetProvisioningStack.ts].
         if not acl.valid_name(device_id):
             raise Rejection(400, "InvalidParameters", f"Device ID {device_id!r} is not a valid thing name.")
         if device_id in self.reserved_names:
@@ -237,7 +237,7 @@ class ProvisioningService:
         return cert, cert_id, token
 
     def _create(self, fmt: str, payload: bytes, topic: str) -> Reply:
-        decode(fmt, payload, empty_ok=True)  # AWS docs: empty; the Python SDK sends {} [aws-iot.md §3]
+        decode(fmt, payload, empty_ok=True)  # AWS docs: empty; the Python SDK sends {} [iotidentity.py]
         key = self.keys.take()
         cert, cert_id, token = self._new_pending(f"cert-{uuid.uuid4().hex}", key.public_key(), "create")
         body = {

@@ -3,7 +3,7 @@
 Once the modem is offline and its sec tag deleted, a bad credential costs a device its identity, so
 everything that can be checked on the host is checked first: every PEM parses, the key belongs to the
 certificate, the certificate is valid now, and each ``AT%CMNG`` write fits the modem's 4096-byte
-command buffer (nrf91-at.md §5: "the whole command must fit 4096 bytes").
+command buffer [sdk-nrf slm_defines.h; sdk-nrfxlib nrf_modem_limits.h].
 
 Sans-IO: ``now`` is a parameter; nothing here reads a clock or a file.
 """
@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nrfprov.errors import CredentialBundleError
 
-#: The modem's AT command buffer [nrf91-at.md §5; nRF91 AT reference "%CMNG"]. We count the CR LF
+#: The modem's AT command buffer [sdk-nrf slm_defines.h; sdk-nrfxlib nrf_modem_limits.h]. We count the CR LF
 #: terminator too, so a bundle that passes here cannot be refused by the AT layer's own check.
 AT_COMMAND_LIMIT = 4096
 
-#: %CMNG credential types [nrf91-at.md §5].
+#: %CMNG credential types [Nordic AT reference, %CMNG].
 TYPE_CA = 0
 TYPE_CERT = 1
 TYPE_KEY = 2
@@ -36,8 +36,8 @@ def cmng_write_command(sec_tag: int, cred_type: int, content: str) -> str:
 
 
 def normalize_pem(text: str) -> str:
-    """LF line breaks, no trailing whitespace, one final LF [nrf91-at.md §5: every PEM line must end
-    with a real line break].
+    """LF line breaks, no trailing whitespace, one final LF (the modem needs a real line break after
+    each PEM line) [Nordic AT reference, %CMNG; DevZone 127054].
 
     The modem hashes the content exactly as stored, so one normal form makes the ``%CMNG`` SHA-256
     comparable across a write, a journal and a resumed write. It is the form the modem layer

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from nrfprov.errors import ModemTlsLimitError, NrfprovError
 
 CLAIM_SEC_TAG = 43  # the sample's CONFIG_AWS_IOT_SEC_TAG
-#: Legacy SLM needs a long data-mode terminator for raw TLS ciphertext (nrf91-at.md §3); the
+#: Legacy SLM needs a long data-mode terminator for raw TLS ciphertext [sdk-nrf slm_at_host.c]; the
 #: firmware side is CONFIG_SLM_DATAMODE_TERMINATOR, ours CONFIG_NRFPROV_SLM_TERMINATOR.
 SLM_TERMINATOR = "NRFPROV-EOT-7f3a9c51"
 

@@ -127,8 +127,9 @@ def read_ca(settings: Settings) -> str:
 
     ``CONFIG_NRFPROV_CA_FILE``; else the certs folder's ``ca-cert.pem`` (the anchor the claim
     connection trusts); else Amazon Root CA 1 + 3. The sample writes CA 1 only, but AWS picks the
-    server chain by the negotiated suite (RSA → CA 1, ECDSA → CA 3, aws-iot.md §5) and the modem
-    offers ECDSA suites, so both go in; together they are ~1.9 KB, well inside one %CMNG command.
+    server chain by the negotiated suite (RSA → CA 1, ECDSA → CA 3 [AWS IoT developer guide,
+    server-authentication]) and the modem offers ECDSA suites, so both go in; together they are ~1.9 KB,
+    well inside one %CMNG command.
     """
     if settings.ca_file:
         return _read_text(Path(settings.ca_file))

@@ -1,10 +1,11 @@
 """Topics, request payloads and reply collectors for each way of getting credentials (sans-IO).
 
-- ``split``: the workaround the seed sample uses [aws-iot.md §2]: an empty publish to
+- ``split``: the workaround the seed sample uses [aws-iot-device-credentials-workaround]: an empty publish to
   ``certificate/<id>/create``; the key and the certificate come back as raw PEM on two topics, in
   either order, maybe more than once (QoS 1 redelivery, a stale earlier request).
-- ``combined``: CreateKeysAndCertificate [aws-iot.md §3]; one ~3.5 KB message carries everything
-  and is parsed by the streaming C extractor (``nrfprov.extractor``), the code a device would run.
+- ``combined``: CreateKeysAndCertificate [AWS IoT developer guide, fleet-provision-api]; one ~3.5 KB
+  message carries everything and is parsed by the streaming C extractor (``nrfprov.extractor``), the
+  code a device would run.
 - ``csr``: CreateCertificateFromCsr with the CSR from the modem's ``%KEYGEN``.
 - ``RegisterThing`` after combined / csr when a template is configured.
 
@@ -30,12 +31,13 @@ from nrfprov.provisioning.bundle import key_public_der
 FLOWS = ("split", "combined", "csr")
 FORMATS = ("json", "cbor")
 
-#: AWS IoT Core PUBLISH payload limit [aws-iot.md §4; AWS quotas page]: nothing larger can be genuine.
+#: AWS IoT Core PUBLISH payload limit [AWS IoT developer guide, topicdata; AWS IoT Core quotas]:
+#: nothing larger can be genuine.
 AWS_PAYLOAD_LIMIT = 128 * 1024
 #: Distinct keys / certs kept while waiting for a matching split pair. Each request yields one of
 #: each; four tolerates a few stale deliveries without letting a flood grow memory.
 SPLIT_CANDIDATES_LIMIT = 4
-#: Thing-name / client-id rule [aws-iot.md §2, API_CreateThing]: 1-128 chars of [a-zA-Z0-9:_-].
+#: Thing-name / client-id rule [AWS API reference, CreateThing]: 1-128 chars of [a-zA-Z0-9:_-].
 THING_NAME_RE = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
 
 
@@ -117,7 +119,8 @@ def split_request(client_id: str) -> Request:
 
 def combined_request(fmt: str) -> Request:
     base = f"$aws/certificates/create/{fmt}"
-    # AWS documents an empty request; the AWS Python SDK sends {} -- we send {} (aws-iot.md §3).
+    # AWS documents an empty request; the AWS Python SDK sends {} -- we send {}
+    # [AWS IoT developer guide, fleet-provision-api; aws-iot-device-sdk-python-v2 iotidentity.py].
     return Request((f"{base}/accepted", f"{base}/rejected"), base, encode(fmt, {}))
 
 
@@ -208,7 +211,7 @@ class SplitCollector:
             raise PayloadTooLarge(f"message on {topic}", len(payload), AWS_PAYLOAD_LIMIT)
         if topic == self._prefix + "rejected":
             raise rejection(topic, "json", payload)
-        # The sample matches by suffix (/accepted/key, /accepted/cert) [aws-iot.md §1 notes].
+        # The sample matches by suffix (/accepted/key, /accepted/cert) [aws_iot_provisioning sample, src/main.c].
         if topic == self._prefix + "accepted/key":
             store, spki = self._keys, _spki_of_key
         elif topic == self._prefix + "accepted/cert":
@@ -255,7 +258,7 @@ def native_extractor(fmt: str) -> ExtractorLike:
     return CombinedExtractor("cbor" if fmt == "cbor" else "json")
 
 
-#: Chunk size fed to the extractor: the modem's 2048-byte #XRECV (nrf91-at.md §2), i.e. what a device
+#: Chunk size fed to the extractor: the modem's 2048-byte #XRECV [sdk-nrfxlib nrf_socket.h], i.e. what a device
 #: parsing the message as it arrives would see.
 EXTRACTOR_CHUNK = 2048
 

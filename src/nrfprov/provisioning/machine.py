@@ -73,7 +73,7 @@ _TRANSITIONS: dict[State, dict[type[Event], tuple[State, ...]]] = {
     S.ATTACH_LTE: {FunctionalModeSet: (S.CONNECT_CLAIM,), LteRegistered: (S.CONNECT_CLAIM,)},
     S.CONNECT_CLAIM: {Connected: (S.SUBSCRIBE,)},
     S.SUBSCRIBE: {Subscribed: (S.REQUEST_CREDENTIALS, S.REQUEST_REGISTRATION)},
-    # Replies may overtake the PUBACK (aws-iot.md §3: ordering is not guaranteed): buffered.
+    # Replies may overtake the PUBACK (ordering is not guaranteed [AWS IoT developer guide, mqtt]): buffered.
     S.REQUEST_CREDENTIALS: {Published: (S.AWAIT_CREDENTIALS,), MessageReceived: (S.AWAIT_CREDENTIALS,)},
     S.AWAIT_CREDENTIALS: {MessageReceived: (S.REQUEST_REGISTRATION, S.DISCONNECT_CLAIM)},
     S.REQUEST_REGISTRATION: {Published: (S.AWAIT_REGISTRATION,), MessageReceived: (S.AWAIT_REGISTRATION,)},
@@ -325,7 +325,7 @@ class ProvisioningMachine:
         p = self.plan
         tag = p.provisioned_sec_tag
         if state is S.GENERATE_KEY:
-            # %KEYGEN needs the modem offline [nrf91-at.md §5]; old CA/cert in the tag would not match.
+            # %KEYGEN needs the modem offline [Nordic AT reference, %KEYGEN]; old CA/cert in the tag would not match.
             self._emit(SetFunctionalMode(4), *(DeleteCredential(tag, t) for t in (TYPE_CA, TYPE_CERT, TYPE_KEY)),
                        GenerateKey(tag))
         elif state is S.ATTACH_LTE:

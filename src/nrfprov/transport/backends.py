@@ -3,7 +3,7 @@
 - ``native``: TLS runs on the host (Mbed TLS, :class:`NativeTlsStream`) over the modem's raw TCP
   socket, mirroring ``overlay-native_tls.conf``: any AWS message up to 128 KB arrives intact.
 - ``offload``: the modem runs TLS itself with the credentials in a sec tag (the sample's default):
-  incoming TLS records over ~2 KB fail with ``ModemTlsLimitError`` (aws-iot.md §6).
+  incoming TLS records over ~2 KB fail with ``ModemTlsLimitError`` [sdk-nrf PR #20182; aws_iot.rst].
 - ``host``: TLS on the host over the host's own TCP (a factory station with its own network).
 
 ``open_stream`` logs ONE info line naming the backend and the fragment line that decided it.

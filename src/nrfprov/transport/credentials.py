@@ -1,15 +1,16 @@
 """Credentials for the native TLS bridge: a certs folder like the NCS sample's, or PEMs in memory.
 
 The sample's native-TLS build loads ``ca-cert.pem``, ``client-cert.pem`` and ``private-key.pem`` from its
-certs folder into the Mbed TLS credential store at run time (aws-iot.md §7, ``CONFIG_MQTT_HELPER_
-CERTIFICATES_FOLDER`` / ``CONFIG_AWS_IOT_PROVISION_CERTIFICATES``). :meth:`TlsCredentials.from_folder`
-reads the same layout; :meth:`TlsCredentials.from_pems` takes a freshly issued bundle so the
-provisioning flow can reconnect with it without touching the disk.
+certs folder into the Mbed TLS credential store at run time (sdk-nrf ``aws_iot`` / MQTT Helper Kconfig,
+``CONFIG_MQTT_HELPER_CERTIFICATES_FOLDER`` / ``CONFIG_AWS_IOT_PROVISION_CERTIFICATES``).
+:meth:`TlsCredentials.from_folder` reads the same layout; :meth:`TlsCredentials.from_pems` takes a
+freshly issued bundle so the provisioning flow can reconnect with it without touching the disk.
 
-python-mbedtls facts this relies on (libraries.md §1): ``CRT.from_PEM`` takes ``str`` and parses only
-the FIRST certificate, so chains are split here; ``pk.RSA.from_PEM`` also accepts EC keys (and
-``pk.ECC`` RSA keys), so the key type is read from ``key.name`` and the key is re-loaded with the
-matching class. Unencrypted PKCS#8 and traditional PEM both load; encrypted keys do not (0x3D62).
+python-mbedtls facts this relies on [python-mbedtls tls.py / x509 / pk; measured on this project's loopback]:
+``CRT.from_PEM`` takes ``str`` and parses only the FIRST certificate, so chains are split here;
+``pk.RSA.from_PEM`` also accepts EC keys (and ``pk.ECC`` RSA keys), so the key type is read from
+``key.name`` and the key is re-loaded with the matching class. Unencrypted PKCS#8 and traditional PEM
+both load; encrypted keys do not (0x3D62).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def load_private_key(pem: str, *, source: str = "private key") -> LoadedKey:
         )
     block = m.group(0) + "\n"
     try:
-        probe = pk.RSA.from_PEM(block)  # accepts EC keys too; .name tells which (libraries.md §1)
+        probe = pk.RSA.from_PEM(block)  # accepts EC keys too; .name tells which [python-mbedtls pk]
         name = bytes(probe.name)
         key: pk.CipherBase = pk.ECC.from_PEM(block) if name == b"EC" else probe
     except MbedTLSError as exc:

@@ -2,7 +2,8 @@
 
 This mirrors the NCS sample's ``overlay-native_tls.conf``: TLS 1.2 terminated by Mbed TLS on the host,
 so the modem only carries TCP and its ~2 KB secure-socket receive limit no longer applies
-(aws-iot.md §6, §8). The loop follows libraries.md §2 and avoids every trap in §3:
+[sdk-nrf PR #20182; aws_iot_provisioning sample overlay-native_tls.conf]. The loop avoids every
+python-mbedtls trap we reproduced on this project's loopback [python-mbedtls tls.py, _tls.pyx]:
 
 - receive with ``readinto()`` (``read()`` drops plaintext), one record at a time;
 - python-mbedtls ring buffers are 32 KiB: feed at most 16 KiB of ciphertext per call and write at
@@ -11,10 +12,12 @@ so the modem only carries TCP and its ~2 KB secure-socket receive limit no longe
 - ``do_handshake()`` is one step; completion is only visible in ``_handshake_state``. *Want write* is
   ignored while stepping, so a whole flight leaves in one transport write (2 writes per handshake,
   which matters at modem round trips and avoids Nagle stalls);
-- no max-fragment-length (MFL < 2048 breaks handshakes with Mbed TLS 2.28, §3 item 7);
-- an IP address as server name always fails verification (§3 item 8): refused up front.
+- no max-fragment-length (MFL < 2048 breaks handshakes with Mbed TLS 2.28 [Mbed-TLS/mbedtls issues #1840, #9269]);
+- an IP address as server name always fails verification (Mbed TLS 2.28 matches DNS names
+  only; measured on this project's loopback): refused up front.
 
-Not thread-safe (§3 item 11): one thread owns a ``NativeTlsStream`` and its inner stream.
+Not thread-safe (python-mbedtls objects need one owner thread): one thread owns a ``NativeTlsStream``
+and its inner stream.
 """
 
 from __future__ import annotations
@@ -53,17 +56,18 @@ log = logging.getLogger(__name__)
 
 #: Max plaintext per TLS record [RFC 5246 §6.2.1; MBEDTLS_SSL_IN_CONTENT_LEN default 16384].
 MAX_RECORD_PLAINTEXT = 16384
-#: Per-call ciphertext feed / plaintext write: python-mbedtls rings are 32 KiB (libraries.md §3 item 3).
+#: Per-call ciphertext feed / plaintext write: python-mbedtls rings are 32 KiB [python-mbedtls _tls.pyx].
 MAX_FEED = 16384
 MAX_WRITE = 16384
 #: Drain chunk for the outgoing ring (its whole size).
 RING_SIZE = 32 * 1024
 
-#: ALPN protocol AWS IoT requires for MQTT + X.509 on port 443 (aws-iot.md §5).
+#: ALPN protocol AWS IoT requires for MQTT + X.509 on port 443 [AWS IoT developer guide, protocols].
 AWS_MQTT_ALPN = "x-amzn-mqtt-ca"
 
-#: The suites the NCS native-TLS overlay enables (aws-iot.md §8: ECDHE-RSA / ECDHE-ECDSA, AES-GCM/CCM/CBC,
-#: SHA-256/384). CCM exists for ECDSA only (RFC 7251). Order: AEAD first, strongest first.
+#: The suites the NCS native-TLS overlay enables (ECDHE-RSA / ECDHE-ECDSA, AES-GCM/CCM/CBC, SHA-256/384)
+#: [aws_iot_provisioning sample overlay-native_tls.conf]. CCM exists for ECDSA only (RFC 7251).
+#: Order: AEAD first, strongest first.
 NATIVE_TLS_CIPHERS: tuple[str, ...] = (
     "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384",
     "TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384",
@@ -87,7 +91,7 @@ IN_CONTENT_SYMBOL = "CONFIG_MBEDTLS_SSL_IN_CONTENT_LEN"
 
 
 def alpn_for_port(port: int) -> tuple[str, ...]:
-    """AWS IoT needs ALPN only on 443 (8883 is plain MQTT over TLS) [aws-iot.md §5]."""
+    """AWS IoT needs ALPN only on 443 (8883 is plain MQTT over TLS) [AWS IoT developer guide, protocols]."""
     return (AWS_MQTT_ALPN,) if port == 443 else ()
 
 

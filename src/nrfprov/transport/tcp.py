@@ -3,7 +3,7 @@
 Used by a factory station that reaches AWS over its own network (the ``host`` backend, with the native
 TLS bridge on top) and as the baseline in comparisons. ``TCP_NODELAY`` is always set: without it each
 small TLS flight or MQTT request/response pays a ~40 ms Nagle + delayed-ACK stall
-(libraries.md §6, local-aws-iot.md "Byte and latency facts").
+(measured on this project's loopback).
 """
 
 from __future__ import annotations
