@@ -24,7 +24,7 @@ from nrfprov.extractor import CombinedExtractor, ExtractedMessage, extract_messa
 
 SIZES = [4608, 16384, 65536, 131072]  # 4.5 KB .. the 128 KB AWS IoT payload limit
 FORMATS = ["json", "cbor"]
-DEVICE_CHUNK = 2048  # the nRF91 secure-socket receive limit is ~2 KB (aws-iot.md section 6)
+DEVICE_CHUNK = 2048  # the nRF91 secure-socket receive limit is ~2 KB [sdk-nrf PR #20182]
 
 _FIELDS = {
     "certificateId": "certificate_id",

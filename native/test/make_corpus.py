@@ -1,8 +1,9 @@
 """Write seed inputs for the sanitizer driver and the fuzzer: ``python make_corpus.py DIR``.
 
-Replies of realistic shape and size (aws-iot.md section 6) in JSON and CBOR, rejected replies,
-escape-heavy and deeply nested documents, CBOR indefinite lengths, tags and floats, plus a few
-broken ones. Deterministic (fixed random seed), so a failure found with the corpus reproduces.
+Replies of realistic shape and size (~3.5 KB CreateKeysAndCertificate replies: aws/amazon-freertos
+#3180) in JSON and CBOR, rejected replies, escape-heavy and deeply nested documents, CBOR indefinite
+lengths, tags and floats, plus a few broken ones. Deterministic (fixed random seed), so a failure found
+with the corpus reproduces.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def pem(kind: str, der_len: int) -> str:
     return f"-----BEGIN {kind}-----\n" + "\n".join(lines) + f"\n-----END {kind}-----\n"
 
 
-# A CreateKeysAndCertificate reply of realistic size (aws-iot.md section 6: ~3.5 KB).
+# A CreateKeysAndCertificate reply of realistic size (~3.5 KB: aws/amazon-freertos #3180; espressif/esp-aws-iot #78).
 ACCEPTED = {
     "certificateId": "a" * 64,
     "certificatePem": pem("CERTIFICATE", 862),

@@ -1,4 +1,4 @@
-"""Split-topic workaround against the real broker, with a plain paho client [aws-iot.md §2]."""
+"""Split-topic workaround against the real broker, with a plain paho client [aws-iot-device-credentials-workaround]."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def test_claim_cannot_request_or_read_for_another_client_id(
         assert spy.connect() and victim.connect()
         # MQTT 5 PUBACK 135: the claim may only publish on certificate/<its own client id>/create.
         assert spy.publish("certificate/victim/create") == 135
-        # mosquitto grants the SUBSCRIBE but filters delivery [local-aws-iot.md §2, difference 3].
+        # mosquitto grants the SUBSCRIBE but filters delivery (measured with mosquitto 2.0.11; AWS refuses it).
         spy.subscribe("certificate/victim/create/accepted/+", "certificate/attacker/create/accepted/+")
         victim.subscribe("certificate/victim/create/accepted/+")
         assert victim.publish("certificate/victim/create") == 0

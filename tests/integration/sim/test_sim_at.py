@@ -34,7 +34,8 @@ def test_basics_and_identity(sim_modem: SimulatedModem, raw_port_factory: RawFac
     assert p.ok("AT+CGMR")[0].startswith("mfw_nrf91")
     assert p.ok("AT+CGMM")[0].startswith("nRF91")
     assert p.ok("AT%XMODEMUUID")[0].startswith("%XMODEMUUID: ")
-    # Dialect probe as the wire contract fixes it.
+    # Dialect probe: each dialect has its own version command (SM #XSMVER, SLM #XSLMVER); ERROR for
+    # the other one is our choice where Nordic's docs are silent, mirrored by the client.
     if sim_modem.dialect == "sm":
         assert p.ok("AT#XSMVER")[0].startswith('#XSMVER: "')
         assert p.cmd("AT#XSLMVER")[1] == "ERROR"
@@ -89,7 +90,7 @@ def test_cfun_and_cereg_urcs(sim_factory: Callable[..., SimulatedModem], raw_por
     assert p.line() == "OK"
     assert p.line() == "+CEREG: 0"
     assert p.ok("AT+CFUN?") == ["+CFUN: 4"]
-    # CFUN=1 needs an LTE system mode (nrf91-at.md §6).
+    # CFUN=1 needs an LTE system mode [sdk-nrf include/modem/lte_lc.h].
     assert p.ok("AT%XSYSTEMMODE?") == ["%XSYSTEMMODE: 1,0,0,0"]
     p.ok("AT%XSYSTEMMODE=0,0,1,0")
     assert p.cmd("AT+CFUN=1")[1] == "ERROR"

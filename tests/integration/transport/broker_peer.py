@@ -1,4 +1,4 @@
-"""A plain mosquitto with mTLS for transport/MQTT tests (facts: local-aws-iot.md §2).
+"""A plain mosquitto with mTLS for transport/MQTT tests [mosquitto.conf(5)].
 
 The project's full stand-in is ``nrfprov.cloud.LocalAwsIot``; this smaller peer exists so the
 transport room can pin broker-level behaviour (ACL denial → PUBACK 135, size limit, kill mid-message)
@@ -49,7 +49,7 @@ class Mosquitto:
             )
             self.log_path.write_text("")
             # stdout is block-buffered when piped, so readiness is read from the log file
-            # (mosquitto starts in ~15 ms: local-aws-iot.md §2 "Process").
+            # (mosquitto starts in ~15 ms, measured on this project's loopback).
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL)
             if wait_until(lambda: " running" in self.log() or self.proc.poll() is not None, 10):
