@@ -19,7 +19,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--port"):
         return
-    skip = pytest.mark.skip(reason="needs a real nRF91: pass --port /dev/ttyACM0 (README: 'Running the tests on real hardware')")
+    reason = "needs a real nRF91: pass --port /dev/ttyACM0 (README: 'Running the tests on real hardware')"
+    skip = pytest.mark.skip(reason=reason)
     for item in items:
         if "hardware" in item.keywords:
             item.add_marker(skip)

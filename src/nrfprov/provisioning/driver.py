@@ -178,6 +178,8 @@ class Driver:
         self._filters: list[str] = []
         self._socket_bytes = 0
         self._record: JournalRecord | None = None
+        # True while this run holds the modem offline (CFUN=0/4): undone in run()'s finally.
+        self._offline_by_us = False
         self.result: RunResult | None = None  # set when run() returns or raises
         self.machine: m.ProvisioningMachine | None = None
 
@@ -253,8 +255,18 @@ class Driver:
                 except NrfprovError as jexc:
                     log.error("%s", jexc)
             raise
+        except KeyboardInterrupt as exc:
+            # Journal the interruption; issued credentials stay resumable with --resume.
+            result.error, result.error_type, result.exit_code = "interrupted", "KeyboardInterrupt", 130
+            if self._record is not None:
+                try:
+                    self.journal.fail(self._record, exc)
+                except NrfprovError as jexc:
+                    log.error("%s", jexc)
+            raise
         finally:
             self._close_session()
+            self._restore_online()
             result.seconds = self._clock() - t0
             result.uart_bytes = self._uart_bytes() - uart0
             result.socket_bytes = self._socket_bytes
@@ -296,6 +308,7 @@ class Driver:
         modem = self.modem
         if isinstance(eff, m.SetFunctionalMode):
             modem.set_cfun(eff.mode)
+            self._offline_by_us = eff.mode in (0, 4)
             return m.FunctionalModeSet(eff.mode)
         if isinstance(eff, m.WaitForRegistration):
             modem.wait_registered(eff.timeout)
@@ -371,6 +384,18 @@ class Driver:
                                          eff.bundle.private_key_pem, source="issued credentials")
         return lambda: open_stream(s, modem=self.modem, backend=self.backend, credentials=creds,
                                    timeout=CONNECT_TIMEOUT)
+
+    def _restore_online(self) -> None:
+        """Never leave the modem offline behind the user's back after a failure or Ctrl-C (Nordic's
+        credential tools do, and the device then looks dead). A later --resume goes offline again."""
+        if not self._offline_by_us:
+            return
+        try:
+            self.modem.set_cfun(1)
+            self._offline_by_us = False
+        except NrfprovError as exc:  # best effort: the error that ended the run is already propagating
+            log.warning("the modem is still offline (CFUN=4): %s; bring it back with AT+CFUN=1 "
+                        "(nrfprov at --port PORT AT+CFUN=1)", exc)
 
     def _close_session(self) -> None:
         session, self._session = self._session, None

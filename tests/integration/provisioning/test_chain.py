@@ -17,10 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from provrig import CLAIM_TAG, TAG, Rig
 
-from nrfprov.errors import ModemTlsLimitError, UsageError
+from nrfprov.errors import CredentialError, ModemTlsLimitError, UsageError
 from nrfprov.provisioning.bundle import normalize_pem
 from nrfprov.provisioning.demo import write_claim_tag
-from nrfprov.provisioning.driver import Driver
+from nrfprov.provisioning.driver import Driver, StepReport
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +167,34 @@ def test_split_with_duplicates_and_cert_first_on_the_real_broker(
         rig.modem.close()
     assert result.ok and cloud.request_counts()["split"] == 1
     assert [c.certificate_id for c in cloud.certificates()] == [result.certificate_id]
+
+
+def test_a_failed_write_brings_the_modem_back_online_and_stays_resumable(rig_factory: Callable[..., Rig]) -> None:
+    """Nordic's own tools leave the modem in CFUN=4 after credential work; we never do, even on failure."""
+    rig = rig_factory("sm")
+    settings = rig.settings(backend="offload", flow="split", client_id="dev-cme")
+    rig.sim.fail_command("AT%CMNG=0", cme=515)  # memory full on the first write
+    with pytest.raises(CredentialError):
+        Driver(settings, rig.modem, state_dir=rig.state).run()
+    assert rig.modem.cfun() == 1
+    doc = json.loads((rig.state / "provisioning.json").read_text())
+    assert doc["status"] == "in_progress" and doc["bundle"] is not None
+    result = Driver(settings, rig.modem, state_dir=rig.state, resume=True).run()
+    assert result.ok and rig.cloud.request_counts()["split"] == 1
+
+
+def test_ctrl_c_while_offline_is_journaled_and_the_modem_comes_back(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory("sm")
+    settings = rig.settings(backend="offload", flow="split", client_id="dev-int")
+
+    def interrupt(report: StepReport) -> None:
+        if report.state.value == "write credentials":  # the modem is offline here
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Driver(settings, rig.modem, state_dir=rig.state, progress=interrupt).run()
+    assert rig.modem.cfun() == 1
+    doc = json.loads((rig.state / "provisioning.json").read_text())
+    assert doc["status"] == "in_progress" and "KeyboardInterrupt" in doc["error"]
+    assert Driver(settings, rig.modem, state_dir=rig.state, resume=True).run().ok
+    assert rig.cloud.request_counts()["split"] == 1
