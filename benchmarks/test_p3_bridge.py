@@ -18,6 +18,7 @@ Run: ``pytest benchmarks/test_p3_bridge.py --benchmark-only`` (skipped in normal
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import ssl
@@ -180,8 +181,8 @@ def p3_figures(cloud: Any | None = None, *, sizes: tuple[int, ...] = SIZES, repe
                 payload = os.urandom(size)
                 bridge.round_trip(payload)  # warm-up
                 openssl.round_trip(payload)
-                b = _time(lambda p=payload: bridge.round_trip(p), repeats)  # type: ignore[misc]
-                o = _time(lambda p=payload: openssl.round_trip(p), repeats)  # type: ignore[misc]
+                b = _time(functools.partial(bridge.round_trip, payload), repeats)
+                o = _time(functools.partial(openssl.round_trip, payload), repeats)
                 out["throughput"][size] = {
                     "bridge_s": b, "openssl_s": o, "ratio": round(o / b, 3),
                     "bridge_mb_s": round(2 * size / b / 1e6, 2), "openssl_mb_s": round(2 * size / o / 1e6, 2),
