@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from provrig import BAUD, CLAIM_TAG, Rig
 
+from nrfprov.cli.demo import SLM_TERMINATOR, write_claim_tag
 from nrfprov.cloud import LocalAwsIot
 from nrfprov.modem import Modem
-from nrfprov.provisioning.demo import SLM_TERMINATOR, write_claim_tag
 from nrfprov.sim import SimulatedModem
 
 

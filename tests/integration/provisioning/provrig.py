@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nrfprov.cli.demo import SLM_TERMINATOR
 from nrfprov.cloud import LocalAwsIot
 from nrfprov.config import Settings, load_settings
 from nrfprov.modem import Modem
-from nrfprov.provisioning.demo import SLM_TERMINATOR
 from nrfprov.sim import SimulatedModem
 
 #: The integration tests run unthrottled: the chain's logic is what they check; honest 115200-baud

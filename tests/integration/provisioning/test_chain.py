@@ -17,9 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from provrig import CLAIM_TAG, TAG, Rig
 
+from nrfprov.cli.demo import write_claim_tag
 from nrfprov.errors import CredentialError, ModemTlsLimitError, UsageError
 from nrfprov.provisioning.bundle import normalize_pem
-from nrfprov.provisioning.demo import write_claim_tag
 from nrfprov.provisioning.driver import Driver, StepReport
 
 pytestmark = pytest.mark.integration

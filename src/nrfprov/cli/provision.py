@@ -41,8 +41,8 @@ own TLS: marked expected_failure). Exit 0 when every row behaves as expected."""
 
 
 def register(sub: Any) -> None:
-    from nrfprov.config_cli import add_config_options
-    from nrfprov.modem.cli import add_port_options
+    from nrfprov.cli.config import add_config_options
+    from nrfprov.cli.modem import add_port_options
 
     p = sub.add_parser(
         "provision", help="provision a modem with AWS IoT credentials (the 12-step chain)",
@@ -124,7 +124,7 @@ class _Progress:
 
 
 def _provision(args: argparse.Namespace) -> int:
-    from nrfprov.config_cli import load_from_args
+    from nrfprov.cli.config import load_from_args
     from nrfprov.errors import NrfprovError
     from nrfprov.modem import Modem
     from nrfprov.provisioning.driver import Driver, StepReport, check_combination
@@ -174,7 +174,7 @@ def _provision(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from nrfprov.provisioning.demo import print_table, run_demo
+    from nrfprov.cli.demo import print_table, run_demo
 
     rows = run_demo(baud=args.baud, only=args.only, progress=None if args.json else sys.stderr)
     if args.json:

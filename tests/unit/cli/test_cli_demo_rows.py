@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nrfprov.provisioning.demo import Combo, Row, combinations
+from nrfprov.cli.demo import Combo, Row, combinations
 
 KEYS = {"flow", "format", "backend", "dialect", "ok", "expected_failure", "seconds", "uart_bytes", "air_bytes",
         "error"}

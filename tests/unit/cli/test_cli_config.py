@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "config" / "data"
 NRFPROV = Path(sys.executable).parent / "nrfprov"
 
 

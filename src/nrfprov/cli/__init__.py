@@ -18,12 +18,12 @@ from nrfprov.errors import NrfprovError
 
 # Modules that add subcommands, in the order they appear in --help.
 _COMMAND_MODULES = [
-    "nrfprov.config_cli",
-    "nrfprov.modem.cli",
-    "nrfprov.sim.cli",
-    "nrfprov.provisioning.cli",
-    "nrfprov.transport.cli",
-    "nrfprov.cloud.cli",
+    "nrfprov.cli.config",
+    "nrfprov.cli.modem",
+    "nrfprov.cli.sim",
+    "nrfprov.cli.provision",
+    "nrfprov.cli.tls_check",
+    "nrfprov.cli.cloud",
 ]
 
 EPILOG = """\

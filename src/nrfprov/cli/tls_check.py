@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from nrfprov.config_cli import add_config_options, load_from_args
-from nrfprov.modem.cli import add_port_options
+from nrfprov.cli.config import add_config_options, load_from_args
+from nrfprov.cli.modem import add_port_options
 
 EPILOG = """\
 examples:
