@@ -1,7 +1,8 @@
 """``nrfprov`` command line: parses arguments, runs a subcommand, maps errors to exit codes.
 
-Each room keeps its subcommands in its own module with ``register(subparsers)``; handlers import
-their heavy dependencies lazily so ``nrfprov --help`` stays fast.
+Every subcommand lives in a module of this package with ``register(subparsers)``; shared options
+are in ``options.py``. Those modules import nothing below ``cli/`` at module level: a handler
+imports the rooms it drives when it runs, so ``nrfprov --help`` loads no modem, TLS or MQTT code.
 Exit codes (see errors.py): 0 ok · 2 usage/config · 3 modem/AT · 4 network/TLS · 5 cloud rejected ·
 6 payload invalid · 7 credential write/verify failed.
 """
@@ -22,6 +23,7 @@ _COMMAND_MODULES = [
     "nrfprov.cli.modem",
     "nrfprov.cli.sim",
     "nrfprov.cli.provision",
+    "nrfprov.cli.demo",
     "nrfprov.cli.tls_check",
     "nrfprov.cli.cloud",
 ]

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
-DEFAULT_STATE = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "nrfprov" / "cloud"
+from nrfprov.cli.options import add_json_option, add_state_option, state_dir
 
 UP_EPILOG = """\
 examples:
@@ -49,7 +47,7 @@ def register(sub: Any) -> None:
                     help="split flow: order of the key and cert replies (parallel = random, as on AWS)")
     up.add_argument("--split-duplicates", type=int, default=0, metavar="N",
                     help="split flow: send the key/cert pair N extra times (at-least-once delivery)")
-    up.add_argument("--json", action="store_true", help="print the endpoint and files as one JSON line")
+    add_json_option(up, "print the endpoint and files as one JSON line")
     up.set_defaults(func=_up)
 
     rv = csub.add_parser(
@@ -65,13 +63,12 @@ def register(sub: Any) -> None:
     ls = csub.add_parser("list", help="list certificates in the registry",
                          description="Print the certificates the stand-in issued, with status and thing.")
     _state_arg(ls)
-    ls.add_argument("--json", action="store_true", help="one JSON array on stdout")
+    add_json_option(ls, "one JSON array on stdout")
     ls.set_defaults(func=_list)
 
 
 def _state_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--state", type=Path, default=DEFAULT_STATE, metavar="DIR",
-                   help=f"state directory (CA, claim credentials, registry); default {DEFAULT_STATE}")
+    add_state_option(p, "the stand-in's CA, claim credentials and registry", "cloud")
 
 
 def usage_text(cloud: Any) -> str:
@@ -113,7 +110,7 @@ def _up(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     cloud = LocalAwsIot(
-        args.state, port=args.port, device_key_type=args.device_key, split_order=args.split_order,
+        state_dir(args, "cloud"), port=args.port, device_key_type=args.device_key, split_order=args.split_order,
         split_duplicates=args.split_duplicates, on_broker_exit=lambda _code: stop.set(),
     )
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -145,7 +142,7 @@ def _up(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     from nrfprov.cloud.local import revoke_in_state
 
-    signalled = revoke_in_state(args.state, args.certificate_id)
+    signalled = revoke_in_state(state_dir(args, "cloud"), args.certificate_id)
     where = "running broker reloaded" if signalled else "no running broker; applies at next start"
     print(f"revoked {args.certificate_id} ({where})")
     return 0
@@ -154,10 +151,11 @@ def _revoke(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from nrfprov.cloud.registry import Registry
 
-    if not (args.state / "registry.json").exists():
+    state = state_dir(args, "cloud")
+    if not (state / "registry.json").exists():
         recs = []
     else:
-        recs = Registry(args.state).certificates()
+        recs = Registry(state).certificates()
     if args.json:
         print(json.dumps([r.__dict__ for r in recs], indent=1))
         return 0

@@ -3,29 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
-
-def add_config_options(p: argparse.ArgumentParser) -> None:
-    """The fragment options every command that reads configuration shares."""
-    g = p.add_argument_group("configuration (Kconfig fragments, merged like a west build)")
-    g.add_argument("--conf", metavar="FILE", help="base fragment, e.g. prj.conf")
-    g.add_argument(
-        "--overlay", metavar="FILE", action="append", default=[],
-        help="overlay fragment applied after --conf, in order (like -DEXTRA_CONF_FILE=); repeatable",
-    )
-    g.add_argument(
-        "--set", metavar="CONFIG_X=VAL", action="append", default=[], dest="overrides",
-        help="override one symbol after all files (like -DCONFIG_X=VAL); repeatable",
-    )
-
-
-def load_from_args(args: argparse.Namespace) -> Any:
-    from nrfprov.config import load_settings
-
-    return load_settings(args.conf, args.overlay, args.overrides)
+from nrfprov.cli.options import add_config_options, add_json_option, load_settings_from, print_json
 
 
 def register(sub: Any) -> None:
@@ -42,19 +22,18 @@ def register(sub: Any) -> None:
         "CONFIG_MQTT_HELPER_NATIVE_TLS=y); 'offload' otherwise; 'host' only by name.",
     )
     add_config_options(show)
-    show.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_json_option(show, "one JSON object on stdout")
     show.set_defaults(func=_show)
 
 
 def _show(args: argparse.Namespace) -> int:
-    s = load_from_args(args)
+    s = load_settings_from(args)
     data = s.public_dict()
     if args.json:
         if args.verbose:
             data["ignored"] = list(s.ignored)
             data["origins"] = dict(s.origins)
-        json.dump(data, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(data)
         return 0
     width = max(len(k) for k in data)
     for key, value in data.items():

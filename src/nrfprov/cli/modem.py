@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from nrfprov.cli.options import add_json_option, add_port_options, print_json
 
 AT_EPILOG = """\
 examples:
@@ -34,16 +35,6 @@ and RESTORES the previous mode afterwards (Nordic's tools leave it offline). Eve
 verified against the SHA-256 the modem reports in %CMNG list. Key material is never printed."""
 
 
-def add_port_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """The serial-port options every command that talks to a modem shares."""
-    g = p.add_argument_group("serial port")
-    g.add_argument("--port", required=required, metavar="URL",
-                   help="device path or pyserial URL: /dev/ttyACM0, COM3, /dev/pts/5, socket://host:port")
-    g.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
-    g.add_argument("--rtscts", action="store_true",
-                   help="hardware flow control (nRF9160 DK has it; Thingy:91 does not)")
-
-
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "at", help="send AT commands to the modem",
@@ -68,7 +59,7 @@ def register(sub: Any) -> None:
     add_port_options(ls)
     ls.add_argument("--tag", type=int, default=None, help="only this sec tag")
     ls.add_argument("--type", default=None, help="only this type (needs --tag)")
-    ls.add_argument("--json", action="store_true", help="JSON list on stdout")
+    add_json_option(ls, "JSON list on stdout")
     ls.set_defaults(func=_list)
 
     w = csub.add_parser("write", help="write a PEM file to a sec tag and verify it",
@@ -139,8 +130,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         data = [{"sec_tag": e.sec_tag, "type": int(e.type), "type_name": _type_name(e.type),
                  "sha256": e.sha256} for e in entries]
-        json.dump(data, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(data)
         return 0
     if not entries:
         print("no credentials stored" + (f" in sec tag {args.tag}" if args.tag is not None else ""))

@@ -1,13 +1,20 @@
-"""``nrfprov provision`` and ``nrfprov demo``."""
+"""``nrfprov provision``: the 12-step chain on a real (or simulated) modem."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from pathlib import Path
 from typing import Any
+
+from nrfprov.cli.options import (
+    add_config_options,
+    add_json_option,
+    add_port_options,
+    add_state_option,
+    load_settings_from,
+    print_json,
+    state_dir,
+)
 
 PROVISION_EPILOG = """\
 examples:
@@ -33,17 +40,7 @@ such certificates only in RegisterThing); offload without CONFIG_AWS_IOT_SEC_TAG
 provisioned tag. combined over offloaded TLS is allowed but fails (exit 4, ModemTlsLimitError):
 its ~3.5 KB reply does not fit the modem's 2 KB TLS buffer; use the native backend or split."""
 
-DEMO_EPILOG = """\
-Starts a local AWS IoT stand-in (mosquitto + provisioning responder) and one simulated nRF91 per
-run, all in this process on 127.0.0.1, and provisions every combination of flow x format x TLS
-backend x modem dialect that should work, plus the one that must not (combined over the modem's
-own TLS: marked expected_failure). Exit 0 when every row behaves as expected."""
-
-
 def register(sub: Any) -> None:
-    from nrfprov.cli.config import add_config_options
-    from nrfprov.cli.modem import add_port_options
-
     p = sub.add_parser(
         "provision", help="provision a modem with AWS IoT credentials (the 12-step chain)",
         description="Fetch device credentials from AWS IoT with the claim identity, write them to the "
@@ -59,28 +56,12 @@ def register(sub: Any) -> None:
                    "csr: %%KEYGEN + CreateCertificateFromCsr (default: CONFIG_NRFPROV_FLOW, else split)")
     g.add_argument("--format", dest="payload_format", choices=("json", "cbor"),
                    help="Fleet Provisioning payload format (default: CONFIG_NRFPROV_PAYLOAD_FORMAT, else json)")
-    g.add_argument("--state", metavar="DIR",
-                   help="journal directory (default: $XDG_STATE_HOME/nrfprov/<IMEI>, i.e. one per device)")
+    add_state_option(g, "the provisioning journal", "<IMEI>")
     g.add_argument("--resume", action="store_true",
                    help="continue an interrupted run with the journaled credentials; requests nothing new")
-    p.add_argument("--json", action="store_true", help="no progress display; one JSON summary on stdout")
+    add_json_option(p, "no progress display; one JSON summary on stdout")
     p.set_defaults(func=_provision)
 
-    d = sub.add_parser(
-        "demo", help="provision simulated modems against a local AWS IoT stand-in, every combination",
-        description="Run the whole chain end to end with no hardware and no AWS account.",
-        epilog=DEMO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    d.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
-    d.add_argument("--baud", type=int, default=115200,
-                   help="simulated UART baud (default 115200, the nRF91 default; 0 = unthrottled)")
-    d.add_argument("--only", metavar="FLOW", choices=("split", "combined", "csr"), help="one flow only")
-    d.set_defaults(func=_demo)
-
-
-def default_state_dir(imei: str) -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "nrfprov" / imei
 
 
 class _Progress:
@@ -124,12 +105,11 @@ class _Progress:
 
 
 def _provision(args: argparse.Namespace) -> int:
-    from nrfprov.cli.config import load_from_args
     from nrfprov.errors import NrfprovError
     from nrfprov.modem import Modem
     from nrfprov.provisioning.driver import Driver, StepReport, check_combination
 
-    settings = load_from_args(args)
+    settings = load_settings_from(args)
     flow = args.flow or settings.flow
     # Refuse what cannot work before the port is even opened (exit 2).
     check_combination(settings, flow, settings.tls_backend)
@@ -138,7 +118,7 @@ def _provision(args: argparse.Namespace) -> int:
                        slm_terminator=settings.slm_terminator, rtscts=args.rtscts)
     driver: Driver | None = None
     try:
-        state = Path(args.state) if args.state else default_state_dir(modem.imei())
+        state = state_dir(args, modem.imei())
 
         def on_step(report: StepReport) -> None:
             steps = driver.machine.steps if driver is not None and driver.machine is not None else []
@@ -154,15 +134,13 @@ def _provision(args: argparse.Namespace) -> int:
             progress.stop()
             if args.json:
                 summary = driver.result.summary() if driver.result is not None else {"ok": False}
-                json.dump(summary, sys.stdout, indent=2)
-                sys.stdout.write("\n")
+                print_json(summary)
                 print(f"nrfprov: error: {exc}", file=sys.stderr)
                 return exc.exit_code
             raise
         progress.stop()
         if args.json:
-            json.dump(result.summary(), sys.stdout, indent=2)
-            sys.stdout.write("\n")
+            print_json(result.summary())
         else:
             print(f"provisioned: thing {result.thing_name}, certificate {result.certificate_id[:16]}..., "
                   f"sec tag {settings.provisioned_sec_tag}, {result.seconds:.1f} s, "
@@ -171,15 +149,3 @@ def _provision(args: argparse.Namespace) -> int:
     finally:
         progress.stop()
         modem.close()
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from nrfprov.cli.demo import print_table, run_demo
-
-    rows = run_demo(baud=args.baud, only=args.only, progress=None if args.json else sys.stderr)
-    if args.json:
-        json.dump([r.public() for r in rows], sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print_table(rows, baud=args.baud)
-    return 0 if all(r.as_expected for r in rows) else 1

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+from nrfprov.cli.options import add_state_option, state_dir
 
 DESCRIPTION = """\
 Serve a simulated nRF91 (modem firmware + Serial Modem or legacy SLM socket commands) on a
@@ -47,12 +48,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--dialect", choices=["sm", "slm"], default="sm", help="socket dialect (default sm)")
     p.add_argument("--baud", type=int, default=115200, help="UART speed in baud, 0 = unthrottled")
-    p.add_argument(
-        "--state",
-        type=Path,
-        default=Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "nrfprov" / "sim",
-        help="state directory: credentials, IMEI, stats.json (default ~/.local/state/nrfprov/sim)",
-    )
+    add_state_option(p, "credentials, IMEI, stats.json", "sim")
     p.add_argument("--link", type=Path, default=None, help="also make a symlink to the pty here")
     p.add_argument("--attach-delay", type=float, default=0.0, help="seconds from CFUN=1 to +CEREG: 1")
     p.add_argument("--imei", default=None, help="15-digit Luhn-valid IMEI (default: made up once per state)")
@@ -125,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     from nrfprov.sim import SimulatedModem
     from nrfprov.sim.faults import FaultFile, apply_fault
 
+    state = state_dir(args, "sim")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -134,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         sim = SimulatedModem(
-            args.state,
+            state,
             dialect=args.dialect,
             baud=args.baud,
             attach_delay=args.attach_delay,
@@ -161,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             also = f", also at {args.tty_alias}" if alias is not None else ""
             print(
                 f"simulated nRF91 ({args.dialect}, {args.baud or 'unthrottled'} baud, IMEI "
-                f"{sim.identity.imei}){also} - state in {args.state}; Ctrl-C to stop",
+                f"{sim.identity.imei}){also} - state in {state}; Ctrl-C to stop",
                 file=sys.stderr,
                 flush=True,
             )
@@ -172,6 +169,6 @@ def run(args: argparse.Namespace) -> int:
             if alias is not None:
                 alias.__exit__(None, None, None)
     stats = sim.stats.snapshot()
-    (args.state / "stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+    (state / "stats.json").write_text(json.dumps(stats, indent=1) + "\n")
     print(json.dumps(stats), file=sys.stderr)
     return 0

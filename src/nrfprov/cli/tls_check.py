@@ -6,8 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from nrfprov.cli.config import add_config_options, load_from_args
-from nrfprov.cli.modem import add_port_options
+from nrfprov.cli.options import add_config_options, add_json_option, add_port_options, load_settings_from
 
 EPILOG = """\
 examples:
@@ -41,7 +40,7 @@ def register(sub: Any) -> None:
     p.add_argument("--certs", metavar="DIR", help="certs folder (ca-cert.pem, client-cert.pem, private-key.pem)")
     p.add_argument("--mqtt", metavar="CLIENT_ID", help="also send MQTT CONNECT with this client ID")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds for connect + handshake (default 30)")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_json_option(p, "one JSON object on stdout")
     p.set_defaults(func=_check)
 
 
@@ -52,7 +51,7 @@ def _check(args: argparse.Namespace) -> int:
     from nrfprov.mqtt import MqttSession
     from nrfprov.transport import NativeTlsStream, TlsCredentials, describe_backend, layer_counters, open_stream
 
-    settings = load_from_args(args)
+    settings = load_settings_from(args)
     backend = args.backend or settings.tls_backend
     creds = None
     if args.certs:

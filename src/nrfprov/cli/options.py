@@ -1,0 +1,81 @@
+"""Options several commands share, so each is spelled and explained once.
+
+- serial port: ``--port`` (always a serial device or pyserial URL), ``--baud``, ``--rtscts``;
+- configuration: ``--conf``, ``--overlay``, ``--set`` (Kconfig fragments, merged like a west build);
+- state folder: ``--state DIR``, defaulting to ``<XDG state home>/nrfprov/<command's part>``;
+- output mode: ``--json`` (one JSON document on stdout instead of text).
+
+Nothing here imports a room below ``cli/`` at module level: ``nrfprov --help`` builds every parser
+without loading the modem, transport or stand-in code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nrfprov.config import Settings
+
+DEFAULT_BAUD = 115200  # the nRF91 serial modem application's default UART speed
+
+
+def add_port_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """The serial-port options every command that talks to a modem shares."""
+    g = p.add_argument_group("serial port")
+    g.add_argument("--port", required=required, metavar="URL",
+                   help="device path or pyserial URL: /dev/ttyACM0, COM3, /dev/pts/5, socket://host:port")
+    g.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"baud rate (default {DEFAULT_BAUD})")
+    g.add_argument("--rtscts", action="store_true",
+                   help="hardware flow control (nRF9160 DK has it; Thingy:91 does not)")
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    """The fragment options every command that reads configuration shares."""
+    g = p.add_argument_group("configuration (Kconfig fragments, merged like a west build)")
+    g.add_argument("--conf", metavar="FILE", help="base fragment, e.g. prj.conf")
+    g.add_argument(
+        "--overlay", metavar="FILE", action="append", default=[],
+        help="overlay fragment applied after --conf, in order (like -DEXTRA_CONF_FILE=); repeatable",
+    )
+    g.add_argument(
+        "--set", metavar="CONFIG_X=VAL", action="append", default=[], dest="overrides",
+        help="override one symbol after all files (like -DCONFIG_X=VAL); repeatable",
+    )
+
+
+def load_settings_from(args: argparse.Namespace) -> Settings:
+    from nrfprov.config import load_settings
+
+    return load_settings(args.conf, args.overlay, args.overrides)
+
+
+def add_state_option(p: Any, holds: str, *default_parts: str) -> None:
+    """``--state DIR``: one folder per command, default under the XDG state home (never relative)."""
+    from nrfprov.paths import describe_default
+
+    where = describe_default(*default_parts) if default_parts else "one per device, see below"
+    p.add_argument("--state", type=Path, default=None, metavar="DIR",
+                   help=f"state folder: {holds} (default: {where})")
+
+
+def state_dir(args: argparse.Namespace, *default_parts: str) -> Path:
+    """``--state`` if given, else the XDG default for ``default_parts``."""
+    if args.state is not None:
+        return Path(args.state)
+    from nrfprov.paths import default_state_dir
+
+    return default_state_dir(*default_parts)
+
+
+def add_json_option(p: Any, what: str = "one JSON document on stdout instead of text") -> None:
+    p.add_argument("--json", action="store_true", help=what)
+
+
+def print_json(data: Any, *, indent: int | None = 2) -> None:
+    json.dump(data, sys.stdout, indent=indent)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
