@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nrfprov.errors import ConfigError
+from nrfprov.names import BACKENDS, DIALECT_CHOICES, FLOWS, FORMATS, Backend, DialectChoice, Flow, PayloadFormat
 
 Value = bool | int | str
 
@@ -202,16 +203,16 @@ _SYMBOLS: dict[str, _Symbol] = {
     "CONFIG_MBEDTLS_TLS_LIBRARY": _Symbol("_ncs_native_tls", bool),
     "CONFIG_MQTT_HELPER_NATIVE_TLS": _Symbol("_ncs_native_tls", bool),
     # Ours.
-    "CONFIG_NRFPROV_TLS_BACKEND": _Symbol("_tls_backend", str, _choice("native", "offload", "host")),
+    "CONFIG_NRFPROV_TLS_BACKEND": _Symbol("_tls_backend", str, _choice(*BACKENDS)),
     "CONFIG_NRFPROV_PROVISIONED_SEC_TAG": _Symbol("provisioned_sec_tag", int, _range(0, 2147483647)),
-    "CONFIG_NRFPROV_FLOW": _Symbol("flow", str, _choice("split", "combined", "csr")),
-    "CONFIG_NRFPROV_PAYLOAD_FORMAT": _Symbol("payload_format", str, _choice("json", "cbor")),
+    "CONFIG_NRFPROV_FLOW": _Symbol("flow", str, _choice(*FLOWS)),
+    "CONFIG_NRFPROV_PAYLOAD_FORMAT": _Symbol("payload_format", str, _choice(*FORMATS)),
     "CONFIG_NRFPROV_TEMPLATE_NAME": _Symbol("template_name", str),
     "CONFIG_NRFPROV_TEMPLATE_PARAMETERS": _Symbol("template_parameters", str),
     "CONFIG_NRFPROV_CERTS_DIR": _Symbol("certs_dir", str),
     "CONFIG_NRFPROV_CA_FILE": _Symbol("ca_file", str),
     "CONFIG_NRFPROV_MIRROR_DEVICE_LIMITS": _Symbol("mirror_device_limits", bool),
-    "CONFIG_NRFPROV_MODEM_DIALECT": _Symbol("modem_dialect", str, _choice("auto", "sm", "slm")),
+    "CONFIG_NRFPROV_MODEM_DIALECT": _Symbol("modem_dialect", str, _choice(*DIALECT_CHOICES)),
     "CONFIG_NRFPROV_SLM_TERMINATOR": _Symbol("slm_terminator", str),
     "CONFIG_NRFPROV_RESPONSE_TIMEOUT_S": _Symbol("response_timeout", int, _range(1, 3600)),
     "CONFIG_NRFPROV_LTE_TIMEOUT_S": _Symbol("lte_timeout", int, _range(1, 3600)),
@@ -230,19 +231,19 @@ class Settings:
     keepalive: int = 60  # Zephyr CONFIG_MQTT_KEEPALIVE default
     clean_session: bool = True
     mqtt_v5: bool = False
-    tls_backend: str = "offload"
+    tls_backend: Backend = "offload"
     mbedtls_in_content_len: int = 16384  # MBEDTLS_SSL_MAX_CONTENT_LEN default
     mbedtls_out_content_len: int = 16384
     max_fragment_length: bool = False
     mqtt_payload_buffer_len: int = 2304  # legacy CONFIG_AWS_IOT_MQTT_PAYLOAD_BUFFER_LEN default
-    flow: str = "split"  # what the sample does
-    payload_format: str = "json"
+    flow: Flow = "split"  # what the sample does
+    payload_format: PayloadFormat = "json"
     template_name: str = ""  # empty: no RegisterThing
     template_parameters: str = ""  # "Key=Value,Key2=Value2"; {imei} and {client_id} expand at run time
     certs_dir: str = "certs"  # CONFIG_MQTT_HELPER_CERTIFICATES_FOLDER default
     ca_file: str = ""  # empty: Amazon Root CA 1 + 3 from certs/
     mirror_device_limits: bool = False
-    modem_dialect: str = "auto"
+    modem_dialect: DialectChoice = "auto"
     slm_terminator: str = "+++"  # CONFIG_SLM_DATAMODE_TERMINATOR default
     response_timeout: int = 60  # the workaround's device script waits 60 s for both parts
     lte_timeout: int = 300
@@ -313,7 +314,7 @@ def settings_from(merged: Mapping[str, Assignment]) -> Settings:
 _KIND_NAMES = {bool: "y or n", int: "an integer", str: 'a "quoted string"'}
 
 
-def _resolve_backend(values: dict[str, Any], origins: dict[str, str]) -> tuple[str, str | None]:
+def _resolve_backend(values: dict[str, Any], origins: dict[str, str]) -> tuple[Backend, str | None]:
     """``native`` when asked, or when the fragments enable NCS native TLS; else ``offload``."""
     explicit = values.get("_tls_backend")
     if explicit is not None:

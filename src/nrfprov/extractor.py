@@ -28,9 +28,10 @@ import functools
 import importlib
 import struct
 from dataclasses import dataclass, fields
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from nrfprov.errors import ConfigError, MalformedPayload, PayloadError, PayloadTooLarge, UsageError
+from nrfprov.names import PayloadFormat
 
 __all__ = [
     "EXPECTED_NATIVE_VERSION",
@@ -46,7 +47,8 @@ __all__ = [
 #: NRFPROV_CORE_VERSION this wrapper was written for (native/include/nrfprov_core.h).
 EXPECTED_NATIVE_VERSION: Final = 0x00010200
 
-Format = Literal["json", "cbor"]
+#: The payload formats the extractor reads (``nrfprov.names.PayloadFormat``).
+Format = PayloadFormat
 
 # Python attribute per C string field, in enum nrfprov_field order (checked against the C names).
 _STRING_FIELDS: Final = (

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from nrfprov.cli.options import add_json_option, print_json
 from nrfprov.errors import ModemTlsLimitError, NrfprovError
+from nrfprov.names import BACKENDS, DIALECTS, FLOWS, FORMATS, Backend, Dialect, Flow
 
 DEMO_EPILOG = """\
 Starts a local AWS IoT stand-in (mosquitto + provisioning responder) and one simulated nRF91 per
@@ -34,10 +35,10 @@ SLM_TERMINATOR = "NRFPROV-EOT-7f3a9c51"
 
 @dataclasses.dataclass(frozen=True)
 class Combo:
-    flow: str
-    payload_format: str  # "-" for split (raw PEM, no format)
-    backend: str
-    dialect: str
+    flow: Flow
+    payload_format: str  # a PayloadFormat, or "-" for split (raw PEM, no format)
+    backend: Backend
+    dialect: Dialect
     expected_failure: bool = False
 
     @property
@@ -77,18 +78,17 @@ def combinations(only: str | None = None) -> list[Combo]:
     does not touch the modem's socket dialect, so it runs once, on the Serial Modem dialect.
     """
     out: list[Combo] = []
-    for flow, formats in (("split", ("-",)), ("combined", ("json", "cbor")), ("csr", ("json", "cbor"))):
+    for flow in FLOWS:
         if only and flow != only:
             continue
-        for fmt in formats:
-            for backend in ("native", "offload", "host"):
+        for fmt in ("-",) if flow == "split" else FORMATS:
+            for backend in BACKENDS:
                 if flow == "combined" and backend == "offload":
                     continue
-                for dialect in ("sm", "slm") if backend != "host" else ("sm",):
+                for dialect in DIALECTS if backend != "host" else DIALECTS[:1]:
                     out.append(Combo(flow, fmt, backend, dialect))
     if only in (None, "combined"):
-        out += [Combo("combined", fmt, "offload", d, expected_failure=True)
-                for fmt in ("json", "cbor") for d in ("sm", "slm")]
+        out += [Combo("combined", fmt, "offload", d, expected_failure=True) for fmt in FORMATS for d in DIALECTS]
     return out
 
 
@@ -207,7 +207,7 @@ def register(sub: Any) -> None:
     add_json_option(d, "print a JSON list of rows instead of the table")
     d.add_argument("--baud", type=int, default=115200,
                    help="simulated UART baud (default 115200, the nRF91 default; 0 = unthrottled)")
-    d.add_argument("--only", metavar="FLOW", choices=("split", "combined", "csr"), help="one flow only")
+    d.add_argument("--only", metavar="FLOW", choices=FLOWS, help="one flow only")
     d.set_defaults(func=_demo)
 
 

@@ -15,6 +15,7 @@ from nrfprov.cli.options import (
     print_json,
     state_dir,
 )
+from nrfprov.names import FLOWS, FORMATS
 
 PROVISION_EPILOG = """\
 examples:
@@ -51,10 +52,10 @@ def register(sub: Any) -> None:
     add_port_options(p)
     add_config_options(p)
     g = p.add_argument_group("provisioning")
-    g.add_argument("--flow", choices=("split", "combined", "csr"),
+    g.add_argument("--flow", choices=FLOWS,
                    help="split: the sample's workaround topics; combined: CreateKeysAndCertificate; "
                    "csr: %%KEYGEN + CreateCertificateFromCsr (default: CONFIG_NRFPROV_FLOW, else split)")
-    g.add_argument("--format", dest="payload_format", choices=("json", "cbor"),
+    g.add_argument("--format", dest="payload_format", choices=FORMATS,
                    help="Fleet Provisioning payload format (default: CONFIG_NRFPROV_PAYLOAD_FORMAT, else json)")
     add_state_option(g, "the provisioning journal", "<IMEI>")
     g.add_argument("--resume", action="store_true",

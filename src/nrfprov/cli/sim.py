@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nrfprov.cli.options import add_state_option, state_dir
+from nrfprov.names import DIALECTS
 
 DESCRIPTION = """\
 Serve a simulated nRF91 (modem firmware + Serial Modem or legacy SLM socket commands) on a
@@ -46,7 +47,7 @@ def register(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dialect", choices=["sm", "slm"], default="sm", help="socket dialect (default sm)")
+    p.add_argument("--dialect", choices=DIALECTS, default="sm", help="socket dialect (default sm)")
     p.add_argument("--baud", type=int, default=115200, help="UART speed in baud, 0 = unthrottled")
     add_state_option(p, "credentials, IMEI, stats.json", "sim")
     p.add_argument("--link", type=Path, default=None, help="also make a symlink to the pty here")

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from nrfprov.cli.options import add_config_options, add_json_option, add_port_options, load_settings_from
+from nrfprov.names import BACKENDS
 
 EPILOG = """\
 examples:
@@ -32,7 +33,7 @@ def register(sub: Any) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_options(p)
-    p.add_argument("--backend", choices=("native", "offload", "host"), help="override the fragments' choice")
+    p.add_argument("--backend", choices=BACKENDS, help="override the fragments' choice")
     add_port_options(p, required=False)  # not needed for the host backend
     p.add_argument("--host", help="connect here instead of CONFIG_AWS_IOT_BROKER_HOST_NAME")
     p.add_argument("--broker-port", type=int, help="broker TCP port (default CONFIG_AWS_IOT_PORT)")

@@ -40,6 +40,7 @@ from nrfprov.modem.dialects.base import Dialect, TlsParams, ints
 from nrfprov.modem.dialects.slm import SlmDialect
 from nrfprov.modem.dialects.sm import SerialModemDialect
 from nrfprov.modem.socket import ModemSocket
+from nrfprov.names import DIALECT_CHOICES
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class Modem:
     def __init__(
         self, channel: AtChannel, *, dialect: str = "auto", slm_terminator: str = "+++"
     ) -> None:
-        if dialect not in ("auto", "sm", "slm"):
+        if dialect not in DIALECT_CHOICES:
             raise DialectError(f"unknown modem dialect {dialect!r}", hint="use auto, sm or slm")
         self._ch = channel
         self._dialect_name: str | None = None if dialect == "auto" else dialect

@@ -24,10 +24,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from nrfprov.config import Settings
-from nrfprov.errors import ConfigError, NrfprovError, ResponseTimeout, UsageError
+from nrfprov.errors import ConfigError, JournalError, NrfprovError, ResponseTimeout, UsageError
+from nrfprov.names import BACKENDS, FLEET_FLOWS, FLOWS, FORMATS, Backend, Flow, PayloadFormat
 from nrfprov.provisioning import flows
 from nrfprov.provisioning import machine as m
 from nrfprov.provisioning.bundle import CredentialBundle
@@ -35,7 +36,6 @@ from nrfprov.provisioning.journal import Journal, JournalRecord
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("native", "offload", "host")
 #: MQTT CONNECT (incl. TLS handshake over a throttled UART) and per-operation timeouts.
 CONNECT_TIMEOUT = 90.0
 OPERATION_TIMEOUT = 30.0
@@ -51,9 +51,9 @@ class StepReport:
 @dataclass
 class RunResult:
     ok: bool
-    flow: str
-    payload_format: str
-    backend: str
+    flow: Flow
+    payload_format: PayloadFormat
+    backend: Backend
     dialect: str
     client_id: str
     thing_name: str = ""
@@ -81,11 +81,11 @@ class RunResult:
 
 def check_combination(settings: Settings, flow: str, backend: str, *, claim_tag_needed: bool = True) -> None:
     """Refuse, before any I/O, combinations that cannot work (exit 2)."""
-    if flow not in flows.FLOWS:
-        raise UsageError(f"unknown flow {flow!r}", hint=f"use one of {', '.join(flows.FLOWS)}")
+    if flow not in FLOWS:
+        raise UsageError(f"unknown flow {flow!r}", hint=f"use one of {', '.join(FLOWS)}")
     if backend not in BACKENDS:
         raise UsageError(f"unknown TLS backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
-    if flow in ("combined", "csr") and not settings.template_name:
+    if flow in FLEET_FLOWS and not settings.template_name:
         raise UsageError(
             f"the {flow} flow needs a provisioning template: AWS IoT activates a certificate made over "
             "MQTT only in RegisterThing",
@@ -155,8 +155,8 @@ class Driver:
         modem: Any,
         *,
         state_dir: str | Path,
-        flow: str | None = None,
-        payload_format: str | None = None,
+        flow: Flow | None = None,
+        payload_format: PayloadFormat | None = None,
         resume: bool = False,
         ca_pem: str | None = None,
         progress: Callable[[StepReport], None] | None = None,
@@ -197,7 +197,7 @@ class Driver:
                     hint="run without --resume to request new credentials",
                 )
             # The journal, not today's configuration, says what was issued and where it goes.
-            self.flow, self.payload_format = existing.flow, existing.payload_format
+            self.flow, self.payload_format = _journaled_names(existing, self.journal.path)
             client_id, tag = existing.client_id, existing.provisioned_sec_tag
             rec = existing
         else:
@@ -407,6 +407,14 @@ class Driver:
         except (NrfprovError, AttributeError, TypeError, ValueError):
             pass
         session.disconnect()
+
+
+def _journaled_names(rec: JournalRecord, path: Path) -> tuple[Flow, PayloadFormat]:
+    for what, name, known in (("flow", rec.flow, FLOWS), ("payload format", rec.payload_format, FORMATS)):
+        if name not in known:
+            raise JournalError(f"the journal {path} names an unknown {what} {name!r}",
+                               hint="it may hold issued credentials; inspect it before deleting it")
+    return cast(Flow, rec.flow), cast(PayloadFormat, rec.payload_format)
 
 
 def bundle_from_journal(state_dir: str | Path) -> CredentialBundle | None:

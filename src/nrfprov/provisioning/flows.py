@@ -28,9 +28,6 @@ from cryptography.hazmat.primitives import serialization
 from nrfprov.errors import CloudRejected, ConfigError, CredentialBundleError, PayloadError, PayloadTooLarge
 from nrfprov.provisioning.bundle import key_public_der
 
-FLOWS = ("split", "combined", "csr")
-FORMATS = ("json", "cbor")
-
 #: AWS IoT Core PUBLISH payload limit [AWS IoT developer guide, topicdata; AWS IoT Core quotas]:
 #: nothing larger can be genuine.
 AWS_PAYLOAD_LIMIT = 128 * 1024

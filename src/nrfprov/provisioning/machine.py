@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from nrfprov.errors import CredentialVerifyError, NrfprovError, ResponseTimeout
+from nrfprov.names import FLOWS, FORMATS, Flow, PayloadFormat
 from nrfprov.provisioning import flows
 from nrfprov.provisioning.bundle import TYPE_CA, TYPE_CERT, TYPE_KEY, CredentialBundle, check_bundle, sha256_hex
 from nrfprov.provisioning.events import (
@@ -95,12 +96,12 @@ _CHAIN_TAIL = [S.GO_OFFLINE, S.WRITE_CREDENTIALS, S.CLEAR_SUBSCRIPTIONS, S.GO_ON
 class Plan:
     """Everything a run needs to know up front (the driver builds it from Settings + the modem)."""
 
-    flow: str
+    flow: Flow
     client_id: str
     provisioned_sec_tag: int
     ca_pem: str
     claim_sec_tag: int | None = None
-    payload_format: str = "json"
+    payload_format: PayloadFormat = "json"
     template: str = ""
     parameters: Mapping[str, str] = field(default_factory=dict)
     response_timeout: float = 60.0
@@ -109,9 +110,9 @@ class Plan:
     resume: CredentialBundle | None = None
 
     def __post_init__(self) -> None:
-        if self.flow not in flows.FLOWS:
+        if self.flow not in FLOWS:
             raise ValueError(f"unknown flow {self.flow!r}")
-        if self.payload_format not in flows.FORMATS:
+        if self.payload_format not in FORMATS:
             raise ValueError(f"unknown payload format {self.payload_format!r}")
 
     @property

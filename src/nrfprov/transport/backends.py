@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from nrfprov.config import Settings
 from nrfprov.errors import UsageError
+from nrfprov.names import BACKENDS, Backend
 from nrfprov.transport.base import ByteStream
 from nrfprov.transport.credentials import TlsCredentials
 from nrfprov.transport.native_tls import IN_CONTENT_SYMBOL, NativeTlsStream
@@ -25,11 +26,10 @@ from nrfprov.transport.tcp import HostTcpStream
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("native", "offload", "host")
 PAYLOAD_SYMBOL = "CONFIG_AWS_IOT_MQTT_PAYLOAD_BUFFER_LEN"
 _SYMBOL_RE = re.compile(r"(CONFIG_[A-Za-z0-9_]+)=")
 
-_WHAT = {
+_WHAT: dict[Backend, str] = {
     "native": "host Mbed TLS over the modem's TCP socket",
     "offload": "the modem's own TLS (~2 KB receive limit per record)",
     "host": "host Mbed TLS over the host's own TCP",
@@ -76,7 +76,7 @@ def mirror_limits(settings: Settings) -> MirrorLimits | None:
     )
 
 
-def describe_backend(settings: Settings, backend: str | None = None) -> str:
+def describe_backend(settings: Settings, backend: Backend | None = None) -> str:
     """The one log line: backend, what it means and which fragment line chose it."""
     b = backend or settings.tls_backend
     reason = settings.tls_backend_reason if b == settings.tls_backend else "the caller (not the fragments)"
@@ -103,7 +103,7 @@ def open_stream(
     port: int | None = None,
     server_name: str | None = None,
     sec_tag: int | None = None,
-    backend: str | None = None,
+    backend: Backend | None = None,
     timeout: float = 60.0,
 ) -> ByteStream:
     """Open a connected (and, for TLS on the host, handshaken) stream to the broker.
