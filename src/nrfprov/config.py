@@ -218,6 +218,28 @@ _SYMBOLS: dict[str, _Symbol] = {
     "CONFIG_NRFPROV_LTE_TIMEOUT_S": _Symbol("lte_timeout", int, _range(1, 3600)),
 }
 
+#: Field -> the symbol named when no fragment set the field: the first (legacy NCS) name above.
+_DEFAULT_SYMBOL: dict[str, str] = {}
+for _name, _spec in _SYMBOLS.items():
+    _DEFAULT_SYMBOL.setdefault(_spec.field, _name)
+
+
+def default_symbol(field_name: str) -> str:
+    """The symbol that names ``field_name`` when no fragment set it (``KeyError`` for no such field)."""
+    return _DEFAULT_SYMBOL[field_name]
+
+
+@dataclass(frozen=True)
+class DeviceLimits:
+    """Device-mirror limits (``CONFIG_NRFPROV_MIRROR_DEVICE_LIMITS=y``), each with the symbol that set it,
+    so an error names the line the user has to change."""
+
+    in_content_len: int
+    in_content_symbol: str
+    out_content_len: int
+    payload_len: int
+    payload_symbol: str
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -249,6 +271,8 @@ class Settings:
     lte_timeout: int = 300
     #: field name → the fragment line that set it (absent: default).
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: field name → the symbol that set it (absent: default).
+    symbols: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: firmware-only symbols seen and ignored, as "path:line: line".
     ignored: tuple[str, ...] = field(default=(), compare=False)
 
@@ -268,9 +292,26 @@ class Settings:
             out[key.strip()] = value.strip()
         return out
 
+    def symbol(self, field_name: str) -> str:
+        """The symbol that set ``field_name`` (the later line, when legacy and new NCS names both
+        appear), else the field's default symbol."""
+        return self.symbols.get(field_name) or default_symbol(field_name)
+
+    def device_limits(self) -> DeviceLimits | None:
+        """The device-mirror limits, or None when ``CONFIG_NRFPROV_MIRROR_DEVICE_LIMITS`` is off."""
+        if not self.mirror_device_limits:
+            return None
+        return DeviceLimits(
+            in_content_len=self.mbedtls_in_content_len,
+            in_content_symbol=self.symbol("mbedtls_in_content_len"),
+            out_content_len=self.mbedtls_out_content_len,
+            payload_len=self.mqtt_payload_buffer_len,
+            payload_symbol=self.symbol("mqtt_payload_buffer_len"),
+        )
+
     def public_dict(self) -> dict[str, Any]:
         """The settings as plain JSON-able data (``nrfprov config show --json``)."""
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("origins", "ignored")}
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("origins", "symbols", "ignored")}
         data["tls_backend_reason"] = self.tls_backend_reason
         return data
 
@@ -279,6 +320,7 @@ def settings_from(merged: Mapping[str, Assignment]) -> Settings:
     """Turn merged assignments into Settings; validate our symbols' types and values."""
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
+    symbols: dict[str, str] = {}
     ignored: list[str] = []
     for name, a in merged.items():
         spec = _SYMBOLS.get(name)
@@ -301,6 +343,7 @@ def settings_from(merged: Mapping[str, Assignment]) -> Settings:
         # so the later line simply overwrites.
         values[spec.field] = value
         origins[spec.field] = a.origin
+        symbols[spec.field] = name
     backend, reason = _resolve_backend(values, origins)
     values.pop("_tls_backend", None)
     values.pop("_ncs_native_tls", None)
@@ -308,7 +351,9 @@ def settings_from(merged: Mapping[str, Assignment]) -> Settings:
     origins.pop("_ncs_native_tls", None)
     if reason is not None:
         origins["tls_backend"] = reason
-    return Settings(**values, tls_backend=backend, origins=origins, ignored=tuple(ignored))
+    for private in ("_tls_backend", "_ncs_native_tls"):
+        symbols.pop(private, None)
+    return Settings(**values, tls_backend=backend, origins=origins, symbols=symbols, ignored=tuple(ignored))
 
 
 _KIND_NAMES = {bool: "y or n", int: "an integer", str: 'a "quoted string"'}

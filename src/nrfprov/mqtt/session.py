@@ -31,7 +31,6 @@ MQTT payload buffer with ``DeviceLimitError`` (the device's MQTT library drops t
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -41,12 +40,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import cbor2
 from paho.mqtt.client import MQTT_ERR_SUCCESS, topic_matches_sub
 
-from nrfprov.config import Settings
+from nrfprov import iotcore
+from nrfprov.config import Settings, default_symbol
 from nrfprov.errors import (
-    CloudRejected,
     DeviceLimitError,
     LinkClosed,
     MqttError,
@@ -55,25 +53,17 @@ from nrfprov.errors import (
     ResponseTimeout,
     UsageError,
 )
+from nrfprov.iotcore import parse_rejected
 from nrfprov.mqtt._paho import TunnelClient, make_client
 from nrfprov.mqtt.tunnel import Tunnel
-from nrfprov.transport.backends import mirror_limits
+from nrfprov.names import PayloadFormat
 from nrfprov.transport.base import ByteStream, layer_counters
 
 log = logging.getLogger(__name__)
 
-#: AWS IoT Core PUBLISH payload limit, 128 KB [AWS IoT developer guide, topicdata; AWS IoT Core quotas].
-MAX_PAYLOAD = 131072
-#: AWS IoT Core: client ID ≤ 128 bytes UTF-8 [AWS IoT Core quotas].
-MAX_CLIENT_ID = 128
-#: AWS IoT Core: ≤ 8 subscriptions per SUBSCRIBE [aws-iot-device-sdk-js-v2, mqtt5 AwsIotCoreDefaults];
-#: larger lists are split.
-MAX_SUBS_PER_PACKET = 8
 #: Received messages kept until a caller takes them. Provisioning needs 2 (split flow) to a few;
 #: beyond this the oldest is dropped with a warning, so a chatty wildcard cannot grow memory unbounded.
 MAX_QUEUED = 256
-
-PAYLOAD_SYMBOL = "CONFIG_AWS_IOT_MQTT_PAYLOAD_BUFFER_LEN"
 
 
 @dataclass(frozen=True)
@@ -94,11 +84,11 @@ class MqttSession:
         clean_session: bool = True,
         mqtt_v5: bool = False,
         payload_limit: int | None = None,
-        payload_symbol: str = PAYLOAD_SYMBOL,
+        payload_symbol: str = default_symbol("mqtt_payload_buffer_len"),
         max_queued: int = MAX_QUEUED,
     ) -> None:
-        if not client_id or len(client_id.encode()) > MAX_CLIENT_ID:
-            raise UsageError(f"MQTT client ID must be 1..{MAX_CLIENT_ID} bytes, got {client_id!r}")
+        if not client_id or len(client_id.encode()) > iotcore.CLIENT_ID_LIMIT:
+            raise UsageError(f"MQTT client ID must be 1..{iotcore.CLIENT_ID_LIMIT} bytes, got {client_id!r}")
         self._factory = stream_factory
         self.client_id = client_id
         self.keepalive = keepalive
@@ -119,14 +109,15 @@ class MqttSession:
 
     @classmethod
     def from_settings(cls, settings: Settings, stream_factory: Callable[[], ByteStream],
-                      client_id: str | None = None) -> MqttSession:
-        """Keepalive, clean session, MQTT version and (mirror mode) the payload limit from Settings."""
-        lim = mirror_limits(settings)
+                      client_id: str | None = None, *, mqtt_v5: bool | None = None) -> MqttSession:
+        """Keepalive, clean session, MQTT version (unless ``mqtt_v5`` overrides it) and, in device-mirror
+        mode, the payload limit with the symbol that set it, from Settings."""
+        lim = settings.device_limits()
         return cls(
             stream_factory, client_id or settings.client_id, keepalive=settings.keepalive,
-            clean_session=settings.clean_session, mqtt_v5=settings.mqtt_v5,
+            clean_session=settings.clean_session, mqtt_v5=settings.mqtt_v5 if mqtt_v5 is None else mqtt_v5,
             payload_limit=lim.payload_len if lim is not None else None,
-            payload_symbol=lim.payload_symbol if lim is not None else PAYLOAD_SYMBOL,
+            payload_symbol=settings.symbol("mqtt_payload_buffer_len"),
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -195,8 +186,8 @@ class MqttSession:
         """Subscribe and wait for SUBACK; return the granted QoS per filter."""
         client = self._live_client()
         granted: list[int] = []
-        for i in range(0, len(subscriptions), MAX_SUBS_PER_PACKET):
-            batch = list(subscriptions[i : i + MAX_SUBS_PER_PACKET])
+        for i in range(0, len(subscriptions), iotcore.SUBSCRIPTIONS_PER_PACKET):
+            batch = list(subscriptions[i : i + iotcore.SUBSCRIPTIONS_PER_PACKET])
             rc, sub_mid = client.subscribe(batch)
             self._check_rc(rc, "SUBSCRIBE")
             mid = int(sub_mid or 0)
@@ -213,8 +204,8 @@ class MqttSession:
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, timeout: float = 30.0) -> None:
         """Publish; QoS 1 waits for PUBACK and checks its reason code (MQTT 5)."""
-        if len(payload) > MAX_PAYLOAD:
-            raise PayloadTooLarge(f"PUBLISH payload to {topic}", len(payload), MAX_PAYLOAD,
+        if len(payload) > iotcore.PAYLOAD_LIMIT:
+            raise PayloadTooLarge(f"PUBLISH payload to {topic}", len(payload), iotcore.PAYLOAD_LIMIT,
                                   hint="AWS IoT Core rejects messages over 128 KB")
         if qos not in (0, 1):
             raise UsageError(f"QoS {qos} is not supported; AWS IoT Core takes QoS 0 and 1")
@@ -230,7 +221,7 @@ class MqttSession:
                             hint="check the policy/ACL: the identity may not publish here")
 
     def request(self, topic: str, payload: bytes, accepted: str, rejected: str, timeout: float = 30.0,
-                fmt: str = "json", qos: int = 1) -> bytes:
+                fmt: PayloadFormat = "json", qos: int = 1) -> bytes:
         """Subscribe to ``accepted`` + ``rejected``, publish, and wait for the first answer.
 
         Returns the accepted payload; a rejected answer raises ``CloudRejected`` parsed from its
@@ -388,20 +379,3 @@ class MqttSession:
                 log.warning("dropping the oldest queued MQTT message (queue limit %d)", self._queue.maxlen)
             self._queue.append(msg)
             self._cond.notify_all()
-
-
-def parse_rejected(topic: str, payload: bytes, fmt: str) -> CloudRejected:
-    """``{"statusCode", "errorCode", "errorMessage"}`` from a rejected topic, JSON or CBOR [FP API]."""
-    try:
-        body = cbor2.loads(payload) if fmt == "cbor" else json.loads(payload)
-    except (ValueError, cbor2.CBORDecodeError, UnicodeDecodeError):
-        return CloudRejected(topic, None, "Unparseable", payload[:200].decode("utf-8", "replace"))
-    if not isinstance(body, dict):
-        return CloudRejected(topic, None, "Unparseable", repr(body)[:200])
-    status = body.get("statusCode")
-    return CloudRejected(
-        topic,
-        int(status) if isinstance(status, int) else None,
-        str(body.get("errorCode", "")),
-        str(body.get("errorMessage", "")),
-    )

@@ -358,12 +358,11 @@ class Driver:
         self._close_session()
         s = self.settings
         factory = self._stream_factory(eff)
-        limit = s.mqtt_payload_buffer_len if s.mirror_device_limits else None  # device-mirror mode
         # The proof connection speaks MQTT 5 whatever the device uses: a 3.1.1 broker may PUBACK a
         # publish its policy drops (mosquitto does), while an MQTT 5 PUBACK carries the refusal (0x87).
         v5 = s.mqtt_v5 or eff.identity is m.Identity.PROVISIONED
-        session = MqttSession(factory, eff.client_id, keepalive=s.keepalive, clean_session=s.clean_session,
-                              mqtt_v5=v5, payload_limit=limit)
+        # Keepalive, clean session and (device-mirror mode) the payload limit with its symbol.
+        session = MqttSession.from_settings(s, factory, eff.client_id, mqtt_v5=v5)
         self._session = session
         session.connect(CONNECT_TIMEOUT)
 

@@ -25,12 +25,14 @@ import cbor2
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from nrfprov import iotcore
 from nrfprov.errors import CloudRejected, ConfigError, CredentialBundleError, PayloadError, PayloadTooLarge
+from nrfprov.iotcore import parse_rejected
+from nrfprov.names import PayloadFormat
 from nrfprov.provisioning.bundle import key_public_der
 
-#: AWS IoT Core PUBLISH payload limit [AWS IoT developer guide, topicdata; AWS IoT Core quotas]:
-#: nothing larger can be genuine.
-AWS_PAYLOAD_LIMIT = 128 * 1024
+#: AWS IoT Core's PUBLISH payload limit: nothing larger can be genuine.
+AWS_PAYLOAD_LIMIT = iotcore.PAYLOAD_LIMIT
 #: Distinct keys / certs kept while waiting for a matching split pair. Each request yields one of
 #: each; four tolerates a few stale deliveries without letting a flood grow memory.
 SPLIT_CANDIDATES_LIMIT = 4
@@ -62,7 +64,7 @@ class Registration:
     device_configuration: Mapping[str, str]
 
 
-def encode(fmt: str, doc: Mapping[str, Any]) -> bytes:
+def encode(fmt: PayloadFormat, doc: Mapping[str, Any]) -> bytes:
     if fmt == "json":
         return json.dumps(doc, separators=(",", ":")).encode()
     if fmt == "cbor":
@@ -70,7 +72,7 @@ def encode(fmt: str, doc: Mapping[str, Any]) -> bytes:
     raise ValueError(f"unknown payload format {fmt!r}")
 
 
-def decode(fmt: str, payload: bytes, what: str) -> dict[str, Any]:
+def decode(fmt: PayloadFormat, payload: bytes, what: str) -> dict[str, Any]:
     """Decode a small reply (RegisterThing, rejected, CSR) into a dict, or raise PayloadError."""
     if len(payload) > AWS_PAYLOAD_LIMIT:
         raise PayloadTooLarge(what, len(payload), AWS_PAYLOAD_LIMIT)
@@ -90,21 +92,6 @@ def _str_field(doc: Mapping[str, Any], name: str, what: str) -> str:
     return value
 
 
-def rejection(topic: str, fmt: str, payload: bytes) -> CloudRejected:
-    """Build the typed error for a ``rejected`` reply; tolerate a malformed body (still a rejection)."""
-    try:
-        doc = decode(fmt, payload, f"reply on {topic}")
-    except PayloadError:
-        return CloudRejected(topic, None, "Unparseable", payload[:200].decode("utf-8", "replace"))
-    status = doc.get("statusCode")
-    return CloudRejected(
-        topic,
-        status if isinstance(status, int) else None,
-        str(doc.get("errorCode", "")),
-        str(doc.get("errorMessage", "")),
-    )
-
-
 # --- requests -----------------------------------------------------------------------------------
 
 
@@ -114,26 +101,26 @@ def split_request(client_id: str) -> Request:
     return Request((f"{base}/accepted/+", f"{base}/rejected"), base, b"")
 
 
-def combined_request(fmt: str) -> Request:
+def combined_request(fmt: PayloadFormat) -> Request:
     base = f"$aws/certificates/create/{fmt}"
     # AWS documents an empty request; the AWS Python SDK sends {} -- we send {}
     # [AWS IoT developer guide, fleet-provision-api; aws-iot-device-sdk-python-v2 iotidentity.py].
     return Request((f"{base}/accepted", f"{base}/rejected"), base, encode(fmt, {}))
 
 
-def csr_request(fmt: str, csr_pem: str) -> Request:
+def csr_request(fmt: PayloadFormat, csr_pem: str) -> Request:
     base = f"$aws/certificates/create-from-csr/{fmt}"
     return Request(
         (f"{base}/accepted", f"{base}/rejected"), base, encode(fmt, {"certificateSigningRequest": csr_pem})
     )
 
 
-def register_topics(template: str, fmt: str) -> tuple[str, str, str]:
+def register_topics(template: str, fmt: PayloadFormat) -> tuple[str, str, str]:
     base = f"$aws/provisioning-templates/{template}/provision/{fmt}"
     return base, f"{base}/accepted", f"{base}/rejected"
 
 
-def register_request(template: str, fmt: str, token: str, parameters: Mapping[str, str]) -> Request:
+def register_request(template: str, fmt: PayloadFormat, token: str, parameters: Mapping[str, str]) -> Request:
     base, accepted, rejected = register_topics(template, fmt)
     doc: dict[str, Any] = {"certificateOwnershipToken": token}
     if parameters:
@@ -207,7 +194,7 @@ class SplitCollector:
         if len(payload) > AWS_PAYLOAD_LIMIT:
             raise PayloadTooLarge(f"message on {topic}", len(payload), AWS_PAYLOAD_LIMIT)
         if topic == self._prefix + "rejected":
-            raise rejection(topic, "json", payload)
+            raise parse_rejected(topic, payload, "json")
         # The sample matches by suffix (/accepted/key, /accepted/cert) [aws_iot_provisioning sample, src/main.c].
         if topic == self._prefix + "accepted/key":
             store, spki = self._keys, _spki_of_key
@@ -245,14 +232,14 @@ class ExtractorLike(Protocol):
     def finish(self) -> Any: ...
 
 
-ExtractorFactory = Callable[[str], ExtractorLike]
+ExtractorFactory = Callable[[PayloadFormat], ExtractorLike]
 
 
-def native_extractor(fmt: str) -> ExtractorLike:
+def native_extractor(fmt: PayloadFormat) -> ExtractorLike:
     """The C extractor (issue 7); imported here so a missing build fails with its own clear error."""
     from nrfprov.extractor import CombinedExtractor
 
-    return CombinedExtractor("cbor" if fmt == "cbor" else "json")
+    return CombinedExtractor(fmt)
 
 
 #: Chunk size fed to the extractor: the modem's 2048-byte #XRECV [sdk-nrfxlib nrf_socket.h], i.e. what a device
@@ -268,7 +255,7 @@ class ExtractorCollector:
     extractor recognises the ``rejected`` shape too.
     """
 
-    def __init__(self, operation: str, fmt: str, *, with_key: bool,
+    def __init__(self, operation: str, fmt: PayloadFormat, *, with_key: bool,
                  extractor: ExtractorFactory = native_extractor) -> None:
         self._fmt = fmt
         self._base = f"$aws/certificates/{operation}/{fmt}"
@@ -296,22 +283,22 @@ class ExtractorCollector:
         return IssuedCredentials(msg.certificate_pem, key, msg.certificate_id, msg.ownership_token)
 
 
-def combined_collector(fmt: str, extractor: ExtractorFactory = native_extractor) -> ExtractorCollector:
+def combined_collector(fmt: PayloadFormat, extractor: ExtractorFactory = native_extractor) -> ExtractorCollector:
     return ExtractorCollector("create", fmt, with_key=True, extractor=extractor)
 
 
-def csr_collector(fmt: str, extractor: ExtractorFactory = native_extractor) -> ExtractorCollector:
+def csr_collector(fmt: PayloadFormat, extractor: ExtractorFactory = native_extractor) -> ExtractorCollector:
     return ExtractorCollector("create-from-csr", fmt, with_key=False, extractor=extractor)
 
 
 class RegisterCollector:
-    def __init__(self, template: str, fmt: str) -> None:
+    def __init__(self, template: str, fmt: PayloadFormat) -> None:
         self._fmt = fmt
         _, self._accepted, self._rejected = register_topics(template, fmt)
 
     def feed(self, topic: str, payload: bytes) -> Registration | None:
         if topic == self._rejected:
-            raise rejection(topic, self._fmt, payload)
+            raise parse_rejected(topic, payload, self._fmt)
         if topic != self._accepted:
             return None
         doc = decode(self._fmt, payload, "RegisterThing reply")

@@ -9,7 +9,7 @@
   or PEMs in memory.
 """
 
-from nrfprov.transport.backends import MirrorLimits, describe_backend, mirror_limits, open_stream
+from nrfprov.transport.backends import describe_backend, open_stream
 from nrfprov.transport.base import ByteStream, SelectableStream, layer_counters
 from nrfprov.transport.credentials import TlsCredentials, load_private_key
 from nrfprov.transport.native_tls import NativeTlsStream
@@ -18,13 +18,11 @@ from nrfprov.transport.tcp import HostTcpStream
 __all__ = [
     "ByteStream",
     "HostTcpStream",
-    "MirrorLimits",
     "NativeTlsStream",
     "SelectableStream",
     "TlsCredentials",
     "describe_backend",
     "layer_counters",
     "load_private_key",
-    "mirror_limits",
     "open_stream",
 ]

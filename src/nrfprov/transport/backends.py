@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nrfprov.config import Settings
@@ -21,13 +19,11 @@ from nrfprov.errors import UsageError
 from nrfprov.names import BACKENDS, Backend
 from nrfprov.transport.base import ByteStream
 from nrfprov.transport.credentials import TlsCredentials
-from nrfprov.transport.native_tls import IN_CONTENT_SYMBOL, NativeTlsStream
+from nrfprov.transport.native_tls import NativeTlsStream
 from nrfprov.transport.tcp import HostTcpStream
 
 log = logging.getLogger(__name__)
 
-PAYLOAD_SYMBOL = "CONFIG_AWS_IOT_MQTT_PAYLOAD_BUFFER_LEN"
-_SYMBOL_RE = re.compile(r"(CONFIG_[A-Za-z0-9_]+)=")
 
 _WHAT: dict[Backend, str] = {
     "native": "host Mbed TLS over the modem's TCP socket",
@@ -47,42 +43,13 @@ class ModemLike(Protocol):
                  peer_verify: int = ..., timeout: float = ...) -> Any: ...
 
 
-@dataclass(frozen=True)
-class MirrorLimits:
-    """Device-mirror limits (``CONFIG_NRFPROV_MIRROR_DEVICE_LIMITS=y``) with the symbols that set them."""
-
-    in_content_len: int
-    in_content_symbol: str
-    out_content_len: int
-    payload_len: int
-    payload_symbol: str
-
-
-def _symbol(settings: Settings, field_name: str, default: str) -> str:
-    origin = settings.origins.get(field_name, "")
-    m = _SYMBOL_RE.search(origin)
-    return m.group(1) if m else default
-
-
-def mirror_limits(settings: Settings) -> MirrorLimits | None:
-    if not settings.mirror_device_limits:
-        return None
-    return MirrorLimits(
-        in_content_len=settings.mbedtls_in_content_len,
-        in_content_symbol=_symbol(settings, "mbedtls_in_content_len", IN_CONTENT_SYMBOL),
-        out_content_len=settings.mbedtls_out_content_len,
-        payload_len=settings.mqtt_payload_buffer_len,
-        payload_symbol=_symbol(settings, "mqtt_payload_buffer_len", PAYLOAD_SYMBOL),
-    )
-
-
 def describe_backend(settings: Settings, backend: Backend | None = None) -> str:
     """The one log line: backend, what it means and which fragment line chose it."""
     b = backend or settings.tls_backend
     reason = settings.tls_backend_reason if b == settings.tls_backend else "the caller (not the fragments)"
     line = f"TLS backend {b} ({_WHAT.get(b, '?')}), chosen by {reason}"
     if settings.mirror_device_limits and b != "offload":
-        lim = mirror_limits(settings)
+        lim = settings.device_limits()
         assert lim is not None
         line += (f"; device-mirror limits {lim.in_content_symbol}={lim.in_content_len}, "
                  f"{lim.payload_symbol}={lim.payload_len}")
@@ -134,7 +101,7 @@ def open_stream(
         return stream
 
     creds = credentials if credentials is not None else credentials_from_settings(settings)
-    lim = mirror_limits(settings)
+    lim = settings.device_limits()
     kw: dict[str, Any] = {"port": port, "timeout": timeout}
     if lim is not None:
         kw.update(in_content_limit=lim.in_content_len, in_content_symbol=lim.in_content_symbol,

@@ -38,6 +38,7 @@ from mbedtls.tls import (
     WantWriteError,
 )
 
+from nrfprov.config import default_symbol
 from nrfprov.errors import (
     CertificateVerifyError,
     DeviceLimitError,
@@ -87,8 +88,6 @@ ERR_SSL_FATAL_ALERT_MESSAGE = 0x7780
 ERR_SSL_PEER_CLOSE_NOTIFY = 0x7880
 ERR_SSL_CONN_EOF = 0x7280
 
-IN_CONTENT_SYMBOL = "CONFIG_MBEDTLS_SSL_IN_CONTENT_LEN"
-
 
 def alpn_for_port(port: int) -> tuple[str, ...]:
     """AWS IoT needs ALPN only on 443 (8883 is plain MQTT over TLS) [AWS IoT developer guide, protocols]."""
@@ -112,7 +111,7 @@ class NativeTlsStream:
         port: int = 8883,
         alpn: Sequence[str] | None = None,
         in_content_limit: int | None = None,
-        in_content_symbol: str = IN_CONTENT_SYMBOL,
+        in_content_symbol: str = default_symbol("mbedtls_in_content_len"),
         out_content_len: int = MAX_WRITE,
     ) -> None:
         if not server_name:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from provrig import CLAIM_TAG, TAG, Rig
 
 from nrfprov.cli.demo import write_claim_tag
-from nrfprov.errors import CredentialError, ModemTlsLimitError, UsageError
+from nrfprov.errors import CredentialError, DeviceLimitError, ModemTlsLimitError, UsageError
 from nrfprov.provisioning.bundle import normalize_pem
 from nrfprov.provisioning.driver import Driver, StepReport
 
@@ -97,6 +97,20 @@ def test_combined_over_offloaded_tls_fails_naming_the_way_out(rig_factory: Calla
     assert rig.sim.stored(TAG) == {}  # nothing was written
     doc = json.loads((rig.state / "provisioning.json").read_text())
     assert doc["bundle"] is None and "ModemTlsLimitError" in doc["error"]
+
+
+@pytest.mark.parametrize("symbol", ["CONFIG_AWS_IOT_MQTT_PAYLOAD_BUFFER_LEN", "CONFIG_MQTT_HELPER_PAYLOAD_BUFFER_LEN"])
+def test_device_mirror_payload_limit_names_the_symbol_that_set_it(rig_factory: Callable[..., Rig],
+                                                                    symbol: str) -> None:
+    # The ~3.5 KB CreateKeysAndCertificate reply against a 2048-byte MQTT payload buffer: the device
+    # would drop it, and the error must name the line the user wrote (legacy or NCS >= 2.9 name).
+    rig = rig_factory("sm", claim_tag=False)
+    settings = rig.settings(backend="native", flow="combined", client_id="dev-mirror",
+                            extra=("CONFIG_NRFPROV_MIRROR_DEVICE_LIMITS=y", f"{symbol}=2048"))
+    with pytest.raises(DeviceLimitError) as info:
+        Driver(settings, rig.modem, state_dir=rig.state).run()
+    assert (info.value.symbol, info.value.limit) == (symbol, 2048) and info.value.needed > 2048
+    assert f"raise {symbol} to at least" in str(info.value)
 
 
 def test_refusals_before_any_io(rig_factory: Callable[..., Rig]) -> None:

@@ -11,7 +11,8 @@ import pytest
 from mqtt_wire import ScriptedBroker, publish
 
 from nrfprov.errors import CloudRejected, DeviceLimitError, LinkClosed, MqttError, PayloadTooLarge, ResponseTimeout
-from nrfprov.mqtt.session import MqttSession, parse_rejected
+from nrfprov.iotcore import parse_rejected
+from nrfprov.mqtt.session import MqttSession
 from nrfprov.transport.tcp import HostTcpStream
 
 

@@ -12,7 +12,7 @@ from transport_peers import Pki, TlsServer
 
 from nrfprov.config import load_settings
 from nrfprov.errors import UsageError
-from nrfprov.transport.backends import describe_backend, mirror_limits, open_stream
+from nrfprov.transport.backends import describe_backend, open_stream
 from nrfprov.transport.credentials import TlsCredentials
 from nrfprov.transport.native_tls import NativeTlsStream
 
@@ -36,7 +36,7 @@ def test_native_overlay_decides_and_is_named(tmp_path: Path) -> None:
     assert line.startswith("TLS backend native (host Mbed TLS over the modem's TCP socket), chosen by ")
     assert f"{overlay}:2: CONFIG_MBEDTLS_TLS_LIBRARY=y" in line
     # the symbol named in mirror errors is the one the fragments used (v2.9 name here)
-    lim = mirror_limits(s)
+    lim = s.device_limits()
     assert lim is not None
     assert (lim.in_content_symbol, lim.in_content_len) == ("CONFIG_MBEDTLS_SSL_IN_CONTENT_LEN", 5120)
     assert (lim.payload_symbol, lim.payload_len) == ("CONFIG_MQTT_HELPER_PAYLOAD_BUFFER_LEN", 8096)
@@ -46,7 +46,7 @@ def test_native_overlay_decides_and_is_named(tmp_path: Path) -> None:
 def test_default_is_offload_and_needs_modem_and_tag(tmp_path: Path) -> None:
     s = load_settings(None, [], ["CONFIG_AWS_IOT_BROKER_HOST_NAME=localhost"])
     assert describe_backend(s).endswith("chosen by default: no fragment enables native TLS")
-    assert mirror_limits(s) is None
+    assert s.device_limits() is None
     with pytest.raises(UsageError, match="no modem was given"):
         open_stream(s)
     with pytest.raises(UsageError, match="no modem was given"):
