@@ -9,19 +9,13 @@ dependencies other than cffi are skipped (``--no-deps``) to keep this quick; the
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-_SKIP = shutil.ignore_patterns(
-    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", ".benchmarks",
-    "_native*.so", "_native.c", "*.o", ".state", "*.log",
-)  # fmt: skip
+from build_tree import copy_build_tree
 
 SMOKE = """
 from nrfprov.extractor import extract_message, native_version, state_size
@@ -36,15 +30,7 @@ print("ok", native_version(), state_size())
 
 @pytest.mark.slow
 def test_sdist_builds_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
-    src = tmp_path / "src-tree"
-    # Only what an sdist is made of: other rooms' state dirs and the fuzzer's live corpus stay out.
-    src.mkdir()
-    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
-        shutil.copy2(ROOT / name, src / name)
-    for folder in ("native/include", "native/src", "native/test", "src"):
-        shutil.copytree(ROOT / folder, src / folder, ignore=_SKIP)
-    for name in ("build_ffi.py", "README.md"):
-        shutil.copy2(ROOT / "native" / name, src / "native" / name)
+    src = copy_build_tree(tmp_path / "src-tree")  # only what an sdist is made of
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-c", f"from setuptools import build_meta as b; b.build_sdist({str(dist)!r})"],
@@ -53,7 +39,8 @@ def test_sdist_builds_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     (sdist,) = dist.glob("nrfprov-*.tar.gz")
     with tarfile.open(sdist) as tar:
         names = {Path(*Path(n).parts[1:]).as_posix() for n in tar.getnames()}
-    for needed in ("setup.py", "native/build_ffi.py", "native/include/nrfprov_core.h", "native/src/nrfprov_core.c"):
+    for needed in ("setup.py", "native/build_ffi.py", "native/include/nrfprov_core.h", "native/src/nrfprov_core.c",
+                   "src/nrfprov/data/AmazonRootCA1.pem", "src/nrfprov/data/AmazonRootCA3.pem"):
         assert needed in names, f"sdist lacks {needed} (check MANIFEST.in)"
 
     venv = tmp_path / "venv"

@@ -27,8 +27,15 @@ def register(sub: Any) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from nrfprov.errors import ConfigError
+    from nrfprov.provisioning.cas import choose_ca
+
     s = load_settings_from(args)
     data = s.public_dict()
+    try:  # which CA a provisioning run would write into the provisioned sec tag, and from where
+        data["provisioned_ca"] = choose_ca(s).describe()
+    except ConfigError as exc:
+        data["provisioned_ca"] = f"none: {exc}"
     if args.json:
         if args.verbose:
             data["ignored"] = list(s.ignored)

@@ -108,7 +108,8 @@ class _Progress:
 def _provision(args: argparse.Namespace) -> int:
     from nrfprov.errors import NrfprovError
     from nrfprov.modem import Modem
-    from nrfprov.provisioning.driver import Driver, StepReport, check_combination
+    from nrfprov.provisioning.driver import Driver, StepReport
+    from nrfprov.provisioning.plan import check_combination
 
     settings = load_settings_from(args)
     flow = args.flow or settings.flow

@@ -24,21 +24,47 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol
 
 from nrfprov.config import Settings
-from nrfprov.errors import ConfigError, JournalError, NrfprovError, ResponseTimeout, UsageError
-from nrfprov.names import BACKENDS, FLEET_FLOWS, FLOWS, FORMATS, Backend, Flow, PayloadFormat
-from nrfprov.provisioning import flows
+from nrfprov.errors import NrfprovError, ResponseTimeout
+from nrfprov.names import Backend, Flow, PayloadFormat
 from nrfprov.provisioning import machine as m
-from nrfprov.provisioning.bundle import CredentialBundle
+from nrfprov.provisioning import plan
+from nrfprov.provisioning.cas import read_ca
 from nrfprov.provisioning.journal import Journal, JournalRecord
+from nrfprov.transport.backends import ModemLike
 
 log = logging.getLogger(__name__)
 
 #: MQTT CONNECT (incl. TLS handshake over a throttled UART) and per-operation timeouts.
 CONNECT_TIMEOUT = 90.0
 OPERATION_TIMEOUT = 30.0
+
+
+class ProvisioningModem(ModemLike, Protocol):
+    """The part of ``nrfprov.modem.Modem`` a run uses; sockets and modem TLS come from ``ModemLike``."""
+
+    @property
+    def dialect(self) -> str: ...
+
+    @property
+    def uart_bytes_sent(self) -> int: ...
+
+    @property
+    def uart_bytes_received(self) -> int: ...
+
+    def imei(self) -> str: ...
+
+    def set_cfun(self, mode: int) -> None: ...
+
+    def wait_registered(self, timeout: float) -> int: ...
+
+    def delete_credential(self, sec_tag: int, type: int, missing_ok: bool = ...) -> bool: ...
+
+    def write_credential(self, sec_tag: int, type: int, pem: str) -> str: ...
+
+    def keygen_csr(self, sec_tag: int, attributes: str | None = ...) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -79,80 +105,13 @@ class RunResult:
         }
 
 
-def check_combination(settings: Settings, flow: str, backend: str, *, claim_tag_needed: bool = True) -> None:
-    """Refuse, before any I/O, combinations that cannot work (exit 2)."""
-    if flow not in FLOWS:
-        raise UsageError(f"unknown flow {flow!r}", hint=f"use one of {', '.join(FLOWS)}")
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown TLS backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
-    if flow in FLEET_FLOWS and not settings.template_name:
-        raise UsageError(
-            f"the {flow} flow needs a provisioning template: AWS IoT activates a certificate made over "
-            "MQTT only in RegisterThing",
-            hint='set CONFIG_NRFPROV_TEMPLATE_NAME="<template>" and CONFIG_NRFPROV_TEMPLATE_PARAMETERS, '
-            'or use --flow split',
-        )
-    if not settings.broker_host:
-        raise UsageError("no broker endpoint", hint='set CONFIG_AWS_IOT_BROKER_HOST_NAME="<xxx>-ats.iot.<region>'
-                         '.amazonaws.com" in prj.conf or with --set')
-    if backend == "offload" and claim_tag_needed and settings.claim_sec_tag is None:
-        raise UsageError(
-            "the offload backend connects with the claim credentials in a modem sec tag, but none is set",
-            hint="set CONFIG_AWS_IOT_SEC_TAG (the sample uses 43) and load the claim credentials there "
-            "(nrfprov creds write)",
-        )
-    if settings.claim_sec_tag is not None and settings.claim_sec_tag == settings.provisioned_sec_tag:
-        raise UsageError(
-            f"claim and provisioned sec tag are both {settings.provisioned_sec_tag}: the write would "
-            "destroy the claim credentials", hint="use another CONFIG_NRFPROV_PROVISIONED_SEC_TAG (sample: 50)")
-
-
-#: Where the built-in Amazon Root CA 1 and 3 live: the source checkout's certs/, or package data.
-_BUILTIN_CA_DIRS = (Path(__file__).resolve().parents[3] / "certs", Path(__file__).resolve().parents[1] / "data")
-_BUILTIN_CAS = ("AmazonRootCA1.pem", "AmazonRootCA3.pem")
-#: A CA bundle is a few KB; 64 KB bounds a wrong path pointing at something large.
-_CA_FILE_LIMIT = 64 * 1024
-
-
-def _read_text(path: Path) -> str:
-    try:
-        with open(path, encoding="ascii") as f:
-            return f.read(_CA_FILE_LIMIT)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the CA file: {exc}", path=str(path)) from exc
-
-
-def read_ca(settings: Settings) -> str:
-    """The CA written into the provisioned sec tag (type 0).
-
-    ``CONFIG_NRFPROV_CA_FILE``; else the certs folder's ``ca-cert.pem`` (the anchor the claim
-    connection trusts); else Amazon Root CA 1 + 3. The sample writes CA 1 only, but AWS picks the
-    server chain by the negotiated suite (RSA → CA 1, ECDSA → CA 3 [AWS IoT developer guide,
-    server-authentication]) and the modem offers ECDSA suites, so both go in; together they are ~1.9 KB,
-    well inside one %CMNG command.
-    """
-    if settings.ca_file:
-        return _read_text(Path(settings.ca_file))
-    folder_ca = Path(settings.certs_dir) / "ca-cert.pem"
-    if folder_ca.is_file():
-        return _read_text(folder_ca)
-    for d in _BUILTIN_CA_DIRS:
-        if all((d / name).is_file() for name in _BUILTIN_CAS):
-            return "".join(_read_text(d / name).strip() + "\n" for name in _BUILTIN_CAS)
-    raise ConfigError(
-        "no CA to write: CONFIG_NRFPROV_CA_FILE is unset and neither the certs folder's ca-cert.pem nor "
-        "the built-in Amazon Root CA 1/3 were found", path=str(folder_ca),
-        hint="set CONFIG_NRFPROV_CA_FILE to the PEM of the CA that signs your endpoint",
-    )
-
-
 class Driver:
     """One provisioning run against one modem. ``run()`` returns a RunResult or raises NrfprovError."""
 
     def __init__(
         self,
         settings: Settings,
-        modem: Any,
+        modem: ProvisioningModem,
         *,
         state_dir: str | Path,
         flow: Flow | None = None,
@@ -186,44 +145,11 @@ class Driver:
     # --- plan -----------------------------------------------------------------------------------
 
     def _plan(self) -> tuple[m.Plan, JournalRecord]:
-        s = self.settings
-        existing = self.journal.load()
-        pending = existing.pending_bundle() if existing else None
-        if self.resume:
-            if existing is None or pending is None:
-                raise UsageError(
-                    f"nothing to resume in {self.journal.path}"
-                    + (" (the last run finished)" if existing and existing.status == "done" else ""),
-                    hint="run without --resume to request new credentials",
-                )
-            # The journal, not today's configuration, says what was issued and where it goes.
-            self.flow, self.payload_format = _journaled_names(existing, self.journal.path)
-            client_id, tag = existing.client_id, existing.provisioned_sec_tag
-            rec = existing
-        else:
-            if pending is not None:
-                raise UsageError(
-                    f"{self.journal.path} holds credentials issued at {existing.started_at if existing else '?'} "
-                    "that were never proven on this modem",
-                    hint="continue with --resume (no new certificate is requested), or move that file away "
-                    "to discard them",
-                )
-            client_id = s.client_id
-            tag = s.provisioned_sec_tag
-            rec = JournalRecord(flow=self.flow, payload_format=self.payload_format, backend=self.backend,
-                                client_id=client_id, provisioned_sec_tag=tag)
-        flows.check_client_id(client_id)
-        check_combination(s, self.flow, self.backend)
-        ca_pem = self._ca_pem if self._ca_pem is not None else read_ca(s)
-        imei = self.modem.imei()
-        params = flows.expand_parameters(s.parameters(), imei=imei, client_id=client_id)
-        plan = m.Plan(
-            flow=self.flow, client_id=client_id, provisioned_sec_tag=tag, ca_pem=ca_pem,
-            claim_sec_tag=s.claim_sec_tag, payload_format=self.payload_format, template=s.template_name,
-            parameters=params, response_timeout=float(s.response_timeout), lte_timeout=float(s.lte_timeout),
-            resume=pending if self.resume else None,
-        )
-        return plan, rec
+        choice = plan.choose_run(self.settings, self.journal.load(), self.journal.path, flow=self.flow,
+                                 payload_format=self.payload_format, backend=self.backend, resume=self.resume)
+        self.flow, self.payload_format = choice.flow, choice.payload_format
+        ca_pem = self._ca_pem if self._ca_pem is not None else read_ca(self.settings)
+        return plan.machine_plan(self.settings, choice, ca_pem=ca_pem, imei=self.modem.imei()), choice.record
 
     # --- run ------------------------------------------------------------------------------------
 
@@ -274,7 +200,7 @@ class Driver:
         return result
 
     def _uart_bytes(self) -> int:
-        return int(getattr(self.modem, "uart_bytes_sent", 0)) + int(getattr(self.modem, "uart_bytes_received", 0))
+        return self.modem.uart_bytes_sent + self.modem.uart_bytes_received
 
     def _loop(self, machine: m.ProvisioningMachine, result: RunResult, t0: float) -> None:
         first: m.Event = m.Resumed(self._utc()) if self.resume else m.Started(self._utc())
@@ -406,16 +332,3 @@ class Driver:
         except (NrfprovError, AttributeError, TypeError, ValueError):
             pass
         session.disconnect()
-
-
-def _journaled_names(rec: JournalRecord, path: Path) -> tuple[Flow, PayloadFormat]:
-    for what, name, known in (("flow", rec.flow, FLOWS), ("payload format", rec.payload_format, FORMATS)):
-        if name not in known:
-            raise JournalError(f"the journal {path} names an unknown {what} {name!r}",
-                               hint="it may hold issued credentials; inspect it before deleting it")
-    return cast(Flow, rec.flow), cast(PayloadFormat, rec.payload_format)
-
-
-def bundle_from_journal(state_dir: str | Path) -> CredentialBundle | None:
-    rec = Journal(state_dir).load()
-    return rec.pending_bundle() if rec else None

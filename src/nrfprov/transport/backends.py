@@ -100,6 +100,8 @@ def open_stream(
         stream: ByteStream = modem.open_tls(host, port, tag, name, timeout=timeout)
         return stream
 
+    if b == "native":
+        modem = _need_modem(modem, b)  # before the certs folder: a missing modem is the first thing to fix
     creds = credentials if credentials is not None else credentials_from_settings(settings)
     lim = settings.device_limits()
     kw: dict[str, Any] = {"port": port, "timeout": timeout}
@@ -107,7 +109,7 @@ def open_stream(
         kw.update(in_content_limit=lim.in_content_len, in_content_symbol=lim.in_content_symbol,
                   out_content_len=lim.out_content_len)
     if b == "native":
-        modem = _need_modem(modem, b)
+        assert modem is not None
         # Raw ciphertext through legacy SLM data mode ends at the first "+++" (nrf91-at / wire.md):
         # the modem facade refuses that configuration with a DialectError before any byte is sent.
         modem.check_raw_binary_safe()

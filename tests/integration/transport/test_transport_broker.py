@@ -26,11 +26,11 @@ from nrfprov.errors import (
     TlsError,
 )
 from nrfprov.mqtt import MqttSession
+from nrfprov.provisioning.cas import builtin_ca_paths
 from nrfprov.transport import ByteStream, HostTcpStream, NativeTlsStream, TlsCredentials, open_stream
 from unit.transport.transport_peers import Pki
 
 pytestmark = pytest.mark.integration
-REPO_CERTS = Path(__file__).resolve().parents[3] / "certs"
 
 
 def host_settings(cloud: LocalAwsIot, *extra: str) -> Settings:
@@ -113,8 +113,8 @@ def test_mirror_mode_payload_buffer(local_aws: LocalAwsIot) -> None:
 def test_typed_errors_from_connect(local_aws: LocalAwsIot) -> None:
     s = host_settings(local_aws)
     claim = TlsCredentials.from_files(local_aws.ca_path, local_aws.claim_cert_path, local_aws.claim_key_path)
-    amazon = TlsCredentials.from_files(REPO_CERTS / "ca-cert.pem", local_aws.claim_cert_path,
-                                       local_aws.claim_key_path)
+    amazon_root_ca_1 = builtin_ca_paths()[0]  # a real root that did not sign the stand-in's server
+    amazon = TlsCredentials.from_files(amazon_root_ca_1, local_aws.claim_cert_path, local_aws.claim_key_path)
     no_cert = TlsCredentials.from_files(local_aws.ca_path)
     cases: list[tuple[TlsCredentials, dict[str, object], type[Exception], str]] = [
         (amazon, {}, CertificateVerifyError, "not in the trusted CA file"),

@@ -15,7 +15,7 @@ from transport_peers import Pki, key_pem, new_key
 from nrfprov.errors import ConfigError, CredentialBundleError
 from nrfprov.transport.credentials import TlsCredentials, load_private_key, split_certificates
 
-REPO_CERTS = Path(__file__).resolve().parents[3] / "certs"
+PACKAGE_CAS = Path(__file__).resolve().parents[3] / "src" / "nrfprov" / "data"
 
 
 @pytest.mark.parametrize("kind,expected,size", [("ec", "EC", 32), ("rsa", "RSA", 256)])
@@ -70,13 +70,13 @@ def test_in_memory_pems_validated(pki: Pki) -> None:
 
 
 def test_split_certificates_handles_crlf_and_text() -> None:
-    pem = (REPO_CERTS / "ca-cert.pem").read_text()
+    pem = (PACKAGE_CAS / "AmazonRootCA1.pem").read_text() + (PACKAGE_CAS / "AmazonRootCA3.pem").read_text()
     messy = "junk\r\n" + pem.replace("\n", "\r\n") + "trailing"
     assert split_certificates(messy) == split_certificates(pem)
     assert len(split_certificates(pem)) == 2
 
 
-def test_repo_certs_are_amazon_root_ca_1_and_3() -> None:
+def test_packaged_cas_are_amazon_root_ca_1_and_3(tmp_path: Path) -> None:
     expected = {
         "AmazonRootCA1.pem": ("CN=Amazon Root CA 1,O=Amazon,C=US",
                               "8ECDE6884F3D87B1125BA31AC3FCB13D7016DE7F57CC904FE1CB97C6AE98196E"),
@@ -84,9 +84,9 @@ def test_repo_certs_are_amazon_root_ca_1_and_3() -> None:
                               "18CE6CFE7BF14E60B2E347B8DFE868CB31D02EBB3ADA271569F50343B46DB3A4"),
     }
     for name, (subject, fp) in expected.items():
-        cert = x509.load_pem_x509_certificate((REPO_CERTS / name).read_bytes())
+        cert = x509.load_pem_x509_certificate((PACKAGE_CAS / name).read_bytes())
         assert cert.subject.rfc4514_string() == subject
         assert hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper() == fp
-    both = (REPO_CERTS / "ca-cert.pem").read_text()
-    assert both == (REPO_CERTS / "AmazonRootCA1.pem").read_text() + (REPO_CERTS / "AmazonRootCA3.pem").read_text()
-    assert len(TlsCredentials.from_folder(REPO_CERTS).trust_store()) == 2
+    both = (PACKAGE_CAS / "AmazonRootCA1.pem").read_text() + (PACKAGE_CAS / "AmazonRootCA3.pem").read_text()
+    (tmp_path / "ca-cert.pem").write_text(both)  # the sample's certs-folder layout, CA 1 + 3
+    assert len(TlsCredentials.from_folder(tmp_path).trust_store()) == 2
