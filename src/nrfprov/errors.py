@@ -2,15 +2,36 @@
 
 Every failure a user can meet is one of these classes. Each class carries the fields a caller needs
 to act on it (``CommandError.code``, ``CloudRejected.error_code`` ...) and an ``exit_code`` that the
-CLI returns, so the mapping from failure to exit status lives in one place:
+CLI returns; :data:`EXIT_CODES` is the one list of codes the program can end with, and ``nrfprov
+--help`` and the documentation show it.
 
-    0 ok · 2 usage/config · 3 modem/AT · 4 network/TLS · 5 cloud rejected · 6 payload invalid ·
-    7 credential write/verify failed
+Local and remote, as h11 tells them apart: :class:`LocalProtocolError` means *we* broke a
+protocol's rules (the host program drove a sans-IO core out of order); every other class describes
+what a peer sent or did (the modem, the broker, the cloud) or what the environment refused (a
+port, a file, the disk). A local error is a bug to report, never something the user can fix.
 
 Messages name the cause and, where there is one, the fix. They never contain private key material.
 """
 
 from __future__ import annotations
+
+#: 128 + SIGINT: what a shell reports for a job stopped by Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+#: Every exit status of ``nrfprov``, with its meaning (0, 1, 2 and 130 besides the error classes:
+#: 2 is also argparse's status for a bad option; 130 is 128 + SIGINT, the shell's convention).
+EXIT_CODES: dict[int, str] = {
+    0: "ok",
+    1: "internal error (a bug: a protocol core driven out of order); demo: a row not as expected",
+    2: "usage or configuration (bad option, malformed fragment, refused combination)",
+    3: "modem / AT (ERROR, +CME ERROR, no answer, bytes that break the AT grammar, link lost)",
+    4: "network / TLS / MQTT (connect, handshake, certificate, broker, stand-in broker exited)",
+    5: "the cloud rejected the request",
+    6: "payload invalid (malformed, oversized or unusable credentials received)",
+    7: "credential write or verify in the modem failed",
+    8: "provisioning journal unreadable or unwritable (disk); issued credentials may be at risk",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); an interrupted provisioning run stays resumable",
+}
 
 
 class NrfprovError(Exception):
@@ -27,6 +48,17 @@ class NrfprovError(Exception):
         if self.hint:
             return f"{self.message} ({self.hint})"
         return self.message
+
+
+# --- 1: local protocol error (a bug) -------------------------------------------------------------
+
+
+class LocalProtocolError(NrfprovError):
+    """We broke a protocol's rules: a sans-IO core was driven out of order (a second command while one
+    is in flight, data after end of stream, an event the current step does not take). A bug in nrfprov
+    or in the program using its API, never the peer's fault; compare :class:`AtProtocolError`."""
+
+    exit_code = 1
 
 
 # --- 2: usage / configuration -------------------------------------------------------------------
@@ -74,7 +106,8 @@ class ModemError(NrfprovError):
 
 
 class AtProtocolError(ModemError):
-    """The modem sent bytes that break the AT grammar, or a buffer limit was exceeded."""
+    """Remote: the modem sent bytes that break the AT grammar or exceed a receive limit, or a reply
+    that does not have the documented shape. (Our own misuse is :class:`LocalProtocolError`.)"""
 
     def __init__(self, message: str, *, data: bytes = b"", hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
@@ -295,8 +328,14 @@ class CredentialVerifyError(CredentialError):
         self.actual = actual
 
 
-class JournalError(CredentialError):
-    """The provisioning journal cannot be read or written; issued credentials may be at risk."""
+# --- 8: the provisioning journal (disk) ---------------------------------------------------------
+
+
+class JournalError(NrfprovError):
+    """The provisioning journal cannot be read or written (a disk or file-system failure, or a damaged
+    file); issued credentials may be at risk. Not a modem failure, so not exit 7."""
+
+    exit_code = 8
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import struct
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from nrfprov.errors import ConfigError, MalformedPayload, PayloadError, PayloadTooLarge, UsageError
 from nrfprov.names import PayloadFormat
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "EXPECTED_NATIVE_VERSION",
@@ -218,6 +221,19 @@ def _give_back(n: _Native, scratch: _Scratch) -> None:
         n.pool.append(scratch)
 
 
+def _wipe(n: _Native, scratch: _Scratch) -> MalformedPayload | None:
+    """Zero what the C wrote into the block (``nrfprov_wipe``). If the library refuses (a state it no
+    longer recognises: a stale build or memory corruption), zero the whole block here instead, so no
+    key byte survives either way, and return the error for the caller to raise."""
+    rc = int(n.lib.nrfprov_wipe(scratch.state))
+    if rc == 0:
+        return None
+    scratch.view[:] = bytes(n.total)
+    reason = n.status_names.get(rc, f"status {rc}")
+    return MalformedPayload(f"native extractor refused to wipe its buffers ({reason}); wiped them in Python",
+                            reason=reason, offset=None, hint=_REBUILD_HINT)
+
+
 def _format_code(n: _Native, fmt: str) -> int:
     code = n.formats.get(fmt) if isinstance(fmt, str) else None
     if code is None:
@@ -358,15 +374,19 @@ class CombinedExtractor:
                 raise _error(n, scratch.state, int(lib.NRFPROV_E_ARG), self._fmt, self._fed)
             return _collect(n, scratch)
         finally:
-            lib.nrfprov_wipe(scratch.state)
+            failed = _wipe(n, scratch)
             # Done: later calls raise "already finished" here, so the scratch set can serve others.
             self._scratch = None
             _give_back(n, scratch)
+            if failed is not None:
+                raise failed  # the message came out of a state the library disowns: do not trust it
 
     def _fail(self, scratch: _Scratch, rc: int) -> None:
         """Raise the error for rc; the scratch set stays ours, because C errors are sticky."""
         exc = _error(self._n, scratch.state, rc, self._fmt, self._fed)
-        self._n.lib.nrfprov_wipe(scratch.state)  # what was written so far may be part of a key
+        failed = _wipe(self._n, scratch)  # what was written so far may be part of a key
+        if failed is not None:
+            raise failed from exc
         raise exc
 
     def __del__(self) -> None:
@@ -375,7 +395,9 @@ class CombinedExtractor:
         scratch = getattr(self, "_scratch", None)
         if scratch is not None:
             self._scratch = None
-            self._n.lib.nrfprov_wipe(scratch.state)
+            failed = _wipe(self._n, scratch)
+            if failed is not None:  # nobody to raise to from a finaliser; the block is zeroed anyway
+                log.error("%s", failed)
             _give_back(self._n, scratch)
 
 
@@ -488,6 +510,8 @@ def extract_message(payload: bytes | bytearray | memoryview, fmt: Format = "json
     finally:
         # Nothing outlives this call, so the scratch set is always wiped and given back. (Two threads
         # may both see room and overfill the pool by one; harmless, the limit only bounds idle memory.)
-        n.lib.nrfprov_wipe(scratch.state)
+        failed = _wipe(n, scratch)
         if len(pool) < _POOL_LIMIT:
             pool.append(scratch)
+        if failed is not None:
+            raise failed

@@ -9,6 +9,7 @@ concurrent threads never share a scratch set.
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import threading
@@ -99,6 +100,24 @@ def test_abandoned_extractor_is_wiped_and_its_scratch_reused() -> None:
     del ex  # CPython: __del__ runs now
     assert not any(scratch.view)
     assert scratch in mod._load().pool
+
+
+def test_a_refused_wipe_is_an_error_and_the_block_is_zeroed_anyway(caplog: pytest.LogCaptureFixture) -> None:
+    # The wrapper checks nrfprov_wipe's status like every other call: a state the library no longer
+    # recognises (stale build, corruption) must not leave key bytes behind or pass silently.
+    payload = json.dumps({"privateKey": "secret-key-material", "certificateId": "id"}).encode()
+    ex = CombinedExtractor("json")
+    ex.feed(payload[:-2])
+    scratch = ex._scratch
+    assert scratch is not None and b"secret-key-material" in bytes(scratch.view)
+    scratch.state.size_check = 0
+    with pytest.raises(MalformedPayload, match="refused to wipe") as info:
+        ex.finish()
+    assert info.value.reason == "NRFPROV_E_ARG" and not any(scratch.view)
+    del info, ex  # the finaliser meets the same refusal: logged (nobody to raise to), block still zero
+    gc.collect()  # the raised error's traceback holds ex in a reference cycle
+    assert "refused to wipe" in caplog.text and not any(scratch.view)
+    assert scratch in mod._load().pool and extract_message(b'{"errorCode":"E"}') == ExtractedMessage(error_code="E")
 
 
 def test_finished_extractor_gives_its_scratch_back() -> None:

@@ -32,7 +32,7 @@ from nrfprov.at.events import (
     Urc,
 )
 from nrfprov.at.limits import QUOTED_VALUE_MAX, RESPONSE_LINE_MAX
-from nrfprov.errors import AtProtocolError, DialectError
+from nrfprov.errors import AtProtocolError, DialectError, LocalProtocolError
 
 #: How long to wait for ``#XDATAMODE:`` after sending the SLM terminator (the SLM flushes its
 #: buffer to the socket first, and a send blocks up to SO_SNDTIMEO = 30 s) [sdk-nrf serial_lte_modem, slm_at_socket.c].
@@ -102,6 +102,7 @@ class AtSession:
         self._remaining = 0  # LengthData bytes still to send
         self._tail = b""  # last bytes sent in terminated data mode (matches span chunks)
         self._death: str | None = None
+        self._death_local = False  # the session died of our misuse, not of what the modem sent
         # Final results still owed by commands that timed out. The modem answers strictly in order,
         # so the next final result belongs to the timed-out command, not to the one now in flight.
         self._stale = 0
@@ -111,18 +112,21 @@ class AtSession:
 
     def _step(self, step: Step) -> None:
         new = _TRANSITIONS.get((self.state, step))
-        if new is None:
-            self._die(f"illegal step {step.value} in state {self.state.value}")
+        if new is None:  # every step the modem's bytes cause is legal by construction: this is ours
+            self._misuse(f"illegal step {step.value} in state {self.state.value}")
         assert new is not None
         self.state = new
 
-    def _die(self, why: str, data: bytes = b"") -> None:
-        self._death = why
+    def _misuse(self, why: str) -> None:
+        """Local: the caller broke the session's rules. The session dies (as h11's does)."""
+        self._death, self._death_local = why, True
         self.state = State.DEAD
-        raise AtProtocolError(f"AT session: {why}", data=data)
+        raise LocalProtocolError(f"AT session misused: {why}")
 
     def _check_alive(self) -> None:
         if self.state is State.DEAD:
+            if self._death_local:
+                raise LocalProtocolError(f"AT session is dead after: {self._death}")
             raise AtProtocolError(f"AT session is dead after: {self._death}")
 
     @property
@@ -145,12 +149,12 @@ class AtSession:
         """Raw bytes in data mode (after the ``OK`` to a send command); returns them to write."""
         self._check_alive()
         if self.state is not State.DATA_MODE or self._command is None:
-            self._die(f"send_data in state {self.state.value}")
+            self._misuse(f"send_data in state {self.state.value}")
         assert self._command is not None
         mode = self._command.data_mode
         if isinstance(mode, LengthData):
             if len(data) > self._remaining:
-                self._die(f"{len(data)} data bytes but only {self._remaining} announced")
+                self._misuse(f"{len(data)} data bytes but only {self._remaining} announced")
             self._remaining -= len(data)
             if self._remaining == 0:
                 self._step(Step.DATA_DONE)
@@ -173,7 +177,7 @@ class AtSession:
         self._check_alive()
         mode = self._command.data_mode if self._command is not None else None
         if self.state is not State.DATA_MODE or not isinstance(mode, TerminatedData):
-            self._die(f"end_data_mode in state {self.state.value} without terminated data mode")
+            self._misuse(f"end_data_mode in state {self.state.value} without terminated data mode")
         assert isinstance(mode, TerminatedData)
         if not terminator_safe(self._tail, mode.terminator):
             raise DialectError(
@@ -223,7 +227,7 @@ class AtSession:
         self._check_alive()
         if self._eof:
             if data:
-                self._die("data after end of stream")
+                self._misuse("data after end of stream")
             return
         if not data:
             self._eof = True

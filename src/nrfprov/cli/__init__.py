@@ -3,8 +3,7 @@
 Every subcommand lives in a module of this package with ``register(subparsers)``; shared options
 are in ``options.py``. Those modules import nothing below ``cli/`` at module level: a handler
 imports the rooms it drives when it runs, so ``nrfprov --help`` loads no modem, TLS or MQTT code.
-Exit codes (see errors.py): 0 ok · 2 usage/config · 3 modem/AT · 4 network/TLS · 5 cloud rejected ·
-6 payload invalid · 7 credential write/verify failed.
+The exit codes are ``nrfprov.errors.EXIT_CODES``; ``--help`` prints them.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from nrfprov.errors import NrfprovError
+from nrfprov.errors import EXIT_CODES, EXIT_INTERRUPTED, NrfprovError
 
 # Modules that add subcommands, in the order they appear in --help.
 _COMMAND_MODULES = [
@@ -28,12 +27,12 @@ _COMMAND_MODULES = [
     "nrfprov.cli.cloud",
 ]
 
-EPILOG = """\
-exit codes: 0 ok, 2 usage/config, 3 modem/AT, 4 network/TLS, 5 cloud rejected,
-            6 payload invalid, 7 credential write/verify failed
 
-Start with `nrfprov config show --conf prj.conf --overlay overlay-native_tls.conf`
-to see what a set of NCS fragments selects."""
+def _epilog() -> str:
+    codes = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
+    return (f"exit codes:\n{codes}\n\n"
+            "Start with `nrfprov config show --conf prj.conf --overlay overlay-native_tls.conf`\n"
+            "to see what a set of NCS fragments selects.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nrfprov",
         description="Provision Nordic nRF91 modems with AWS IoT credentials over their AT interface.",
-        epilog=EPILOG,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"nrfprov {__version__}")
@@ -71,4 +70,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("nrfprov: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -107,6 +107,7 @@ Ctrl-C stops the broker. Revoke: nrfprov cloud revoke CERT_ID --state {d}"""
 
 def _up(args: argparse.Namespace) -> int:
     from nrfprov.cloud import LocalAwsIot
+    from nrfprov.errors import TransportError
 
     stop = threading.Event()
     cloud = LocalAwsIot(
@@ -114,8 +115,11 @@ def _up(args: argparse.Namespace) -> int:
         split_duplicates=args.split_duplicates, on_broker_exit=lambda _code: stop.set(),
     )
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous_int = signal.getsignal(signal.SIGINT)
     try:
         with cloud:
+            # From here Ctrl-C is how a foreground stand-in is stopped, not an interruption (exit 0).
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
             if args.json:
                 print(json.dumps({
                     "host": cloud.host, "port": cloud.port, "server_name": cloud.server_name,
@@ -124,17 +128,15 @@ def _up(args: argparse.Namespace) -> int:
                 }), flush=True)
             else:
                 print(usage_text(cloud), flush=True)
-            try:
-                stop.wait()  # SIGTERM, or the broker died; Ctrl-C raises KeyboardInterrupt here
-            except KeyboardInterrupt:
-                pass
+            stop.wait()  # Ctrl-C, SIGTERM, or the broker died
             died = not cloud.running
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     if died:
         print(f"nrfprov: error: mosquitto exited (code {cloud.broker_exit_code}); see "
               f"{cloud.state_dir}/mosquitto.log", file=sys.stderr)
-        return 4
+        return TransportError.exit_code
     print("stopped", file=sys.stderr)
     return 0
 

@@ -373,5 +373,3 @@ def _assert_dtr(port: Any) -> None:
     except OSError as exc:
         if exc.errno not in (errno.ENOTTY, errno.EINVAL):
             raise ModemLinkError(f"cannot set DTR: {exc}") from exc
-    except AttributeError:
-        pass

@@ -57,7 +57,7 @@ from nrfprov.iotcore import parse_rejected
 from nrfprov.mqtt._paho import TunnelClient, make_client
 from nrfprov.mqtt.tunnel import Tunnel
 from nrfprov.names import PayloadFormat
-from nrfprov.transport.base import ByteStream, layer_counters
+from nrfprov.transport.base import ByteStream, LayerCounters, layer_counters
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ class MqttSession:
     def bytes_received(self) -> int:
         return self.stream.bytes_received if self.stream is not None else 0
 
-    def counters(self) -> list[dict[str, object]]:
+    def counters(self) -> list[LayerCounters]:
         """Bytes per layer, outermost first (MQTT bytes = the first stream's payload)."""
         return layer_counters(self.stream) if self.stream is not None else []
 

@@ -19,6 +19,7 @@ notices immediately instead of after a missed PINGRESP [paho-mqtt client.py, kee
 
 from __future__ import annotations
 
+import errno
 import logging
 import select
 import socket
@@ -57,10 +58,7 @@ class Tunnel:
     def close(self, timeout: float = 5.0) -> None:
         """Stop the pump (the stream gets closed by its owner thread) and wait for it."""
         self._stopping = True
-        try:
-            self._net.shutdown(socket.SHUT_RDWR)  # wakes select()/recv() in the pump thread
-        except OSError:
-            pass  # already shut down by the pump itself
+        _shutdown(self._net)  # wakes select()/recv() in the pump thread
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
         if not self._thread.is_alive() and not self._thread.ident:
@@ -68,10 +66,7 @@ class Tunnel:
             self.stream.close()
             self._net.close()
             self.ended.set()
-        try:
-            self._paho_end.close()
-        except OSError:
-            pass
+        self._paho_end.close()  # idempotent: paho may have closed this socket object already
 
     # -- pump thread -----------------------------------------------------------------------------
 
@@ -91,10 +86,7 @@ class Tunnel:
             self.error.__cause__ = exc
             log.exception("tunnel failed")
         finally:
-            try:
-                self._net.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _shutdown(self._net)
             self._net.close()
             try:
                 self.stream.close()
@@ -163,3 +155,13 @@ class Tunnel:
     def _eof(self) -> None:
         if not self._stopping:
             self.error = LinkClosed("the broker closed the connection")
+
+
+def _shutdown(sock: socket.socket) -> None:
+    """Shut a socketpair end down both ways. On Linux that fails only once the pump thread has closed
+    it (EBADF): the wake-up it was meant for is then moot."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError as exc:
+        if exc.errno != errno.EBADF:
+            raise

@@ -24,16 +24,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nrfprov.config import Settings
-from nrfprov.errors import NrfprovError, ResponseTimeout
+from nrfprov.errors import EXIT_INTERRUPTED, LocalProtocolError, NrfprovError, ResponseTimeout
 from nrfprov.names import Backend, Flow, PayloadFormat
 from nrfprov.provisioning import machine as m
 from nrfprov.provisioning import plan
 from nrfprov.provisioning.cas import read_ca
 from nrfprov.provisioning.journal import Journal, JournalRecord
 from nrfprov.transport.backends import ModemLike
+from nrfprov.transport.base import ByteStream
+
+if TYPE_CHECKING:
+    from nrfprov.mqtt.session import MqttSession
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +137,7 @@ class Driver:
         self._progress = progress
         self._clock = clock
         self._utc = utc
-        self._session: Any = None
+        self._session: MqttSession | None = None
         self._filters: list[str] = []
         self._socket_bytes = 0
         self._record: JournalRecord | None = None
@@ -183,7 +187,7 @@ class Driver:
             raise
         except KeyboardInterrupt as exc:
             # Journal the interruption; issued credentials stay resumable with --resume.
-            result.error, result.error_type, result.exit_code = "interrupted", "KeyboardInterrupt", 130
+            result.error, result.error_type, result.exit_code = "interrupted", "KeyboardInterrupt", EXIT_INTERRUPTED
             if self._record is not None:
                 try:
                     self.journal.fail(self._record, exc)
@@ -251,11 +255,11 @@ class Driver:
             self._connect(eff)
             return m.Connected()
         if isinstance(eff, m.Subscribe):
-            self._session.subscribe([(t, 1) for t in eff.topics], OPERATION_TIMEOUT)
+            self._live_session().subscribe([(t, 1) for t in eff.topics], OPERATION_TIMEOUT)
             self._filters = list(eff.topics)
             return m.Subscribed()
         if isinstance(eff, m.Publish):
-            self._session.publish(eff.topic, eff.payload, eff.qos, OPERATION_TIMEOUT)
+            self._live_session().publish(eff.topic, eff.payload, eff.qos, OPERATION_TIMEOUT)
             return m.Published()
         if isinstance(eff, m.Disconnect):
             self._close_session()
@@ -292,7 +296,7 @@ class Driver:
         self._session = session
         session.connect(CONNECT_TIMEOUT)
 
-    def _stream_factory(self, eff: m.ConnectMqtt) -> Callable[[], Any]:
+    def _stream_factory(self, eff: m.ConnectMqtt) -> Callable[[], ByteStream]:
         from nrfprov.transport import TlsCredentials, open_stream
 
         s = self.settings
@@ -322,13 +326,15 @@ class Driver:
             log.warning("the modem is still offline (CFUN=4): %s; bring it back with AT+CFUN=1 "
                         "(nrfprov at --port PORT AT+CFUN=1)", exc)
 
+    def _live_session(self) -> MqttSession:
+        if self._session is None:
+            raise LocalProtocolError("the machine asked for MQTT before ConnectMqtt")
+        return self._session
+
     def _close_session(self) -> None:
         session, self._session = self._session, None
         if session is None:
             return
-        try:
-            for layer in session.counters()[-1:]:
-                self._socket_bytes += int(layer.get("bytes_sent", 0)) + int(layer.get("bytes_received", 0))
-        except (NrfprovError, AttributeError, TypeError, ValueError):
-            pass
+        for wire in session.counters()[-1:]:  # the innermost stream: what crossed the socket
+            self._socket_bytes += wire["bytes_sent"] + wire["bytes_received"]
         session.disconnect()

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from nrfprov.errors import CredentialVerifyError, NrfprovError, ResponseTimeout
+from nrfprov.errors import CredentialVerifyError, LocalProtocolError, NrfprovError, ResponseTimeout
 from nrfprov.names import FLOWS, FORMATS, Flow, PayloadFormat
 from nrfprov.provisioning import flows
 from nrfprov.provisioning.bundle import TYPE_CA, TYPE_CERT, TYPE_KEY, CredentialBundle, check_bundle, sha256_hex
@@ -59,7 +59,7 @@ from nrfprov.provisioning.events import (
 )
 
 
-class ProvisioningStateError(NrfprovError):
+class ProvisioningStateError(LocalProtocolError):
     """An event arrived that the current step does not accept (a driver bug, never a user error)."""
 
 

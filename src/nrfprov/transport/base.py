@@ -15,7 +15,7 @@ MQTT tunnel falls back to short ``recv`` timeouts for them.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypedDict, runtime_checkable
 
 
 @runtime_checkable
@@ -60,13 +60,19 @@ def select_fd(stream: object) -> int | None:
         return None
 
 
-def layer_counters(stream: object) -> list[dict[str, object]]:
+class LayerCounters(TypedDict):
+    layer: str  # the stream's class name
+    bytes_sent: int
+    bytes_received: int
+
+
+def layer_counters(stream: object) -> list[LayerCounters]:
     """Byte counters of ``stream`` and every stream it wraps (outermost first).
 
     A wrapping stream names the stream it wraps in an ``inner`` attribute; this walks that chain, so
     a caller sees e.g. TLS plaintext and the ciphertext the modem socket carried, in one list.
     """
-    out: list[dict[str, object]] = []
+    out: list[LayerCounters] = []
     seen: set[int] = set()
     cur: object | None = stream
     while cur is not None and id(cur) not in seen:

@@ -20,12 +20,12 @@ if TYPE_CHECKING:
 def names_of(cert: x509.Certificate) -> list[str]:
     """DNS names a TLS client may match: the SAN DNS entries, else the subject CN (RFC 6125 §6.4.4)."""
     try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        dns = san.get_values_for_type(x509.DNSName)
-        if dns:
-            return list(dns)
-    except x509.ExtensionNotFound:
-        pass
+        dns = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName)
+    except x509.ExtensionNotFound:  # no SAN at all: the CN is the name
+        dns = []
+    if dns:
+        return list(dns)
     return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
 
 

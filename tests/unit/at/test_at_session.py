@@ -27,7 +27,7 @@ from nrfprov.at import (
     command,
 )
 from nrfprov.at.limits import RECV_MAX, RESPONSE_LINE_MAX
-from nrfprov.errors import AtProtocolError, DialectError
+from nrfprov.errors import AtProtocolError, DialectError, LocalProtocolError
 
 
 def drain(s: AtSession) -> list[Event]:
@@ -53,6 +53,8 @@ def bytewise(s: AtSession, data: bytes) -> list[Event]:
 def halves(s: AtSession, data: bytes) -> list[Event]:
     out: list[Event] = []
     for part in (data[: len(data) // 2], data[len(data) // 2 :]):
+        if not part:
+            continue  # b"" is end of stream, not an empty read
         s.receive_data(part)
         out += drain(s)
     return out
@@ -166,8 +168,9 @@ def test_recv_over_limit_is_our_error() -> None:
     with pytest.raises(AtProtocolError):
         whole(s, f"\r\n#XRECV: 0,0,{RECV_MAX + 1}\r\n".encode())
     assert s.state is State.DEAD
-    with pytest.raises(AtProtocolError):
+    with pytest.raises(AtProtocolError) as after:  # dead of what the modem sent: still remote
         s.send(command("AT"), 0.0)
+    assert not isinstance(after.value, LocalProtocolError)
 
 
 def test_hex_mode_recv_is_refused() -> None:
@@ -200,9 +203,11 @@ def test_quoted_multiline_value(feed: Callable[[AtSession, bytes], list[Event]])
 
 def test_one_command_in_flight() -> None:
     s = started("AT")
-    with pytest.raises(AtProtocolError):
+    with pytest.raises(LocalProtocolError):  # our misuse, not the modem's: exit 1, not 3
         s.send(command("AT"), 0.0)
     assert s.state is State.DEAD
+    with pytest.raises(LocalProtocolError, match="dead after: illegal step send"):
+        s.receive_data(b"\r\nOK\r\n")
 
 
 def test_timer_gives_timeout_and_late_reply_is_urc() -> None:
@@ -273,7 +278,7 @@ def test_sm_length_send_overrun_kills() -> None:
     s = AtSession()
     s.send(command("AT#XSEND=0,2,0,2", data_mode=LengthData(2)), 0.0)
     whole(s, b"\r\nOK\r\n")
-    with pytest.raises(AtProtocolError):
+    with pytest.raises(LocalProtocolError):
         s.send_data(b"abc")
     assert s.state is State.DEAD
 
@@ -303,8 +308,12 @@ def test_eof_reports_once_and_closes() -> None:
     assert drain(s) == [Ok("AT"), EndOfStream(7)]
     assert s.state is State.CLOSED
     assert drain(s) == []
-    with pytest.raises(AtProtocolError):
+    with pytest.raises(LocalProtocolError):
         s.send(command("AT"), 0.0)
+    closed = AtSession()
+    closed.receive_data(b"")
+    with pytest.raises(LocalProtocolError, match="data after end of stream"):
+        closed.receive_data(b"x")  # the shell fed bytes after it reported end of stream
 
 
 @settings(max_examples=300, deadline=None)

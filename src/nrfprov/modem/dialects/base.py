@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import errno as errno_mod
+import logging
 import re
 import threading
 import time
@@ -14,10 +15,13 @@ from nrfprov.errors import (
     ConnectError,
     LinkClosed,
     ModemTlsLimitError,
+    NrfprovError,
     ResponseTimeout,
     TransportError,
 )
 from nrfprov.modem.channel import AtChannel
+
+log = logging.getLogger(__name__)
 
 # poll(2) revents as the modem reports them: IN 1, OUT 4, ERR 8, HUP 16, NVAL 32
 # [ncs-serial-modem at_socket.rst, #XAPOLL].
@@ -64,6 +68,13 @@ class Dialect(abc.ABC):
 
     @abc.abstractmethod
     def close(self, handle: int) -> None: ...
+
+    def _close_quietly(self, handle: int) -> None:
+        """Close after a failed open; the failure being raised matters more than this one."""
+        try:
+            self.close(handle)
+        except NrfprovError as exc:  # typed: the modem or link refused; a bug still propagates
+            log.debug("closing socket %d after a failure: %s", handle, exc)
 
     @abc.abstractmethod
     def check_raw_binary_safe(self) -> None:

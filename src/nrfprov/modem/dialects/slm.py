@@ -157,9 +157,3 @@ class SlmDialect(Dialect):
                 self._forget(handle)
                 if self._selected == handle:
                     self._selected = None
-
-    def _close_quietly(self, handle: int) -> None:
-        try:
-            self.close(handle)
-        except Exception:  # the original failure matters more
-            pass

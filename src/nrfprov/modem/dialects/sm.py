@@ -149,12 +149,6 @@ class SerialModemDialect(Dialect):
                     self._revents.pop(handle, None)
                     self._drained.discard(handle)
 
-    def _close_quietly(self, handle: int) -> None:
-        try:
-            self.close(handle)
-        except Exception:  # the original failure matters more
-            pass
-
 
 def _handle(lines: list[str], what: str) -> int:
     for line in lines:
