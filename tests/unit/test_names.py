@@ -27,7 +27,7 @@ def _choices(parser: argparse.ArgumentParser, path: list[str], dest: str) -> tup
     [
         (["provision"], "flow", names.FLOWS),
         (["provision"], "payload_format", names.FORMATS),
-        (["demo"], "only", names.FLOWS),
+        (["demo"], "flow", names.FLOWS),
         (["tls-check"], "backend", names.BACKENDS),
         (["sim"], "dialect", names.DIALECTS),
     ],

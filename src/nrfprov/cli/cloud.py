@@ -9,12 +9,12 @@ import sys
 import threading
 from typing import Any
 
-from nrfprov.cli.options import add_json_option, add_state_option, state_dir
+from nrfprov.cli.options import add_json_option, add_old_spelling, add_state_option, state_dir
 
 UP_EPILOG = """\
 examples:
   nrfprov cloud up --state /tmp/aws                      # RSA-2048 device keys, like AWS
-  nrfprov cloud up --state /tmp/aws --port 8883 --device-key ec --split-order cert-first
+  nrfprov cloud up --state /tmp/aws --broker-port 8883 --device-key ec --split-order cert-first
 
 In another terminal, with the files it wrote (see README "Local AWS IoT stand-in"):
   mosquitto_rr -h 127.0.0.1 -p PORT --cafile /tmp/aws/ca.pem --cert /tmp/aws/claim-cert.pem \\
@@ -40,7 +40,9 @@ def register(sub: Any) -> None:
         epilog=UP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _state_arg(up)
-    up.add_argument("--port", type=int, default=None, help="TCP port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--broker-port", type=int, default=None, metavar="PORT",
+                    help="the broker's TCP port on 127.0.0.1 (default: a free one)")
+    add_old_spelling(up, "--port", "broker_port", type=int)
     up.add_argument("--device-key", choices=["rsa", "ec"], default="rsa",
                     help="key type the responder generates for devices (AWS: RSA-2048)")
     up.add_argument("--split-order", choices=["parallel", "key-first", "cert-first"], default="parallel",
@@ -56,7 +58,7 @@ def register(sub: Any) -> None:
         "the broker of --state if it runs. New TLS handshakes with that certificate then fail; "
         "connections already open stay open (mosquitto checks the CRL at handshake only).",
     )
-    rv.add_argument("certificate_id", metavar="CERT_ID")
+    rv.add_argument("certificate_id", metavar="CERT_ID", help="the certificateId (64 hex digits, see cloud list)")
     _state_arg(rv)
     rv.set_defaults(func=_revoke)
 
@@ -111,7 +113,7 @@ def _up(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     cloud = LocalAwsIot(
-        state_dir(args, "cloud"), port=args.port, device_key_type=args.device_key, split_order=args.split_order,
+        state_dir(args, "cloud"), port=args.broker_port, device_key_type=args.device_key, split_order=args.split_order,
         split_duplicates=args.split_duplicates, on_broker_exit=lambda _code: stop.set(),
     )
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())

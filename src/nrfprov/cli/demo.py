@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from nrfprov.cli.options import add_json_option, print_json
+from nrfprov.cli.options import add_json_option, add_old_spelling, print_json
 from nrfprov.errors import ModemTlsLimitError, NrfprovError
 from nrfprov.names import BACKENDS, DIALECTS, FLOWS, FORMATS, Backend, Dialect, Flow
 
@@ -207,12 +207,13 @@ def register(sub: Any) -> None:
     add_json_option(d, "print a JSON list of rows instead of the table")
     d.add_argument("--baud", type=int, default=115200,
                    help="simulated UART baud (default 115200, the nRF91 default; 0 = unthrottled)")
-    d.add_argument("--only", metavar="FLOW", choices=FLOWS, help="one flow only")
+    d.add_argument("--flow", choices=FLOWS, help="one flow only (default: every flow)")
+    add_old_spelling(d, "--only", "flow", choices=FLOWS)
     d.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    rows = run_demo(baud=args.baud, only=args.only, progress=None if args.json else sys.stderr)
+    rows = run_demo(baud=args.baud, only=args.flow, progress=None if args.json else sys.stderr)
     if args.json:
         print_json([r.public() for r in rows])
     else:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nrfprov.cli.options import add_json_option, add_port_options, print_json
+from nrfprov.cli.options import add_json_option, add_old_spelling, add_port_options, add_tag_argument, print_json
 
 AT_EPILOG = """\
 examples:
@@ -21,7 +21,7 @@ Quote commands that contain % # ? or spaces for your shell."""
 CREDS_EPILOG = """\
 examples:
   nrfprov creds list   --port /dev/ttyACM0
-  nrfprov creds list   --port /dev/ttyACM0 --tag 16842753 --json
+  nrfprov creds list   --port /dev/ttyACM0 16842753 --json
   nrfprov creds write  --port /dev/ttyACM0 16842753 ROOT_CA_CERT AmazonRootCA1.pem
   nrfprov creds write  --port /dev/ttyACM0 16842753 CLIENT_KEY   device.key
   nrfprov creds delete --port /dev/ttyACM0 16842753 CLIENT_CERT
@@ -57,8 +57,9 @@ def register(sub: Any) -> None:
     ls = csub.add_parser("list", help="list stored credentials with their SHA-256",
                          description="List stored credentials: sec tag, type, SHA-256 of the content.")
     add_port_options(ls)
-    ls.add_argument("--tag", type=int, default=None, help="only this sec tag")
-    ls.add_argument("--type", default=None, help="only this type (needs --tag)")
+    add_tag_argument(ls, optional=True, what="only this sec tag")
+    add_old_spelling(ls, "--tag", "tag_option", type=int, default=None)
+    ls.add_argument("--type", default=None, help="only this type (needs TAG)")
     add_json_option(ls, "JSON list on stdout")
     ls.set_defaults(func=_list)
 
@@ -66,7 +67,7 @@ def register(sub: Any) -> None:
                         description="Write a PEM credential to TAG/TYPE, verify its SHA-256 with "
                         "%CMNG list, and restore the previous functional mode.")
     add_port_options(w)
-    w.add_argument("tag", type=int, metavar="TAG", help="sec tag, 0..2147483647")
+    add_tag_argument(w)
     w.add_argument("type", metavar="TYPE", help="credential type (number or name)")
     w.add_argument("file", metavar="FILE", help="PEM file ('-' for stdin)")
     w.set_defaults(func=_write)
@@ -76,7 +77,7 @@ def register(sub: Any) -> None:
                         "(going offline once if needed, then restoring the previous mode). Modem-reserved "
                         "tags (4294967292-4294967294) are refused.")
     add_port_options(d)
-    d.add_argument("tag", type=int, metavar="TAG")
+    add_tag_argument(d)
     d.add_argument("type", metavar="TYPE", help="credential type (number or name), or 'all'")
     d.add_argument("--strict", action="store_true", help="fail (exit 3) if it does not exist")
     d.set_defaults(func=_delete)
@@ -86,7 +87,7 @@ def register(sub: Any) -> None:
                         "the key never leaves the modem) and returns a CSR, saved as DER (or PEM with "
                         "--pem). The mfw 1.3.7/2.0.2 spurious-NULL CSR quirk is normalised.")
     add_port_options(k)
-    k.add_argument("tag", type=int, metavar="TAG")
+    add_tag_argument(k, what="sec tag for the new key, 0..2147483647")
     k.add_argument("out", metavar="OUT", help="CSR output file")
     k.add_argument("--attributes", default=None, help='CSR subject, e.g. "CN=my-thing,O=Example"')
     k.add_argument("--pem", action="store_true", help="write PEM instead of DER")
@@ -120,9 +121,13 @@ def _list(args: argparse.Namespace) -> int:
     from nrfprov.errors import UsageError
     from nrfprov.modem import CredentialType
 
+    if args.tag_option is not None:  # the old spelling --tag N
+        if args.tag is not None and args.tag != args.tag_option:
+            raise UsageError(f"two sec tags given: {args.tag} and --tag {args.tag_option}")
+        args.tag = args.tag_option
     ctype = CredentialType.parse(args.type) if args.type is not None else None
     if ctype is not None and args.tag is None:
-        raise UsageError("--type needs --tag")
+        raise UsageError("--type needs a sec tag", hint="nrfprov creds list --port PORT TAG --type TYPE")
     with _open(args) as m:
         entries = m.credentials(args.tag)
     if ctype is not None:

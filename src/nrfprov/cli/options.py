@@ -3,7 +3,11 @@
 - serial port: ``--port`` (always a serial device or pyserial URL), ``--baud``, ``--rtscts``;
 - configuration: ``--conf``, ``--overlay``, ``--set`` (Kconfig fragments, merged like a west build);
 - state folder: ``--state DIR``, defaulting to ``<XDG state home>/nrfprov/<command's part>``;
-- output mode: ``--json`` (one JSON document on stdout instead of text).
+- output mode: ``--json`` (one JSON document on stdout instead of text);
+- a sec tag is the positional ``TAG``; a flow is ``--flow``; a TCP port is ``--broker-port``.
+
+Options renamed to fit this vocabulary keep their old spelling as a hidden alias
+(:func:`add_old_spelling`), so existing command lines still work.
 
 Nothing here imports a room below ``cli/`` at module level: ``nrfprov --help`` builds every parser
 without loading the modem, transport or stand-in code.
@@ -69,6 +73,23 @@ def state_dir(args: argparse.Namespace, *default_parts: str) -> Path:
     from nrfprov.paths import default_state_dir
 
     return default_state_dir(*default_parts)
+
+
+#: %CMNG sec tag range [Nordic nRF91 AT Commands reference, %CMNG].
+TAG_HELP = "sec tag, 0..2147483647"
+
+
+def add_tag_argument(p: Any, *, optional: bool = False, what: str = TAG_HELP) -> None:
+    """``TAG``: the sec tag, always positional and always spelled the same."""
+    if optional:
+        p.add_argument("tag", type=int, nargs="?", default=None, metavar="TAG", help=what)
+    else:
+        p.add_argument("tag", type=int, metavar="TAG", help=what)
+
+
+def add_old_spelling(p: Any, flag: str, dest: str, **kw: Any) -> None:
+    """An option's previous name, still accepted but not shown in --help."""
+    p.add_argument(flag, dest=dest, help=argparse.SUPPRESS, **kw)
 
 
 def add_json_option(p: Any, what: str = "one JSON document on stdout instead of text") -> None:

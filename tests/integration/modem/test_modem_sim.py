@@ -185,7 +185,7 @@ def test_cli_creds_write_list_delete(target: Target, tmp_path: Path, capsys: pyt
     cap = capsys.readouterr()
     assert "SHA-256 verified" in cap.out and "CFUN=1" in cap.err
     assert "PRIVATE" not in cap.out + cap.err and key.splitlines()[1] not in cap.out + cap.err
-    assert main(["creds", "list", *port, "--tag", "7001"]) == 0
+    assert main(["creds", "list", *port, "--tag", "7001"]) == 0  # the old spelling still works
     listing = capsys.readouterr().out
     assert "CLIENT_KEY" in listing and "ROOT_CA_CERT" in listing
     # mixed-up type is refused before the modem sees it
@@ -194,7 +194,7 @@ def test_cli_creds_write_list_delete(target: Target, tmp_path: Path, capsys: pyt
     assert main(["creds", "delete", *port, "7001", "key"]) == 0
     assert main(["creds", "delete", *port, "7001", "key", "--strict"]) == 3
     capsys.readouterr()
-    assert main(["creds", "list", *port, "--tag", "7001", "--json"]) == 0
+    assert main(["creds", "list", *port, "7001", "--json"]) == 0  # TAG is positional now
     listed = json.loads(capsys.readouterr().out)
     assert [(e["sec_tag"], e["type_name"]) for e in listed] == [(7001, "ROOT_CA_CERT")]
     assert main(["creds", "delete", *port, "7001", "all"]) == 0

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo_json_combined_rows(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["demo", "--only", "combined", "--baud", "0", "--json"])
+    rc = main(["demo", "--flow", "combined", "--baud", "0", "--json"])
     rows = json.loads(capsys.readouterr().out)
     assert {tuple(sorted(r)) for r in rows} == {tuple(sorted(
         ["flow", "format", "backend", "dialect", "ok", "expected_failure", "seconds", "uart_bytes", "air_bytes",
