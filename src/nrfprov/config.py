@@ -196,7 +196,6 @@ _SYMBOLS: dict[str, _Symbol] = {
     "CONFIG_MQTT_VERSION_5_0": _Symbol("mqtt_v5", bool),
     "CONFIG_MBEDTLS_SSL_IN_CONTENT_LEN": _Symbol("mbedtls_in_content_len", int, _range(512, 16384)),
     "CONFIG_MBEDTLS_SSL_OUT_CONTENT_LEN": _Symbol("mbedtls_out_content_len", int, _range(512, 16384)),
-    "CONFIG_NET_SOCKETS_TLS_SET_MAX_FRAGMENT_LENGTH": _Symbol("max_fragment_length", bool),
     "CONFIG_AWS_IOT_MQTT_PAYLOAD_BUFFER_LEN": _Symbol("mqtt_payload_buffer_len", int, _range(1, 1 << 20)),
     "CONFIG_MQTT_HELPER_PAYLOAD_BUFFER_LEN": _Symbol("mqtt_payload_buffer_len", int, _range(1, 1 << 20)),
     "CONFIG_MQTT_HELPER_CERTIFICATES_FOLDER": _Symbol("certs_dir", str),
@@ -256,7 +255,6 @@ class Settings:
     tls_backend: Backend = "offload"
     mbedtls_in_content_len: int = 16384  # MBEDTLS_SSL_MAX_CONTENT_LEN default
     mbedtls_out_content_len: int = 16384
-    max_fragment_length: bool = False
     mqtt_payload_buffer_len: int = 2304  # legacy CONFIG_AWS_IOT_MQTT_PAYLOAD_BUFFER_LEN default
     flow: Flow = "split"  # what the sample does
     payload_format: PayloadFormat = "json"

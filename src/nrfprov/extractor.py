@@ -260,16 +260,6 @@ def native_limits() -> dict[str, int]:
     return limits
 
 
-def __getattr__(name: str) -> Any:
-    # NATIVE_VERSION / STATE_SIZE are computed on first use so that importing this module never
-    # fails just because the extension is not built yet; the error comes when it is needed.
-    if name == "NATIVE_VERSION":
-        return native_version()
-    if name == "STATE_SIZE":
-        return state_size()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # Status -> (message, hint). Never include payload bytes: they may be key material.
 _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "NRFPROV_E_SYNTAX": ("malformed {fmt} reply: unexpected byte", "the payload is not valid {fmt}"),

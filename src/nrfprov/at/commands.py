@@ -205,12 +205,6 @@ def cmng_list(sec_tag: int | None = None, cred_type: int | None = None) -> Comma
     return command(f"AT%CMNG=1,{int(sec_tag)},{int(cred_type)}")
 
 
-def cmng_read(sec_tag: int, cred_type: int) -> Command:
-    _check_tag(sec_tag)
-    _check_type(cred_type)
-    return command(f"AT%CMNG=2,{sec_tag},{cred_type}")
-
-
 def cmng_delete(sec_tag: int, cred_type: int) -> Command:
     _check_tag(sec_tag)
     _check_type(cred_type)

@@ -315,10 +315,6 @@ class MosquittoBroker:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def log_tail(self) -> list[str]:
-        with self._cond:
-            return list(self._tail)
-
 
 def running_broker_pid(state_dir: Path) -> int | None:
     """PID of a live mosquitto started for ``state_dir`` (by any process), else None."""

@@ -71,10 +71,6 @@ class Framer:
     def in_data_mode(self) -> bool:
         return self._count is not None or self._term is not None or self._end_due
 
-    @property
-    def holding_partial(self) -> bool:
-        return bool(self._held)
-
     def start_counted(self, n: int) -> None:
         self._count = n
         if n == 0:

@@ -226,3 +226,11 @@ def test_public_dict_has_the_documented_keys() -> None:
     for key in ("tls_backend", "claim_sec_tag", "provisioned_sec_tag", "broker_host", "broker_port",
                 "client_id", "flow", "payload_format", "tls_backend_reason"):
         assert key in data
+
+
+def test_max_fragment_length_is_reported_as_ignored_not_parsed_into_a_setting() -> None:
+    # Nothing in nrfprov honours it (the native bridge never negotiates MFL): saying so beats a
+    # setting that `config show` would print and no code would read.
+    s = load_settings(overrides=["CONFIG_NET_SOCKETS_TLS_SET_MAX_FRAGMENT_LENGTH=y"])
+    assert "max_fragment_length" not in s.public_dict()
+    assert s.ignored == ("--set: CONFIG_NET_SOCKETS_TLS_SET_MAX_FRAGMENT_LENGTH=y",)

@@ -23,9 +23,9 @@ from nrfprov.modem.channel import AtChannel
 
 log = logging.getLogger(__name__)
 
-# poll(2) revents as the modem reports them: IN 1, OUT 4, ERR 8, HUP 16, NVAL 32
+# poll(2) revents as the modem reports them (the ones read here: IN 1, ERR 8, HUP 16)
 # [ncs-serial-modem at_socket.rst, #XAPOLL].
-POLLIN, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 1, 4, 8, 16, 32
+POLLIN, POLLERR, POLLHUP = 1, 8, 16
 
 EMSGSIZE = 122  # nrf_errno / Linux value the modem reports for an oversized TLS record
 
