@@ -1,2 +1,2 @@
-# Fixture for test_house_rules: proves the import walk sees a plain `import time`.
+# Fixture for test_layers: proves the import walk sees a plain `import time`.
 import time  # noqa: F401
