@@ -144,8 +144,9 @@ class SimulatedModem:
 
     @property
     def line_time(self) -> tuple[float, float]:
-        """Seconds of UART line time scheduled so far: (host→modem, modem→host). 0 if unthrottled."""
-        return self._uart.rx_throttle.busy_s, self._uart.tx_throttle.busy_s
+        """Seconds of UART line time so far: (host→modem, modem→host). 0 if unthrottled."""
+        _rx, _tx, rx_s, tx_s = self.stats.uart_snapshot()
+        return rx_s, tx_s
 
     # --- test / fault API (any thread) ---------------------------------------------------------
 

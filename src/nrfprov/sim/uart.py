@@ -41,16 +41,16 @@ class Throttle:
     def __init__(self, baud: int) -> None:
         self.baud = baud
         self.next_free = 0.0
-        self.busy_s = 0.0  # total scheduled line time, for stats
+
+    def seconds(self, n: int) -> float:
+        """Line time of ``n`` bytes (0 when unthrottled)."""
+        return n * BITS_PER_BYTE / self.baud if self.baud > 0 else 0.0
 
     def schedule(self, n: int, now: float) -> float:
         """Return when the last of ``n`` bytes handed over at ``now`` has crossed the line."""
         if self.baud <= 0:
             return now
-        start = max(now, self.next_free)
-        duration = n * BITS_PER_BYTE / self.baud
-        self.next_free = start + duration
-        self.busy_s += duration
+        self.next_free = max(now, self.next_free) + self.seconds(n)
         return self.next_free
 
 
@@ -63,11 +63,25 @@ class Stats:
     air_tx: int = 0  # TCP payload bytes sent by the modem (TLS records included)
     air_rx: int = 0  # TCP payload bytes received by the modem
     commands: int = 0
+    uart_rx_s: float = 0.0  # line time of the bytes in uart_rx (10 bit times each; 0 unthrottled)
+    uart_tx_s: float = 0.0  # line time of the bytes in uart_tx
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, name: str, n: int) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + n)
+
+    def add_uart(self, name: str, n: int, seconds: float) -> None:
+        """``n`` bytes crossed the line (``uart_rx`` or ``uart_tx``) in ``seconds``: both counted at once,
+        so a reader never sees a byte count without its line time or the other way round."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+            setattr(self, name + "_s", getattr(self, name + "_s") + seconds)
+
+    def uart_snapshot(self) -> tuple[int, int, float, float]:
+        """(uart_rx, uart_tx, uart_rx_s, uart_tx_s), read together."""
+        with self._lock:
+            return self.uart_rx, self.uart_tx, self.uart_rx_s, self.uart_tx_s
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
@@ -215,7 +229,7 @@ class PtyUart:
                     done = self.rx_throttle.schedule(len(data), self._clock())
                     if not self._sleep_until(done):
                         break
-                    self._stats.add("uart_rx", len(data))
+                    self._stats.add_uart("uart_rx", len(data), self.rx_throttle.seconds(len(data)))
                     self._on_rx(data)
                 if self._budget == 0:
                     self._hangup()
@@ -252,9 +266,13 @@ class PtyUart:
                 piece = piece[:allowed]
                 if piece:
                     done = self.tx_throttle.schedule(len(piece), self._clock())
-                    if not self._sleep_until(done) or not self._write_all(piece):
+                    if not self._sleep_until(done):
                         return
-                    self._stats.add("uart_tx", len(piece))
+                    # Counted when they have crossed the line, before the host can read them: a host
+                    # that saw a byte always finds it counted.
+                    self._stats.add_uart("uart_tx", len(piece), self.tx_throttle.seconds(len(piece)))
+                    if not self._write_all(piece):
+                        return
                 if self._budget == 0:
                     self._hangup()
                     return

@@ -158,10 +158,9 @@ def test_tcp_echo_binary(modem: Modem, target: Target) -> None:
             got += chunk
         assert got == payload
         assert s.bytes_sent == len(payload) and s.bytes_received == len(payload)
-        t0 = time.monotonic()
-        with pytest.raises(ResponseTimeout):
+        with pytest.raises(ResponseTimeout) as info:
             s.recv(10, timeout=0.3)
-        assert time.monotonic() - t0 < 3.0
+        assert info.value.timeout == 0.3  # this call's own timeout ended it
         s.send(b"CLOSE")
         assert s.recv(10, timeout=10) == b""
 

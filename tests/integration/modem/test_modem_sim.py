@@ -36,11 +36,12 @@ def test_injected_cme_error_reaches_the_caller(modem: Modem, target: Target) -> 
 
 
 def test_timeout_then_late_reply_does_not_desync(modem: Modem, target: Target) -> None:
-    target.sim.delay_command("AT+CGMR", 0.6, times=1)
-    t0 = time.monotonic()
-    with pytest.raises(CommandTimeout):
+    target.sim.delay_command("AT+CGMR", 2.0, times=1)
+    _, tx0, _, _ = target.sim.stats.uart_snapshot()
+    with pytest.raises(CommandTimeout) as info:
         modem.at("AT+CGMR", timeout=0.2)
-    assert time.monotonic() - t0 < 0.5
+    # The command's own timeout ended the wait, not the reply: the modem had sent nothing yet.
+    assert info.value.timeout == 0.2 and target.sim.stats.uart_snapshot()[1] == tx0
     # The late reply arrives as unsolicited lines; the next command gets its own answer.
     assert modem.at("AT+CFUN?") == ["+CFUN: 0"]
     assert modem.firmware().startswith("mfw_")
@@ -48,10 +49,8 @@ def test_timeout_then_late_reply_does_not_desync(modem: Modem, target: Target) -
 
 def test_link_drop_is_a_link_error(modem: Modem, target: Target) -> None:
     target.sim.drop_link_after(5)  # dies in the middle of the next reply
-    t0 = time.monotonic()
-    with pytest.raises(ModemLinkError):
-        modem.at("AT+CGSN", timeout=5.0)
-    assert time.monotonic() - t0 < 2.0  # noticed at once, not by timeout
+    with pytest.raises(ModemLinkError):  # noticed as a dead link: a timeout would be CommandTimeout
+        modem.at("AT+CGSN", timeout=30.0)
     with pytest.raises(ModemLinkError):  # and every later call fails the same way
         modem.imei()
 
@@ -129,8 +128,9 @@ def test_socket_url_through_a_tcp_serial_bridge(target: Target) -> None:
         with Modem.open(f"socket://127.0.0.1:{listener.getsockname()[1]}") as m:
             assert m.at("AT+CFUN?") == ["+CFUN: 0"]
             assert len(m.imei()) == 15
-            t0 = time.monotonic()
-        assert time.monotonic() - t0 < 1.5
+            reader = next(t for t in threading.enumerate() if t.name == "nrfprov-at-socket://127.0.0.1:"
+                          f"{listener.getsockname()[1]}")
+        assert not reader.is_alive()  # close() stopped the reader (it joins it, bounded by 5 s)
     finally:
         stop.set()
         b.join(5)

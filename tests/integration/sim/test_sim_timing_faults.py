@@ -23,26 +23,26 @@ def test_uart_is_throttled_both_ways(sim_factory, raw_port_factory, pki) -> None
     sim = sim_factory(baud=baud)
     p = raw_port_factory(sim)
     p.ok("AT+CFUN=4")
-    rx0, tx0 = sim.stats.uart_rx, sim.stats.uart_tx
+    rx0, tx0, _, _ = sim.stats.uart_snapshot()
     cmd = f'AT%CMNG=0,9,0,"{pki.ca_pem}"'.encode() + b"\r\n"
     t0 = time.monotonic()
     p.write(cmd)
     assert p.final() == ([], "OK")
-    up = time.monotonic() - t0
-    # Host→modem: the command cannot be complete before len*10/baud seconds (8N1); generous ceiling.
-    assert len(cmd) * 10 / baud <= up < len(cmd) * 10 / baud + 1.5
+    # Host→modem: the command cannot be complete before len*10/baud seconds (8N1). Only a lower
+    # bound: how much later it completes depends on the machine's load, not on the simulator.
+    assert time.monotonic() - t0 >= len(cmd) * 10 / baud
     t0 = time.monotonic()
     p.send("AT%CMNG=2,9,0")
     lines, final = p.final()
-    down = time.monotonic() - t0
     reply = len(lines[0]) + 4 + 6  # CR LF around the line, then CR LF OK CR LF
-    assert final == "OK" and reply * 10 / baud <= down < reply * 10 / baud + 1.5
-    # The simulator's own schedule accounts for every byte at exactly 10 bit times.
-    rx_busy, tx_busy = sim.line_time
-    assert rx_busy == pytest.approx(sim.stats.uart_rx * 10 / baud)
-    assert tx_busy == pytest.approx(sim.stats.uart_tx * 10 / baud)
-    assert sim.stats.uart_rx - rx0 == len(cmd) + len("AT%CMNG=2,9,0\r\n")
-    assert sim.stats.uart_tx - tx0 == len("\r\nOK\r\n") + reply
+    assert final == "OK" and time.monotonic() - t0 >= reply * 10 / baud
+    # The simulator accounts for every byte at exactly 10 bit times; bytes and line time are read in
+    # one snapshot, and a byte the host has read is always counted already.
+    rx, tx, rx_busy, tx_busy = sim.stats.uart_snapshot()
+    assert rx_busy == pytest.approx(rx * 10 / baud)
+    assert tx_busy == pytest.approx(tx * 10 / baud)
+    assert rx - rx0 == len(cmd) + len("AT%CMNG=2,9,0\r\n")
+    assert tx - tx0 == len("\r\nOK\r\n") + reply
 
 
 def test_fail_and_delay_commands(sim_factory, raw_port_factory) -> None:

@@ -17,7 +17,7 @@ def test_throttle_schedules_ten_bits_per_byte_back_to_back() -> None:
     assert t.schedule(96, now=100.0) == pytest.approx(100.1)  # 96 bytes * 10 bit / 9600 bit/s
     assert t.schedule(96, now=100.05) == pytest.approx(100.2)  # queued behind the first chunk
     assert t.schedule(48, now=200.0) == pytest.approx(200.05)  # idle line: starts at once
-    assert t.busy_s == pytest.approx(0.25)
+    assert t.seconds(96 + 96 + 48) == pytest.approx(0.25)
     assert Throttle(0).schedule(10**6, now=5.0) == 5.0  # 0 = unthrottled
 
 
