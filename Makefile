@@ -41,7 +41,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 
-# Benchmarks (issue 8): pytest-benchmark suites, then report.py writes benchmarks/results/summary.json,
+# Benchmarks: pytest-benchmark suites, then report.py writes benchmarks/results/summary.json,
 # benchmarks/RESULTS.md and the PNG. The `bench` extra (awsiotsdk, matplotlib) is installed from
 # pyproject.toml without re-installing nrfprov. The raw export is a .json.tmp (git-ignored); nothing is
 # stored in .benchmarks/. A failing suite still gets a report of what ran, then make fails.
@@ -65,7 +65,7 @@ bench: setup $(BENCH_STAMP)
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info src/nrfprov/_native*.so .pytest_cache .mypy_cache
 
-# ---- native/ C core (issue 7) ------------------------------------------------------------------
+# ---- native/ C core --------------------------------------------------------------------------------
 # sanitize: the C under ASan + UBSan twice - a C driver (seeds + mutations, whole / chunked /
 # byte-wise, exact-size heap blocks) and the Python tests/native suite against an ASan-built copy of
 # the extension (libasan preloaded; leak checks off there because CPython itself "leaks" at exit).

@@ -79,7 +79,8 @@ class StandInProcess:
         return self._proc.pid if self._proc is not None else None
 
     def write_certs_folder(self, directory: Path) -> Path:
-        """The NCS sample's ``certs/`` layout for native TLS, holding the claim credentials (key 0600)."""
+        """Nordic's aws_iot_provisioning sample's ``certs/`` layout for native TLS, holding the claim credentials
+        (key 0600)."""
         from nrfprov.cloud.pki import write_private
 
         directory = Path(directory)

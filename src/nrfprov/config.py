@@ -247,8 +247,8 @@ class Settings:
     broker_host: str = ""
     broker_port: int = 8883  # CONFIG_AWS_IOT_PORT default
     client_id: str = "my-thing"  # CONFIG_AWS_IOT_CLIENT_ID_STATIC default
-    claim_sec_tag: int | None = None  # no NCS default; the sample uses 43
-    provisioned_sec_tag: int = 50  # the sample writes the new credentials to sec tag 50
+    claim_sec_tag: int | None = None  # no NCS default; Nordic's aws_iot_provisioning sample uses 43
+    provisioned_sec_tag: int = 50  # Nordic's aws_iot_provisioning sample writes the new credentials to sec tag 50
     keepalive: int = 60  # Zephyr CONFIG_MQTT_KEEPALIVE default
     clean_session: bool = True
     mqtt_v5: bool = False
@@ -256,7 +256,7 @@ class Settings:
     mbedtls_in_content_len: int = 16384  # MBEDTLS_SSL_MAX_CONTENT_LEN default
     mbedtls_out_content_len: int = 16384
     mqtt_payload_buffer_len: int = 2304  # legacy CONFIG_AWS_IOT_MQTT_PAYLOAD_BUFFER_LEN default
-    flow: Flow = "split"  # what the sample does
+    flow: Flow = "split"  # what Nordic's aws_iot_provisioning sample does
     payload_format: PayloadFormat = "json"
     template_name: str = ""  # empty: no RegisterThing
     template_parameters: str = ""  # "Key=Value,Key2=Value2"; {imei} and {client_id} expand at run time

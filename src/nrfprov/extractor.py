@@ -3,7 +3,7 @@
 The C core parses the CreateKeysAndCertificate / CreateCertificateFromCsr reply (or any Fleet
 Provisioning ``rejected`` reply) in chunks with a fixed-size state and caller-owned buffers: the same
 code a device would run to get credentials out of a ~3.5 KB reply through a 2 KB receive buffer.
-This wrapper is paranoid on purpose (house rule 10): it checks every return code, reads every size
+This wrapper is paranoid on purpose: it checks every return code, reads every size
 and limit from the library, and refuses a library whose version stamp differs from the header's or
 from the one this module was written for (a stale editable build after a C change).
 

@@ -30,7 +30,7 @@ from nrfprov.provisioning.driver import Driver
 
 pytestmark = pytest.mark.hardware
 
-SCRATCH_TAG = 2147480050  # far from the sample's 43/50 and from modem-reserved tags
+SCRATCH_TAG = 2147480050  # far from Nordic's aws_iot_provisioning sample's 43/50 and from modem-reserved tags
 
 
 @pytest.fixture

@@ -212,7 +212,8 @@ def cmng_delete(sec_tag: int, cred_type: int) -> Command:
 
 
 def keygen(sec_tag: int, *, attributes: str | None = None) -> Command:
-    """``AT%KEYGEN=<tag>,2,0[,"<attrs>"]``: client key (type 2), answer a CSR [ATREF keygen_set]."""
+    """``AT%KEYGEN=<tag>,2,0[,"<attrs>"]``: client key (type 2), answer a CSR
+    [nRF91 AT Commands reference, %KEYGEN set]."""
     _check_tag(sec_tag)
     text = f"AT%KEYGEN={sec_tag},2,0"
     if attributes:

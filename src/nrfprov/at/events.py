@@ -1,4 +1,4 @@
-"""Events the AT session produces (house rule 7: frozen dataclasses; wire events are nouns)."""
+"""Events the AT session produces (frozen dataclasses; wire events are nouns)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Size limits of the nRF91 AT interface, each with its source (house rule 5).
+"""Size limits of the nRF91 AT interface, each with its source.
 
 Each limit below names its primary source (sdk-nrf serial_lte_modem, ncs-serial-modem, sdk-nrfxlib).
 """

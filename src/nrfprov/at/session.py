@@ -1,4 +1,4 @@
-"""The sans-IO AT session: bytes in, events out, bytes to send returned (house rules 1-4).
+"""The sans-IO AT session: bytes in, events out, bytes to send returned (docs/architecture.md).
 
 One command is in flight at a time. Whether a line is part of its reply or a URC is decided by the
 prefixes that command expects (``+CFUN:`` for ``AT+CFUN?``), never by the prefix alone: ``+CEREG:``

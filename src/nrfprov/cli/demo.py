@@ -27,7 +27,7 @@ run, all in this process on 127.0.0.1, and provisions every combination of flow 
 backend x modem dialect that should work, plus the one that must not (combined over the modem's
 own TLS: marked expected_failure). Exit 0 when every row behaves as expected, 1 otherwise."""
 
-CLAIM_SEC_TAG = 43  # the sample's CONFIG_AWS_IOT_SEC_TAG
+CLAIM_SEC_TAG = 43  # Nordic's aws_iot_provisioning sample's CONFIG_AWS_IOT_SEC_TAG
 #: Legacy SLM needs a long data-mode terminator for raw TLS ciphertext [sdk-nrf slm_at_host.c]; the
 #: firmware side is CONFIG_SLM_DATAMODE_TERMINATOR, ours CONFIG_NRFPROV_SLM_TERMINATOR.
 SLM_TERMINATOR = "NRFPROV-EOT-7f3a9c51"
@@ -116,7 +116,8 @@ def _settings(cloud: Any, certs: Path, combo: Combo) -> Any:
 
 
 def write_claim_tag(modem: Any, cloud: Any, sec_tag: int = CLAIM_SEC_TAG) -> None:
-    """The sample's prerequisite 1: claim credentials in CONFIG_AWS_IOT_SEC_TAG (for modem TLS)."""
+    """Prerequisite 1 of Nordic's aws_iot_provisioning sample: claim credentials in
+    CONFIG_AWS_IOT_SEC_TAG (modem TLS)."""
     for cred_type, path in ((0, cloud.ca_path), (1, cloud.claim_cert_path), (2, cloud.claim_key_path)):
         modem.write_credential(sec_tag, cred_type, Path(path).read_text())
 
@@ -162,7 +163,8 @@ def run_demo(*, baud: int = 115200, only: str | None = None, progress: TextIO | 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="nrfprov-demo-") as tmp, LocalAwsIot(Path(tmp) / "aws-iot") as cloud:
         work = Path(tmp)
-        certs = cloud.write_certs_folder(work / "certs")  # the sample's certs/ layout, claim identity
+        # Nordic's aws_iot_provisioning sample's certs/ layout, with the claim identity
+        certs = cloud.write_certs_folder(work / "certs")
         for combo in combinations(only):
             row = run_one(cloud, certs, work, combo, baud=baud)
             rows.append(row)

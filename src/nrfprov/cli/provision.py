@@ -19,7 +19,7 @@ from nrfprov.names import FLOWS, FORMATS
 
 PROVISION_EPILOG = """\
 examples:
-  # the sample's split-topic workaround, modem TLS with the claim credentials in sec tag 43
+  # Nordic's aws_iot_provisioning sample's split-topic workaround, modem TLS with the claim credentials in sec tag 43
   nrfprov provision --port /dev/ttyACM0 --conf prj.conf
   # the official CreateKeysAndCertificate reply, TLS on the host over the modem's TCP socket
   nrfprov provision --port /dev/ttyACM0 --conf prj.conf --overlay overlay-native_tls.conf \\
@@ -29,8 +29,8 @@ examples:
   # the run was interrupted after the credentials arrived: finish it, no new certificate
   nrfprov provision --port /dev/ttyACM0 --conf prj.conf --resume
 
-The chain (the PoC sample's 12 steps): LTE up -> claim connect -> subscribe -> request -> receive ->
-disconnect -> CFUN=4 -> write CA, cert, key to the provisioned sec tag (verified by %CMNG SHA-256)
+The chain (Nordic's aws_iot_provisioning sample's 12 steps): LTE up -> claim connect -> subscribe ->
+request -> receive -> disconnect -> CFUN=4 -> write CA, cert, key to the provisioned sec tag (verified by %CMNG SHA-256)
 -> clear subscriptions -> CFUN=1 -> reconnect with the new credentials and publish QoS 1 to
 $aws/things/<thing>/shadow/update (the PUBACK is the proof).
 
@@ -53,8 +53,9 @@ def register(sub: Any) -> None:
     add_config_options(p)
     g = p.add_argument_group("provisioning")
     g.add_argument("--flow", choices=FLOWS,
-                   help="split: the sample's workaround topics; combined: CreateKeysAndCertificate; "
-                   "csr: %%KEYGEN + CreateCertificateFromCsr (default: CONFIG_NRFPROV_FLOW, else split)")
+                   help="split: the workaround topics of Nordic's aws_iot_provisioning sample; "
+                   "combined: CreateKeysAndCertificate; csr: %%KEYGEN + CreateCertificateFromCsr "
+                   "(default: CONFIG_NRFPROV_FLOW, else split)")
     g.add_argument("--format", dest="payload_format", choices=FORMATS,
                    help="Fleet Provisioning payload format (default: CONFIG_NRFPROV_PAYLOAD_FORMAT, else json)")
     add_state_option(g, "the provisioning journal", "<IMEI>")

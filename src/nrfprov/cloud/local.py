@@ -342,7 +342,7 @@ class LocalAwsIot:
         return cert_path, key_path
 
     def write_certs_folder(self, directory: Path) -> Path:
-        """The NCS sample's ``certs/`` layout for native TLS, holding the claim credentials."""
+        """Nordic's aws_iot_provisioning sample's ``certs/`` layout for native TLS, holding the claim credentials."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.paths.ca, directory / "ca-cert.pem")

@@ -2,7 +2,7 @@
 
 One private hook is used: ``Client._create_socket()`` (paho-mqtt 2.x). paho calls it from
 ``connect()``/``reconnect()`` with no arguments, calls ``setblocking(False)`` on the result and then
-``select()``s on it [paho-mqtt client.py]. Overriding it to return our end of a socketpair (variant S) is
+``select()``s on it [paho-mqtt client.py]. Overriding it to return our end of a socketpair is
 what lets a TLS handshake run inside ``connect()`` and raise its typed error there, instead of paho
 reporting a vague disconnect later. tests/unit/mqtt/test_mqtt_paho_contract.py pins this behaviour;
 pyproject pins ``paho-mqtt>=2,<3``.

@@ -1,11 +1,11 @@
 """MQTT over any ``ByteStream``: paho-mqtt 2.x behind a small, blocking, typed API.
 
-Why a socketpair + pump thread ("variant S") and not a socket-like TLS wrapper ("W") [paho-mqtt client.py
-``_create_socket``; paho issue #873]:
+Why a socketpair + pump thread and not a socket-like object wrapping the TLS stream [paho-mqtt client.py
+``_create_socket``; eclipse/paho.mqtt.python issue #873]:
 - the stream factory (TCP connect, modem socket, TLS handshake) runs inside ``connect()``, so a bad
   certificate or a refused client cert raises its typed error right there;
-- the stream and the serial port stay on ONE thread (the pump), as python-mbedtls requires; with W
-  paho's network thread would do blocking modem writes and stall keepalive during a 128 KB publish;
+- the stream and the serial port stay on ONE thread (the pump), as python-mbedtls requires; with a
+  wrapper paho's network thread would do blocking modem writes and stall keepalive during a 128 KB publish;
 - the only private paho API used is ``Client._create_socket`` (see ``_paho.py``).
 
 API (what the provisioning flow uses)::

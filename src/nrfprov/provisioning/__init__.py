@@ -1,4 +1,4 @@
-"""Provisioning: the seed sample's 12-step chain, every flow, and a journal that never loses a key.
+"""Provisioning: Nordic's aws_iot_provisioning sample's 12-step chain, every flow, and a journal that never loses a key.
 
 - :class:`ProvisioningMachine` / :class:`Plan` (sans-IO, ``machine``): the chain as a transition table;
   events in (``events``: ``Started``, ``MessageReceived`` ...), effects out (``WriteCredential`` ...).

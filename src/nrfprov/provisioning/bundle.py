@@ -77,7 +77,7 @@ class CredentialBundle:
         )
 
     def writes(self) -> list[tuple[int, str]]:
-        """(type, content) in the order the sample writes a sec tag: CA, client cert, key."""
+        """(type, content) in the order Nordic's aws_iot_provisioning sample writes a sec tag: CA, client cert, key."""
         out = [(TYPE_CA, self.ca_pem), (TYPE_CERT, self.certificate_pem)]
         if self.private_key_pem is not None:
             out.append((TYPE_KEY, self.private_key_pem))

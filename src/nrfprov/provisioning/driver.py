@@ -9,7 +9,7 @@ TLS for each connection:
 
 - claim identity: ``offload`` → the modem's TLS with the claim sec tag; ``native`` → host mbedTLS
   over a modem TCP socket with the certs folder (``ca-cert.pem``, ``client-cert.pem``,
-  ``private-key.pem``, as the sample's native-TLS overlay loads them); ``host`` → the same
+  ``private-key.pem``, as Nordic's aws_iot_provisioning sample's native-TLS overlay loads them); ``host`` → the same
   credentials over the host's own TCP (a factory station);
 - provisioned identity: ``offload`` and every ``csr`` run → the modem's TLS with the provisioned
   sec tag (the CSR key never leaves the modem); ``native`` / ``host`` → the new credentials, in
@@ -265,8 +265,8 @@ class Driver:
             self._close_session()
             return m.Disconnected()
         if isinstance(eff, m.ClearSubscriptions):
-            # The sample's aws_iot_subscription_topics_clear(): the next session subscribes to nothing
-            # (the provisioned policy would refuse certificate/... topics).
+            # Nordic's aws_iot_provisioning sample's aws_iot_subscription_topics_clear(): the next session
+            # subscribes to nothing (the provisioned policy would refuse certificate/... topics).
             self._filters = []
             return m.SubscriptionsCleared()
         assert self._record is not None

@@ -1,5 +1,5 @@
 """Events (past tense: what happened) and effects (imperatives: what to do) of the provisioning
-machine (house rule 7). Frozen dataclasses; reprs hide key material and payloads."""
+machine. Frozen dataclasses; reprs hide key material and payloads."""
 
 from __future__ import annotations
 

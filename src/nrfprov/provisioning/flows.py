@@ -1,6 +1,7 @@
 """Topics, request payloads and reply collectors for each way of getting credentials (sans-IO).
 
-- ``split``: the workaround the seed sample uses [aws-iot-device-credentials-workaround]: an empty publish to
+- ``split``: the workaround Nordic's aws_iot_provisioning sample uses
+  [coderbyheart/aws-iot-device-credentials-workaround]: an empty publish to
   ``certificate/<id>/create``; the key and the certificate come back as raw PEM on two topics, in
   either order, maybe more than once (QoS 1 redelivery, a stale earlier request).
 - ``combined``: CreateKeysAndCertificate [AWS IoT developer guide, fleet-provision-api]; one ~3.5 KB
@@ -97,7 +98,8 @@ def _str_field(doc: Mapping[str, Any], name: str, what: str) -> str:
 
 def split_request(client_id: str) -> Request:
     base = f"certificate/{client_id}/create"
-    # The sample subscribes only accepted/+; rejected as well turns a refusal into a fast, typed error.
+    # Nordic's aws_iot_provisioning sample subscribes only accepted/+; rejected as well turns a refusal into a
+    # fast, typed error.
     return Request((f"{base}/accepted/+", f"{base}/rejected"), base, b"")
 
 
@@ -195,7 +197,7 @@ class SplitCollector:
             raise PayloadTooLarge(f"message on {topic}", len(payload), AWS_PAYLOAD_LIMIT)
         if topic == self._prefix + "rejected":
             raise parse_rejected(topic, payload, "json")
-        # The sample matches by suffix (/accepted/key, /accepted/cert) [aws_iot_provisioning sample, src/main.c].
+        # Matched by suffix (/accepted/key, /accepted/cert), as [Nordic's aws_iot_provisioning sample, src/main.c] does.
         if topic == self._prefix + "accepted/key":
             store, spki = self._keys, _spki_of_key
         elif topic == self._prefix + "accepted/cert":
@@ -236,7 +238,7 @@ ExtractorFactory = Callable[[PayloadFormat], ExtractorLike]
 
 
 def native_extractor(fmt: PayloadFormat) -> ExtractorLike:
-    """The C extractor (issue 7); imported here so a missing build fails with its own clear error."""
+    """The C extractor (``native/``); imported here so a missing build fails with its own clear error."""
     from nrfprov.extractor import CombinedExtractor
 
     return CombinedExtractor(fmt)

@@ -1,7 +1,7 @@
 """The provisioning journal: issued credentials survive a crash, a kill or a power cut.
 
-Every request to the cloud creates another active certificate [workaround createCertificates.ts; AWS API reference,
-CreateThing], and a private key
+Every request to the cloud creates another active certificate [coderbyheart/aws-iot-device-credentials-workaround
+lambda/createCertificates.ts; AWS API reference, CreateThing], and a private key
 that was never written anywhere is lost for good. So the issued bundle is written here *before* the
 first modem write, each finished step is recorded, and the key material is erased only after a
 verified ``%CMNG`` write and a successful reconnect. ``nrfprov provision --resume`` continues from

@@ -1,4 +1,4 @@
-"""The seed sample's 12-step chain as a sans-IO state machine (house rules 1-4, 7).
+"""Nordic's aws_iot_provisioning sample's 12-step chain as a sans-IO state machine.
 
 Events (past tense) go in through ``receive_event(event, now)``; effects (imperatives) come out of
 ``next_effect()`` for a driver to execute on the modem, transport and MQTT layers. Each command effect

@@ -44,13 +44,14 @@ def check_combination(settings: Settings, flow: str, backend: str, *, claim_tag_
     if backend == "offload" and claim_tag_needed and settings.claim_sec_tag is None:
         raise UsageError(
             "the offload backend connects with the claim credentials in a modem sec tag, but none is set",
-            hint="set CONFIG_AWS_IOT_SEC_TAG (the sample uses 43) and load the claim credentials there "
-            "(nrfprov creds write)",
+            hint="set CONFIG_AWS_IOT_SEC_TAG (Nordic's aws_iot_provisioning sample uses 43) and load the claim "
+            "credentials there (nrfprov creds write)",
         )
     if settings.claim_sec_tag is not None and settings.claim_sec_tag == settings.provisioned_sec_tag:
         raise UsageError(
             f"claim and provisioned sec tag are both {settings.provisioned_sec_tag}: the write would "
-            "destroy the claim credentials", hint="use another CONFIG_NRFPROV_PROVISIONED_SEC_TAG (sample: 50)")
+            "destroy the claim credentials",
+            hint="use another CONFIG_NRFPROV_PROVISIONED_SEC_TAG (Nordic's aws_iot_provisioning sample uses 50)")
 
 
 @dataclass(frozen=True)

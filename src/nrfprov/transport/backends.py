@@ -2,7 +2,8 @@
 
 - ``native``: TLS runs on the host (Mbed TLS, :class:`NativeTlsStream`) over the modem's raw TCP
   socket, mirroring ``overlay-native_tls.conf``: any AWS message up to 128 KB arrives intact.
-- ``offload``: the modem runs TLS itself with the credentials in a sec tag (the sample's default):
+- ``offload``: the modem runs TLS itself with the credentials in a sec tag (the default of
+  Nordic's aws_iot_provisioning sample):
   incoming TLS records over ~2 KB fail with ``ModemTlsLimitError`` [sdk-nrf PR #20182; aws_iot.rst].
 - ``host``: TLS on the host over the host's own TCP (a factory station with its own network).
 
@@ -96,7 +97,7 @@ def open_stream(
         tag = sec_tag if sec_tag is not None else settings.claim_sec_tag
         if tag is None:
             raise UsageError("the offload backend needs a sec tag holding the TLS credentials",
-                             hint="set CONFIG_AWS_IOT_SEC_TAG (the sample uses 43)")
+                             hint="set CONFIG_AWS_IOT_SEC_TAG (Nordic's aws_iot_provisioning sample uses 43)")
         stream: ByteStream = modem.open_tls(host, port, tag, name, timeout=timeout)
         return stream
 
@@ -110,7 +111,8 @@ def open_stream(
                   out_content_len=lim.out_content_len)
     if b == "native":
         assert modem is not None
-        # Raw ciphertext through legacy SLM data mode ends at the first "+++" (nrf91-at / wire.md):
+        # Raw ciphertext through legacy SLM data mode ends at the first "+++" [sdk-nrf serial_lte_modem,
+        # slm_at_host.c]:
         # the modem facade refuses that configuration with a DialectError before any byte is sent.
         modem.check_raw_binary_safe()
         inner: ByteStream = modem.open_tcp(host, port, timeout=timeout)

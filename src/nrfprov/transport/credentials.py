@@ -1,8 +1,9 @@
-"""Credentials for the native TLS bridge: a certs folder like the NCS sample's, or PEMs in memory.
+"""Credentials for the native TLS bridge: a certs folder, or PEMs in memory.
 
-The sample's native-TLS build loads ``ca-cert.pem``, ``client-cert.pem`` and ``private-key.pem`` from its
-certs folder into the Mbed TLS credential store at run time (sdk-nrf ``aws_iot`` / MQTT Helper Kconfig,
-``CONFIG_MQTT_HELPER_CERTIFICATES_FOLDER`` / ``CONFIG_AWS_IOT_PROVISION_CERTIFICATES``).
+Nordic's aws_iot_provisioning sample's native-TLS build loads ``ca-cert.pem``, ``client-cert.pem``
+and ``private-key.pem`` from its certs folder into the Mbed TLS credential store at run time
+(sdk-nrf ``aws_iot`` / MQTT Helper Kconfig, ``CONFIG_MQTT_HELPER_CERTIFICATES_FOLDER`` /
+``CONFIG_AWS_IOT_PROVISION_CERTIFICATES``).
 :meth:`TlsCredentials.from_folder` reads the same layout; :meth:`TlsCredentials.from_pems` takes a
 freshly issued bundle so the provisioning flow can reconnect with it without touching the disk.
 
@@ -29,7 +30,7 @@ from nrfprov.errors import ConfigError, CredentialBundleError, NrfprovError
 
 log = logging.getLogger(__name__)
 
-#: File names of the NCS sample's certs folder (native TLS, run-time load).
+#: File names of Nordic's aws_iot_provisioning sample's certs folder (native TLS, run-time load).
 CA_FILE = "ca-cert.pem"
 CERT_FILE = "client-cert.pem"
 KEY_FILE = "private-key.pem"
@@ -127,7 +128,7 @@ class TlsCredentials:
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, ca_file: str | Path | None = None) -> TlsCredentials:
-        """The sample's layout: ``ca-cert.pem``, ``client-cert.pem``, ``private-key.pem``.
+        """Nordic's aws_iot_provisioning sample's layout: ``ca-cert.pem``, ``client-cert.pem``, ``private-key.pem``.
 
         ``ca_file`` overrides the folder's CA (e.g. ``CONFIG_NRFPROV_CA_FILE``). The client pair is
         optional as a whole (both files or neither).

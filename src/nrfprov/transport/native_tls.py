@@ -1,8 +1,8 @@
 """Native TLS bridge: python-mbedtls ``TLSWrappedBuffer`` over any ``ByteStream``.
 
-This mirrors the NCS sample's ``overlay-native_tls.conf``: TLS 1.2 terminated by Mbed TLS on the host,
-so the modem only carries TCP and its ~2 KB secure-socket receive limit no longer applies
-[sdk-nrf PR #20182; aws_iot_provisioning sample overlay-native_tls.conf]. The loop avoids every
+This mirrors Nordic's aws_iot_provisioning sample's ``overlay-native_tls.conf``: TLS 1.2 terminated by Mbed TLS on
+the host, so the modem only carries TCP and its ~2 KB secure-socket receive limit no longer applies
+[sdk-nrf PR #20182; Nordic's aws_iot_provisioning sample, overlay-native_tls.conf]. The loop avoids every
 python-mbedtls trap we reproduced on this project's loopback [python-mbedtls tls.py, _tls.pyx]:
 
 - receive with ``readinto()`` (``read()`` drops plaintext), one record at a time;
@@ -67,7 +67,7 @@ RING_SIZE = 32 * 1024
 AWS_MQTT_ALPN = "x-amzn-mqtt-ca"
 
 #: The suites the NCS native-TLS overlay enables (ECDHE-RSA / ECDHE-ECDSA, AES-GCM/CCM/CBC, SHA-256/384)
-#: [aws_iot_provisioning sample overlay-native_tls.conf]. CCM exists for ECDSA only (RFC 7251).
+#: [Nordic's aws_iot_provisioning sample, overlay-native_tls.conf]. CCM exists for ECDSA only (RFC 7251).
 #: Order: AEAD first, strongest first.
 NATIVE_TLS_CIPHERS: tuple[str, ...] = (
     "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384",

@@ -1,4 +1,4 @@
-"""The AT session, fed whole, byte by byte, with trailing bytes, and with garbage (house rule 8)."""
+"""The AT session, fed whole, byte by byte, with trailing bytes, and with garbage."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""House rule 8 for the reply collectors: arbitrary bytes on any topic give a result, nothing, or our
+"""Garbage for the reply collectors: arbitrary bytes on any topic give a result, nothing, or our
 own typed error, never anything else."""
 
 from __future__ import annotations

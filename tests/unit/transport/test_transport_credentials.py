@@ -1,4 +1,5 @@
-"""Credentials: the sample's certs folder, in-memory PEMs, key-type detection, the repo's CA files."""
+"""Credentials: the certs folder of Nordic's aws_iot_provisioning sample, in-memory PEMs, key-type
+detection, the package's CA files."""
 
 from __future__ import annotations
 
@@ -88,5 +89,5 @@ def test_packaged_cas_are_amazon_root_ca_1_and_3(tmp_path: Path) -> None:
         assert cert.subject.rfc4514_string() == subject
         assert hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper() == fp
     both = (PACKAGE_CAS / "AmazonRootCA1.pem").read_text() + (PACKAGE_CAS / "AmazonRootCA3.pem").read_text()
-    (tmp_path / "ca-cert.pem").write_text(both)  # the sample's certs-folder layout, CA 1 + 3
+    (tmp_path / "ca-cert.pem").write_text(both)  # Nordic's aws_iot_provisioning sample's certs-folder layout, CA 1 + 3
     assert len(TlsCredentials.from_folder(tmp_path).trust_store()) == 2

@@ -1,4 +1,4 @@
-"""RecordScanner fed whole, byte by byte, with trailing bytes and with garbage (house rule 8)."""
+"""RecordScanner fed whole, byte by byte, with trailing bytes and with garbage."""
 
 from __future__ import annotations
 
