@@ -16,7 +16,7 @@ examples:
   nrfprov cloud up --state /tmp/aws                      # RSA-2048 device keys, like AWS
   nrfprov cloud up --state /tmp/aws --broker-port 8883 --device-key ec --split-order cert-first
 
-In another terminal, with the files it wrote (see README "Local AWS IoT stand-in"):
+In another terminal, with the files it wrote (see docs/stand-in.md):
   mosquitto_rr -h 127.0.0.1 -p PORT --cafile /tmp/aws/ca.pem --cert /tmp/aws/claim-cert.pem \\
       --key /tmp/aws/claim-key.pem -t '$aws/certificates/create/json' \\
       -e '$aws/certificates/create/json/accepted' -m '{}'

@@ -67,7 +67,7 @@ def test_aws_128_kb_payload_limit(local_aws: LocalAwsIot, size: int, delivered: 
             assert ack == 0
             assert dev.get() == ("things/big-1/blob", payload)
         else:
-            # mosquitto drops the connection (AWS answers PAYLOAD_LIMIT_EXCEEDED): see README.
+            # mosquitto drops the connection (AWS answers PAYLOAD_LIMIT_EXCEEDED): see docs/stand-in.md.
             assert ack is None
             assert dev.wait_disconnected()
             assert dev.drain() == []
