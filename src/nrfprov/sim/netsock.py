@@ -239,28 +239,43 @@ class SimSocket:
             raise SocketFailure(ECONNRESET, str(exc)) from exc
         return len(data)
 
-    def recv(self, maxn: int, *, timeout: float | None, peek: bool, stop: threading.Event) -> bytes | None:
-        """Bytes (≤ maxn), b"" at EOF, None on timeout. Raises SocketFailure on a failed socket."""
+    def wait_readable(self, *, timeout: float | None, stop: threading.Event) -> bool:
+        """Block until data, EOF or an error is there (True), or until ``timeout`` / ``stop`` (False).
+
+        Waiting and taking are separate so the caller can take the bytes and re-arm POLLIN under
+        its own poll lock (see ``SocketCommands.check_poll``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
-                if self.error:
-                    raise SocketFailure(self.error, "socket has failed")
-                if self._rx:
-                    data = bytes(self._rx[:maxn])
-                    if not peek:
-                        del self._rx[: len(data)]
-                        self._cond.notify_all()  # room for the pump again
-                    return data
-                if self.eof or not self.connected:
-                    return b""
+                if self.error or self._rx or self.eof or not self.connected:
+                    return True
                 if stop.is_set():
-                    return None
+                    return False
                 wait = None if deadline is None else deadline - time.monotonic()
                 if wait is not None and wait <= 0:
-                    return None
+                    return False
                 # Bounded wait so a stopping simulator is noticed even with timeout 0 = forever.
                 self._cond.wait(0.5 if wait is None else min(wait, 0.5))
+
+    def take(self, maxn: int, *, peek: bool) -> bytes | None:
+        """Bytes (≤ maxn), b"" at EOF, None when nothing is there. Raises SocketFailure on a failed socket."""
+        with self._cond:
+            if self.error:
+                raise SocketFailure(self.error, "socket has failed")
+            if self._rx:
+                data = bytes(self._rx[:maxn])
+                if not peek:
+                    del self._rx[: len(data)]
+                    self._cond.notify_all()  # room for the pump again
+                return data
+            if self.eof or not self.connected:
+                return b""
+            return None
+
+    def recv(self, maxn: int, *, timeout: float | None, peek: bool, stop: threading.Event) -> bytes | None:
+        """Bytes (≤ maxn), b"" at EOF, None on timeout. Raises SocketFailure on a failed socket."""
+        self.wait_readable(timeout=timeout, stop=stop)
+        return self.take(maxn, peek=peek)
 
     def readiness(self) -> int:
         with self._cond:

@@ -333,13 +333,16 @@ class SocketCommands:
             flags = as_int(param(p, 1) or "0", 0, 0xFFFF)
             maxn = MAX_RECV
         wait = 0.0 if flags & RECV_DONTWAIT else (None if timeout == 0 else float(timeout))
+        s.wait_readable(timeout=wait, stop=self.m._stop)
         try:
-            data = s.recv(maxn, timeout=wait, peek=bool(flags & RECV_PEEK), stop=self.m._stop)
+            # Take the bytes and re-arm POLLIN in one step under the poll lock, so check_poll never
+            # sees "armed" together with readiness from before this read (a stale POLLIN).
+            with self._lock:
+                data = s.take(maxn, peek=bool(flags & RECV_PEEK))
+                self._in_armed.add(s.handle)  # #XRECV re-arms POLLIN
         except SocketFailure as exc:
             self._poll_after_reply(s)
             raise AtFail(None, str(exc)) from exc
-        with self._lock:
-            self._in_armed.add(s.handle)  # #XRECV re-arms POLLIN
         self._poll_after_reply(s)
         if data is None:
             raise AtFail(None, "receive timed out")
@@ -415,8 +418,11 @@ class SocketCommands:
         if not self.sm:
             return
         h = s.handle
-        ready = s.readiness()
         with self._lock:
+            # Readiness is read under the same lock that #XRECV holds while it takes bytes and
+            # re-arms POLLIN: read outside it, a pump thread could pair pre-read readiness with the
+            # post-read re-arm and announce POLLIN for data that is already gone.
+            ready = s.readiness()
             mask = self._apoll.get(h)
             if mask is None or self.socks.get(h) is not s:
                 return
