@@ -102,6 +102,15 @@ class CommandError(ModemError):
         self.code = code
 
 
+class AttestationError(ModemError):
+    """The modem's ``%KEYGEN`` attestation (COSE) does not match the key material it came with."""
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message, hint="run the key generation again; if it repeats, check the serial link")
+        self.expected = expected
+        self.actual = actual
+
+
 class CommandTimeout(ModemError):
     """No final result arrived within the command's timeout."""
 

@@ -26,6 +26,7 @@ from nrfprov.errors import (
     ModemLinkError,
     RegistrationTimeout,
 )
+from nrfprov.modem.attestation import parse_keygen_output
 from nrfprov.modem.channel import AtChannel
 from nrfprov.modem.credentials import (
     CredentialInfo,
@@ -34,7 +35,6 @@ from nrfprov.modem.credentials import (
     normalise_content,
     normalise_csr_der,
     parse_cmng_list,
-    parse_keygen,
 )
 from nrfprov.modem.dialects.base import Dialect, TlsParams, ints
 from nrfprov.modem.dialects.slm import SlmDialect
@@ -306,7 +306,12 @@ class Modem:
                 raise
         if not lines:
             raise AtProtocolError("%KEYGEN answered OK without a %KEYGEN line")
-        return normalise_csr_der(parse_keygen(lines[0]))
+        # The COSE digest must cover exactly the DER received (AttestationError otherwise); the quirk
+        # is removed only afterwards, since the modem hashed the DER as it sent it.
+        out = parse_keygen_output(lines[0], sec_tag=sec_tag)
+        if not out.is_csr:
+            raise AtProtocolError("%KEYGEN answered with a public key where a CSR was asked for")
+        return normalise_csr_der(out.der)
 
     # --- dialect and sockets --------------------------------------------------------------------
 

@@ -58,6 +58,13 @@ def register(sub: Any) -> None:
     p.add_argument("--imei", default=None, help="15-digit Luhn-valid IMEI (default: made up once per state)")
     p.add_argument("--terminator", default="+++", help="legacy SLM data-mode terminator (default +++)")
     p.add_argument("--no-csr-quirk", action="store_true", help="emit clean CSRs (no mfw NULL parameter)")
+    p.add_argument(
+        "--signing-key",
+        choices=["production", "rd", "identity"],
+        default="production",
+        help="key type the %%KEYGEN / %%ATTESTTOKEN COSE header names: Nordic base production (-4, default), "
+        "R&D (-5) or identity (-2); the simulator always signs with its own per-device key",
+    )
     p.add_argument("--faults", type=Path, default=None, help="JSON-lines fault control file (re-read)")
     p.add_argument(
         "--fail",
@@ -143,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
             link=args.link,
             csr_null_quirk=not args.no_csr_quirk,
             resolve=_resolve_map(args.resolve),
+            signing_key=args.signing_key,
         )
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc), hint="see nrfprov sim --help") from exc

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from nrfprov.sim import commands, sockets_at
+from nrfprov.sim import commands, keygen, sockets_at
 from nrfprov.sim.framing import Command, Data, DataEnd, Framer, GrammarError, Line, parse_command
 from nrfprov.sim.replies import AtFail, DataSink
 from nrfprov.sim.store import CredentialStore, Identity
@@ -64,6 +64,7 @@ class SimulatedModem:
         resolve: Mapping[str, str] | None = None,
         allow_remote: bool = False,
         datamode_idle: float | None = None,
+        signing_key: str = "production",
     ) -> None:
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {DIALECTS}, not {dialect!r}")
@@ -75,6 +76,11 @@ class SimulatedModem:
         self.baud = baud
         self.attach_delay = attach_delay
         self.terminator = terminator.encode("latin-1")
+        if signing_key not in keygen.KEY_TYPES:
+            raise ValueError(f"signing_key must be one of {sorted(keygen.KEY_TYPES)}, not {signing_key!r}")
+        # Which Nordic key the modem's COSE signatures name: production devices sign with the base
+        # production key (-4), R&D samples with the R&D key (-5); the simulator signs with its own key.
+        self.signing_key_type = keygen.KEY_TYPES[signing_key]
         self.csr_null_quirk = csr_null_quirk
         self.resolve: dict[str, str] = dict(resolve or {})
         self.allow_remote = allow_remote
