@@ -17,7 +17,8 @@ pseudo-terminal. The first line on stdout is the pty path; point any AT client a
 
 The simulator keeps its credential store, IMEI and device UUID in --state, throttles the UART
 to --baud both ways, maps sockets to real TCP on 127.0.0.1, runs modem-offloaded TLS 1.2 with the
-sec tag's credentials and enforces the modem's 2303-byte incoming TLS record limit.
+sec tag's credentials and enforces the modem's two TLS limits: 2303 bytes per received TLS data
+record (EMSGSIZE) and 4 KB of server certificate chain in the handshake (the connect fails).
 On exit (Ctrl-C / SIGTERM) it writes stats.json (UART and air byte counters) into --state.
 
 Fault injection: --faults FILE is re-read whenever it changes; each new line is a JSON object:

@@ -62,7 +62,9 @@ class SerialModemDialect(Dialect):
                         command(f"AT#XCONNECT={handle},{quote(host)},{int(port)}", timeout=timeout)
                     )
                 except CommandError as exc:
-                    raise connect_failed(host, port, tls, exc) from exc
+                    # SO_ERROR tells a failed TLS handshake from a refused or unresolved connect.
+                    err = self._so_error(handle) if tls is not None else None
+                    raise connect_failed(host, port, tls, exc, so_error=err) from exc
                 with self.ch.condition:
                     self._revents.pop(handle, None)
                     self._drained.discard(handle)
