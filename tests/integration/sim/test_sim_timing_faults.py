@@ -41,7 +41,7 @@ def test_uart_is_throttled_both_ways(sim_factory, raw_port_factory, pki) -> None
     rx_busy, tx_busy = sim.line_time
     assert rx_busy == pytest.approx(sim.stats.uart_rx * 10 / baud)
     assert tx_busy == pytest.approx(sim.stats.uart_tx * 10 / baud)
-    assert sim.stats.uart_rx - rx0 == len(cmd) + len("AT%CMNG=2,9,0\r\n")
+    assert sim.stats.uart_rx - rx0 == len(cmd) + len("AT%CMNG=2,9,0") + len(p.term)
     assert sim.stats.uart_tx - tx0 == len("\r\nOK\r\n") + reply
 
 

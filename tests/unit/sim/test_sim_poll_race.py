@@ -35,6 +35,11 @@ class _Modem:
         assert self.sock is not None
         self.urcs.append((line, self.sock.recv_pending()))
 
+    in_datamode = False
+
+    def respond(self, data: bytes) -> None:
+        raise AssertionError(f"nothing is pushed without #XRECVCFG: {data!r}")
+
     def call_soon(self, fn: Callable[[], None]) -> None:
         pass  # the test calls check_poll itself
 
@@ -72,7 +77,6 @@ def test_check_poll_never_announces_pollin_for_data_an_xrecv_already_took() -> N
     modem.sock = s
     cmds.socks[0] = s
     cmds._apoll[0] = POLLIN
-    cmds._errhup_done[0] = 0
     cmds._in_armed.add(0)  # POLLIN armed: the last #XRECV re-armed it
     with s._cond:
         s._rx += b"payload"  # what the pump just appended
