@@ -31,7 +31,9 @@ Fault injection: --faults FILE is re-read whenever it changes; each new line is 
 EPILOG = """\
 examples:
   nrfprov sim --dialect sm --state /tmp/dev1
-  nrfprov sim --dialect slm --baud 9600 --link /tmp/nrf91 --attach-delay 3
+  nrfprov sim --dialect slm --baud 9600 --link /tmp/nrf91 --attach-s 3
+  nrfprov sim --network nb-iot                     (RTT 1.6 s, 62.5/26 kbit/s, attach 5 s)
+  nrfprov sim --network lte-m --rtt-ms 400 --down-kbps 100
   nrfprov sim --resolve a1b2-ats.iot.eu-west-1.amazonaws.com=127.0.0.1
   nrfprov sim --fail AT%CMNG=0=515 --delay AT+CFUN=2 --drop-link-after 5000
   nrfcredstore /dev/ttyACM-nrfsim list        (with --tty-alias /dev/ttyACM-nrfsim, as root)
@@ -55,7 +57,21 @@ def register(sub: Any) -> None:
         help="state directory: credentials, IMEI, stats.json (default ~/.local/state/nrfprov/sim)",
     )
     p.add_argument("--link", type=Path, default=None, help="also make a symlink to the pty here")
-    p.add_argument("--attach-delay", type=float, default=0.0, help="seconds from CFUN=1 to +CEREG: 1")
+    p.add_argument(
+        "--network",
+        choices=["ideal", "lte-m", "nb-iot"],
+        default="ideal",
+        help="radio between modem and internet: delay and rate on every socket (TCP and modem TLS) and "
+        "the attach time after CFUN=1; ideal (default) = none. lte-m: RTT 150 ms, up 375 / down 300 "
+        "kbit/s, attach 2 s; nb-iot: RTT 1600 ms, up 62.5 / down 26 kbit/s, attach 5 s",
+    )
+    p.add_argument("--rtt-ms", type=float, default=None, help="round-trip time in ms (overrides --network)")
+    p.add_argument("--up-kbps", type=float, default=None, help="uplink rate in kbit/s, 0 = unlimited")
+    p.add_argument("--down-kbps", type=float, default=None, help="downlink rate in kbit/s, 0 = unlimited")
+    p.add_argument(
+        "--attach-s", "--attach-delay", dest="attach_delay", type=float, default=None,
+        help="seconds from CFUN=1 to +CEREG: 1 (default: the --network profile's, 0 for ideal)",
+    )
     p.add_argument("--imei", default=None, help="15-digit Luhn-valid IMEI (default: made up once per state)")
     p.add_argument("--terminator", default="+++", help="legacy SLM data-mode terminator (default +++)")
     p.add_argument(
@@ -114,6 +130,17 @@ def _resolve_map(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _network(args: argparse.Namespace) -> Any:
+    from nrfprov.errors import UsageError
+    from nrfprov.sim.network import profile
+
+    try:
+        return profile(args.network).with_overrides(rtt_ms=args.rtt_ms, up_kbps=args.up_kbps,
+                                                    down_kbps=args.down_kbps)
+    except ValueError as exc:
+        raise UsageError(str(exc), hint="--rtt-ms 150 --up-kbps 375 --down-kbps 300") from exc
+
+
 def _flag_faults(args: argparse.Namespace) -> list[dict[str, Any]]:
     """--fail / --delay / --drop-link-after as the same objects the fault file holds."""
     from nrfprov.errors import UsageError
@@ -153,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
             dialect=args.dialect,
             baud=args.baud,
             attach_delay=args.attach_delay,
+            network=_network(args),
             imei=args.imei,
             terminator=args.terminator,
             link=args.link,

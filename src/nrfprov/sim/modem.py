@@ -24,6 +24,8 @@ from types import TracebackType
 
 from nrfprov.sim import commands, keygen, sockets_at
 from nrfprov.sim.framing import Command, Data, DataEnd, Framer, GrammarError, Line, parse_command
+from nrfprov.sim.network import Link, NetworkProfile
+from nrfprov.sim.network import profile as network_profile
 from nrfprov.sim.replies import AtFail, DataSink
 from nrfprov.sim.store import CredentialStore, Identity
 from nrfprov.sim.uart import PtyUart, Stats
@@ -61,7 +63,7 @@ class SimulatedModem:
         *,
         dialect: str = "sm",
         baud: int = 115200,
-        attach_delay: float = 0.0,
+        attach_delay: float | None = None,
         imei: str | None = None,
         terminator: str = "+++",
         link: Path | None = None,
@@ -71,6 +73,7 @@ class SimulatedModem:
         datamode_idle: float | None = None,
         signing_key: str = "production",
         at_termination: str | None = None,
+        network: str | NetworkProfile | None = None,
     ) -> None:
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {DIALECTS}, not {dialect!r}")
@@ -80,7 +83,11 @@ class SimulatedModem:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.dialect = dialect
         self.baud = baud
-        self.attach_delay = attach_delay
+        # The radio (network.py): delay and rate on every socket, and the attach time after CFUN=1
+        # unless attach_delay says otherwise.
+        self.network = network_profile(network)
+        self.link = Link(self.network)
+        self.attach_delay = attach_delay if attach_delay is not None else self.network.attach_s
         self.terminator = terminator.encode("latin-1")
         if signing_key not in keygen.KEY_TYPES:
             raise ValueError(f"signing_key must be one of {sorted(keygen.KEY_TYPES)}, not {signing_key!r}")

@@ -20,6 +20,7 @@ issue 53; not in Nordic's documentation, so unconfirmed, and the same errno what
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
@@ -28,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from nrfprov.sim.network import Link, Scheduler
 from nrfprov.sim.uart import Stats
 
 log = logging.getLogger(__name__)
@@ -169,8 +171,12 @@ class SimSocket:
         peer_verify: int,
         stats: Stats,
         on_event: Callable[[SimSocket], None],
+        link: Link | None = None,
     ) -> None:
         self.handle = handle
+        # The radio between modem and internet (network.py); None = ideal, bytes move at once.
+        self._link = link if link is not None and not link.profile.ideal else None
+        self._handshaking = False
         self.tls = tls
         self.sec_tag = sec_tag
         self.peer_verify = peer_verify
@@ -223,13 +229,18 @@ class SimSocket:
             sock.close()
             raise self._fail(ECONNREFUSED, f"connect to {addr} failed: {exc}") from exc
         self._sock = sock
+        if self._link is not None:  # SYN out, SYN-ACK back: one round trip over the radio
+            self._wait_until(self._link.up.schedule(60, time.monotonic()) + self._link.profile.rtt_s / 2, stop)
         if self.tls:
             assert context is not None
+            self._handshaking = True
             try:
                 self._handshake(context, time.monotonic() + timeout, stop or threading.Event())
             except SocketFailure:
                 self._shutdown()
                 raise
+            finally:
+                self._handshaking = False
         sock.settimeout(None)
         self.connected = True
         self._pump = threading.Thread(target=self._pump_loop, name=f"sim-sock-{self.handle}", daemon=True)
@@ -257,6 +268,8 @@ class SimSocket:
             data = self._recv_until(deadline, stop)
             if not data:
                 raise self._fail(EOPNOTSUPP, "TLS handshake failed: the peer closed the connection")
+            if self._link is not None:  # the handshake runs inside AT#XCONNECT: wait for the radio here
+                self._wait_until(self._link.down.schedule(len(data), time.monotonic()), stop)
             self._stats.add("air_rx", len(data))
             try:
                 self.scanner.feed(data)
@@ -282,8 +295,40 @@ class SimSocket:
     def _flush_out(self) -> None:
         data = self._out.read()
         if data and self._sock is not None:
-            self._sock.sendall(data)
-            self._stats.add("air_tx", len(data))
+            self._tx(data)
+
+    def _tx(self, data: bytes) -> None:
+        """Bytes onto the radio: at once (ideal), after the uplink's time (handshake, inside the
+        connect command), or delivered later by the network scheduler (a send returns when the modem
+        has the data, not when the peer does)."""
+        sock = self._sock
+        if sock is None:
+            return
+        self._stats.add("air_tx", len(data))
+        if self._link is None:
+            sock.sendall(data)
+            return
+        due = self._link.up.schedule(len(data), time.monotonic())
+        if self._handshaking:
+            self._wait_until(due, None)
+            sock.sendall(data)
+            return
+
+        def deliver() -> None:
+            if self._sock is sock and not self._closed:
+                try:
+                    sock.sendall(data)
+                except OSError as exc:
+                    self._set_error(ECONNRESET, f"send failed: {exc}")
+                    self._on_event(self)
+
+        Scheduler.shared().at(due, deliver)
+
+    @staticmethod
+    def _wait_until(when: float, stop: threading.Event | None) -> None:
+        delay = when - time.monotonic()
+        if delay > 0:
+            (stop or threading.Event()).wait(delay)
 
     def _flush_out_quietly(self) -> None:
         try:
@@ -306,8 +351,7 @@ class SimSocket:
                         self._ssl.write(data[off : off + TLS_MAX_MESSAGE])
                         self._flush_out()
             else:
-                self._sock.sendall(data)
-                self._stats.add("air_tx", len(data))
+                self._tx(data)
         except (OSError, ssl.SSLError) as exc:
             self._set_error(ECONNRESET, f"send failed: {exc}")
             raise SocketFailure(ECONNRESET, str(exc)) from exc
@@ -413,32 +457,52 @@ class SimSocket:
                     if not self._closed:
                         self._set_error(ECONNRESET, f"recv failed: {exc}")
                     break
-                if not data:
-                    if self.error or self._closed:  # our own shutdown (failure / close), not the peer
+                if not data and (self.error or self._closed):
+                    break  # our own shutdown (failure / close), not the peer
+                if self._link is None:
+                    if not self._ingest(data):
                         break
-                    with self._cond:
-                        self.eof = True
-                        self._cond.notify_all()
-                    break
-                self._stats.add("air_rx", len(data))
-                if self._ssl is None:
-                    with self._cond:
-                        self._rx += data
-                        self._cond.notify_all()
-                else:
-                    try:
-                        self.scanner.feed(data)
-                    except RecordTooLarge as exc:
-                        self._set_error(EMSGSIZE, str(exc))
-                        self._shutdown()
+                else:  # over the radio: the bytes (or the FIN) reach the modem later, in order
+                    due = self._link.down.schedule(len(data), time.monotonic())
+                    Scheduler.shared().at(due, functools.partial(self._ingest_later, data))
+                    if not data:
                         break
-                    with self._ssl_lock:
-                        self._in.write(data)
-                    self._drain_tls()
-                self._on_event(self)
         finally:
             if not self._quiet:
                 self._on_event(self)
+
+    def _ingest_later(self, data: bytes) -> None:
+        if not self._closed:
+            self._ingest(data)
+            if not data or self.error:
+                self._on_event(self)
+
+    def _ingest(self, data: bytes) -> bool:
+        """Bytes from the peer reach the modem (b"" = the peer closed). False when the socket is done."""
+        if not data:
+            with self._cond:
+                self.eof = True
+                self._cond.notify_all()
+            return False
+        if self.error:
+            return False
+        self._stats.add("air_rx", len(data))
+        if self._ssl is None:
+            with self._cond:
+                self._rx += data
+                self._cond.notify_all()
+        else:
+            try:
+                self.scanner.feed(data)
+            except RecordTooLarge as exc:
+                self._set_error(EMSGSIZE, str(exc))
+                self._shutdown()
+                return False
+            with self._ssl_lock:
+                self._in.write(data)
+            self._drain_tls()
+        self._on_event(self)
+        return True
 
     def _drain_tls(self) -> None:
         assert self._ssl is not None

@@ -134,7 +134,13 @@ class SocketCommands:
                 raise AtFail(None, "all 8 sockets in use")
             h = free[0]
             s = SimSocket(
-                h, tls=tls, sec_tag=sec_tag, peer_verify=peer_verify, stats=self.m.stats, on_event=self.on_event
+                h,
+                tls=tls,
+                sec_tag=sec_tag,
+                peer_verify=peer_verify,
+                stats=self.m.stats,
+                on_event=self.on_event,
+                link=self.m.link,
             )
             self.socks[h] = s
             if self._recvcfg_default:
