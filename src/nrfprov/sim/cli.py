@@ -32,6 +32,7 @@ EPILOG = """\
 examples:
   nrfprov sim --dialect sm --state /tmp/dev1
   nrfprov sim --dialect slm --baud 9600 --link /tmp/nrf91 --attach-s 3
+  nrfprov sim --count 100 --state /tmp/bench --link '/tmp/nrf91-{n}'   (a bench of 100 modems)
   nrfprov sim --network nb-iot                     (RTT 1.6 s, 62.5/26 kbit/s, attach 5 s)
   nrfprov sim --network lte-m --rtt-ms 400 --down-kbps 100
   nrfprov sim --resolve a1b2-ats.iot.eu-west-1.amazonaws.com=127.0.0.1
@@ -54,9 +55,15 @@ def register(sub: Any) -> None:
         "--state",
         type=Path,
         default=Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "nrfprov" / "sim",
-        help="state directory: credentials, IMEI, stats.json (default ~/.local/state/nrfprov/sim)",
+        help="state directory: credentials, IMEI, stats.json (default ~/.local/state/nrfprov/sim); "
+        "with --count, one subdirectory per modem",
     )
-    p.add_argument("--link", type=Path, default=None, help="also make a symlink to the pty here")
+    p.add_argument(
+        "--count", type=int, default=1, metavar="N",
+        help="serve N modems from this process, each with its own pty, IMEI and state "
+        "(--state DIR/modem-000 …); --link and --tty-alias take {n} (default: -<n> appended)",
+    )
+    p.add_argument("--link", type=Path, default=None, help="also make a symlink to the pty here ({n}: modem number)")
     p.add_argument(
         "--network",
         choices=["ideal", "lte-m", "nb-iot"],
@@ -164,7 +171,7 @@ def _flag_faults(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from nrfprov.errors import UsageError
-    from nrfprov.sim import SimulatedModem
+    from nrfprov.sim import SimulatedModem, fleet
     from nrfprov.sim.faults import FaultFile, apply_fault
 
     stop = threading.Event()
@@ -174,49 +181,72 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    count = args.count
+    if not 1 <= count <= fleet.MAX_COUNT:
+        raise UsageError(f"--count must be 1..{fleet.MAX_COUNT}, not {count}")
+    if count > 1 and args.tty_alias is not None and fleet.PLACEHOLDER not in str(args.tty_alias):
+        raise UsageError("with --count, --tty-alias needs {n} in the path", hint="--tty-alias /dev/ttyACM-sim{n}")
+    network = _network(args)
+    sims: list[SimulatedModem] = []
     try:
-        sim = SimulatedModem(
-            args.state,
-            dialect=args.dialect,
-            baud=args.baud,
-            attach_delay=args.attach_delay,
-            network=_network(args),
-            imei=args.imei,
-            terminator=args.terminator,
-            link=args.link,
-            csr_null_quirk=not args.no_csr_quirk,
-            resolve=_resolve_map(args.resolve),
-            signing_key=args.signing_key,
-            at_termination=args.at_termination,
-        )
+        for n in range(count):
+            sims.append(SimulatedModem(
+                fleet.state_dir(args.state, n, count),
+                dialect=args.dialect,
+                baud=args.baud,
+                attach_delay=args.attach_delay,
+                network=network,
+                imei=fleet.imei(args.imei, n),
+                terminator=args.terminator,
+                link=fleet.numbered(args.link, n, count),
+                csr_null_quirk=not args.no_csr_quirk,
+                resolve=_resolve_map(args.resolve),
+                signing_key=args.signing_key,
+                at_termination=args.at_termination,
+            ))
     except (ValueError, OSError) as exc:
+        for sim in sims:
+            sim.stop()
         raise UsageError(str(exc), hint="see nrfprov sim --help") from exc
-    faults = FaultFile(args.faults, sim) if args.faults else None
+    faults = [FaultFile(args.faults, sim) for sim in sims] if args.faults else []
     for spec in _flag_faults(args):
-        apply_fault(sim, spec)
-    alias = None
-    with sim:
-        try:
-            if args.tty_alias is not None:
-                from nrfprov.sim.ttyalias import TtyAlias
+        for sim in sims:
+            apply_fault(sim, spec)
+    aliases: list[Any] = []
+    started: list[SimulatedModem] = []
+    try:
+        for sim in sims:
+            started.append(sim.start())
+        if args.tty_alias is not None:
+            from nrfprov.sim.ttyalias import TtyAlias
 
-                alias = TtyAlias(Path(sim.port_url), args.tty_alias)
+            for n, sim in enumerate(sims):
+                alias = TtyAlias(Path(sim.port_url), fleet.numbered(args.tty_alias, n, count) or args.tty_alias)
                 alias.__enter__()
+                aliases.append(alias)
+        for sim in sims:  # the first `count` lines on stdout: one pty path per modem, in order
             print(sim.port_url, flush=True)
-            also = f", also at {args.tty_alias}" if alias is not None else ""
-            print(
-                f"simulated nRF91 ({args.dialect}, {args.baud or 'unthrottled'} baud, IMEI "
-                f"{sim.identity.imei}){also} - state in {args.state}; Ctrl-C to stop",
-                file=sys.stderr,
-                flush=True,
-            )
-            while not stop.wait(0.25):
-                if faults is not None:
-                    faults.poll()
-        finally:
-            if alias is not None:
-                alias.__exit__(None, None, None)
-    stats = sim.stats.snapshot()
-    (args.state / "stats.json").write_text(json.dumps(stats, indent=1) + "\n")
-    print(json.dumps(stats), file=sys.stderr)
+        also = f", also at {args.tty_alias}" if aliases else ""
+        who = f"IMEI {sims[0].identity.imei}" if count == 1 else f"{count} modems, IMEIs {sims[0].identity.imei}…"
+        print(
+            f"simulated nRF91 ({args.dialect}, {args.baud or 'unthrottled'} baud, {network.name} network, "
+            f"{who}){also} - state in {args.state}; Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        while not stop.wait(0.25):
+            for f in faults:
+                f.poll()
+    finally:
+        for alias in aliases:
+            alias.__exit__(None, None, None)
+        for sim in started:
+            sim.stop()
+    total: dict[str, int] = {}
+    for sim in sims:
+        stats = sim.stats.snapshot()
+        (sim.state_dir / "stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+        for k, v in stats.items():
+            total[k] = total.get(k, 0) + v
+    print(json.dumps(total), file=sys.stderr)
     return 0
