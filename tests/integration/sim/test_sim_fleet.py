@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures.sim import RawPort
 
+from fixtures.sim import RawPort
 from nrfprov.sim import fleet
 from nrfprov.sim.store import luhn_valid
 
