@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 from nrfprov.sim.framing import Command
 from nrfprov.sim.netsock import POLLERR, POLLHUP, POLLIN, POLLOUT, SimSocket, SocketFailure
-from nrfprov.sim.replies import AtFail, DataSink, as_int, ok, param
+from nrfprov.sim.replies import AtFail, as_int, ok, param
+from nrfprov.sim.sendsink import SendSink
 from nrfprov.sim.tlsctx import tls_context
 
 if TYPE_CHECKING:
@@ -36,48 +37,11 @@ log = logging.getLogger(__name__)
 MAX_SOCKETS = 8  # nRF91 modem socket limit [sdk-nrf slm_at_socket.c]
 MAX_RECV = 2048  # bytes per #XRECV: NRF_SOCKET_TLS_MAX_MESSAGE_SIZE [nrf_socket.h]
 MAX_SEND_LEN = 4096  # SM data-mode buffer, CONFIG_SM_DATAMODE_BUF_SIZE default [sm_data_mode.rst]
-SLM_DATAMODE_BUF = 4096  # CONFIG_SLM_DATAMODE_BUF_SIZE default: a full buffer is sent at once
 MAX_INLINE_SEND = 1024  # SLM AT#XSEND="<text>" limit [SOCKET_AT_commands.rst]
 RECV_DONTWAIT = 64
 RECV_PEEK = 2
 TLS_PROTO = 258  # IPPROTO_TLS_1_2
 Handler = Callable[[Command], bytes | None]
-
-
-class _SendSink(DataSink):
-    """Data-mode bytes for one socket. SM counted mode sends at the end; SLM buffers like slm_at_host."""
-
-    def __init__(self, sock: SimSocket, *, counted: bool) -> None:
-        self.sock = sock
-        self.counted = counted
-        self.buf = bytearray()
-        self.status = 0
-
-    def data(self, payload: bytes) -> None:
-        self.buf += payload
-        if not self.counted and len(self.buf) >= SLM_DATAMODE_BUF:
-            self._send()
-
-    def idle(self) -> None:
-        if not self.counted:
-            self._send()
-
-    def _send(self) -> None:
-        data, self.buf = bytes(self.buf), bytearray()
-        if not data:
-            return
-        try:
-            self.sock.send(data)
-        except SocketFailure as exc:
-            if self.counted:
-                self.status = -exc.errno
-            else:
-                # SLM logs a failed send, drops the bytes and stays in data mode; exit status stays 0.
-                log.info("sim: data-mode send failed (%s), %d bytes dropped", exc, len(data))
-
-    def end(self) -> int:
-        self._send()
-        return self.status
 
 
 class SocketCommands:
@@ -283,7 +247,7 @@ class SocketCommands:
         s = self._sock(c.params)
         self._usable(s)
         if c.form == "exec":  # SLM data mode, terminator-delimited
-            self.m.enter_datamode(_SendSink(s, counted=False), ok(), count=None)
+            self.m.enter_datamode(SendSink(s, counted=False), ok(), count=None)
             return None
         if c.form != "set":
             raise AtFail()
@@ -303,10 +267,10 @@ class SocketCommands:
         if mode == 2:
             length = param(c.params, 3)
             if length is None:
-                self.m.enter_datamode(_SendSink(s, counted=False), ok(), count=None)
+                self.m.enter_datamode(SendSink(s, counted=False), ok(), count=None)
             else:
                 n = as_int(length, 1, MAX_SEND_LEN)
-                self.m.enter_datamode(_SendSink(s, counted=True), ok(), count=n)
+                self.m.enter_datamode(SendSink(s, counted=True), ok(), count=n)
             self._arm_out(s.handle)  # #XSEND re-arms POLLOUT
             self._poll_after_reply(s)
             return None

@@ -10,7 +10,7 @@ import pytest
 from sim_peers import GCM_OVERHEAD, Pki, tls_server_context
 
 from fixtures.sim import RawPort
-from nrfprov.sim.netsock import TLS_RECORD_LIMIT
+from nrfprov.sim.tlslimits import TLS_RECORD_LIMIT
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nrfprov.sim.keygen import ECDSA_SHA256_OID_TLV, NULL_TLV, add_null_parameter, make_csr, parse_attributes
-from nrfprov.sim.netsock import TLS_RECORD_LIMIT, RecordScanner, RecordTooLarge
 from nrfprov.sim.store import ContentError, luhn_digit, luhn_valid, validate
+from nrfprov.sim.tlslimits import TLS_RECORD_LIMIT, RecordScanner, RecordTooLarge
 from nrfprov.sim.uart import Throttle
 
 
@@ -78,7 +78,7 @@ def _certificate_message(*sizes: int) -> bytes:
 
 
 def test_record_scanner_measures_the_server_chain_not_handshake_record_sizes() -> None:
-    from nrfprov.sim.netsock import SERVER_CHAIN_LIMIT, ChainTooLarge
+    from nrfprov.sim.tlslimits import SERVER_CHAIN_LIMIT, ChainTooLarge
 
     hello = bytes([2]) + (40).to_bytes(3, "big") + b"h" * 40
     ok = hello + _certificate_message(1500, 1500, 1096)  # 4096 bytes of DER: at the limit
