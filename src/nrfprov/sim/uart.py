@@ -252,9 +252,12 @@ class PtyUart:
                 piece = piece[:allowed]
                 if piece:
                     done = self.tx_throttle.schedule(len(piece), self._clock())
-                    if not self._sleep_until(done) or not self._write_all(piece):
+                    if not self._sleep_until(done):
                         return
+                    # Counted before the write: once the host has a byte, the counter already has it.
                     self._stats.add("uart_tx", len(piece))
+                    if not self._write_all(piece):
+                        return
                 if self._budget == 0:
                     self._hangup()
                     return

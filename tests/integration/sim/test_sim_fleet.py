@@ -68,6 +68,9 @@ def test_sim_count_serves_independent_modems_from_one_process(tmp_path: Path) ->
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
     dirs = sorted(d.name for d in state.iterdir())
     assert dirs == [f"modem-{n:03d}" for n in range(count)]
     assert json.loads((state / "modem-000" / "stats.json").read_text())["commands"] == 4
