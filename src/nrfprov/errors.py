@@ -135,6 +135,15 @@ class CommandError(ModemError):
         self.code = code
 
 
+class AttestationError(ModemError):
+    """The modem's ``%KEYGEN`` attestation (COSE) does not match the key material it came with."""
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message, hint="run the key generation again; if it repeats, check the serial link")
+        self.expected = expected
+        self.actual = actual
+
+
 class CommandTimeout(ModemError):
     """No final result arrived within the command's timeout."""
 
@@ -211,6 +220,32 @@ class ModemTlsLimitError(TransportError):
         )
         self.record_size = record_size
         self.limit = limit
+
+
+class ModemTlsHandshakeError(ConnectError):
+    """The modem's own TLS handshake failed inside ``AT#XCONNECT`` (SO_ERROR EOPNOTSUPP).
+
+    The modem reports every handshake failure the same way, so the message lists the causes a host can
+    act on, the modem's 4 KB limit on the server certificate chain first."""
+
+    #: "Maximum server certificate chain size has a limit of 4kB" (nRF91 modem release notes).
+    SERVER_CHAIN_LIMIT = 4096
+
+    def __init__(self, host: str, port: int, sec_tag: int, hostname: str) -> None:
+        super().__init__(
+            host,
+            port,
+            "the modem's TLS handshake failed (SO_ERROR EOPNOTSUPP). The modem accepts a server "
+            f"certificate chain of at most 4 KB ({self.SERVER_CHAIN_LIMIT} bytes of DER): a longer "
+            "chain (e.g. an RSA leaf with intermediates) fails exactly like this; otherwise sec tag "
+            f"{sec_tag} lacks the server's CA (type 0), '{hostname}' does not match the server "
+            "certificate, or the server refused the client certificate",
+            hint="use the native TLS backend (CONFIG_NRFPROV_TLS_BACKEND=\"native\"), which has no chain "
+            "limit, or a server that sends a shorter (ECC) chain; check the CA in the sec tag",
+        )
+        self.sec_tag = sec_tag
+        self.hostname = hostname
+        self.chain_limit = self.SERVER_CHAIN_LIMIT
 
 
 class DeviceLimitError(TransportError):

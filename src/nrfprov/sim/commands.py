@@ -27,6 +27,12 @@ SM_VERSION = "1.0.0"  # Serial Modem add-on version string reported by #XSMVER
 SLM_NCS_VERSION = "2.9.0"  # NCS version reported by legacy #XSLMVER
 TAC, CELL_ID = "0A2F", "0012BEEF"  # made-up serving cell
 ACT_LTE_M = 7
+# Firmware build UUID (%XMODEMUUID, and the firmware UUID of %ATTESTTOKEN): derived from the version
+# string, so stable.
+FIRMWARE_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, MFW_VERSION))
+# %ATTESTTOKEN device type. Nordic's published table (keygen.DEVICE_TYPES) has no SICA entry; we report
+# 1 (nRF9160 SIAA), the nearest nRF9160 (unconfirmed for SICA parts).
+DEVICE_TYPE = keygen.DEVICE_TYPES.get(MODEL, 1)
 
 # CFUN values the modem accepts [sdk-nrf include/modem/lte_lc.h] and the radio state each leaves behind.
 _CFUN_LTE_ON = {1, 21}
@@ -89,8 +95,7 @@ class ModemCommands:
         return ok()
 
     def xmodemuuid(self, c: Command) -> bytes:
-        # Firmware build UUID (not the device UUID): derived from the version string, so stable.
-        return self._exec_only(c, f"%XMODEMUUID: {uuid.uuid5(uuid.NAMESPACE_URL, MFW_VERSION)}")
+        return self._exec_only(c, f"%XMODEMUUID: {FIRMWARE_UUID}")
 
     def xsystemmode(self, c: Command) -> bytes:
         if c.form == "read":
@@ -105,7 +110,13 @@ class ModemCommands:
 
     def attesttoken(self, c: Command) -> bytes:
         ident = self.m.identity
-        tok = keygen.attest_token(device_uuid=ident.uuid, imei=ident.imei, attest_key=ident.attest_key)
+        tok = keygen.attest_token(
+            device_uuid=ident.uuid,
+            device_type=DEVICE_TYPE,
+            firmware_uuid=FIRMWARE_UUID,
+            attest_key=ident.attest_key,
+            key_type=self.m.signing_key_type,
+        )
         return self._exec_only(c, f'%ATTESTTOKEN: "{tok}"')
 
     def cgsn(self, c: Command) -> bytes:
@@ -280,5 +291,12 @@ class ModemCommands:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ).decode()
         self.m.store.put(tag, 2, pem)
-        reply = keygen.keygen_reply(body, device_uuid=ident.uuid, sec_tag=tag, attest_key=ident.attest_key)
+        reply = keygen.keygen_reply(
+            body,
+            device_uuid=ident.uuid,
+            sec_tag=tag,
+            attest_key=ident.attest_key,
+            csr=fmt == 0,
+            key_type=self.m.signing_key_type,
+        )
         return ok(f'%KEYGEN: "{reply}"')

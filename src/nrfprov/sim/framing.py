@@ -4,8 +4,14 @@ Framing follows the legacy SLM host (sdk-nrf ``applications/serial_lte_modem/src
 ``cmd_rx_handler``/``cmd_send``/``raw_rx_handler``), plus our own choices where Nordic's docs are silent
 (mirrored by the client):
 
-* a command ends at CR or LF outside double quotes (quotes protect the line breaks of a PEM);
-  a LF right after a CR-terminated command is swallowed, so CR LF never leaks into binary data;
+* a command ends at its terminator outside double quotes (quotes protect the line breaks of a PEM),
+  as the Kconfig choice of the firmware says: Serial Modem defaults to CR (``CONFIG_SM_CR_TERMINATION``;
+  changed from CR LF, ncs-serial-modem ``migration_notes_ncs_slm_v3.1.x.rst``), legacy SLM to CR LF
+  (``CONFIG_SLM_CR_LF_TERMINATION``). Like ``cmd_rx_handler`` in ncs-serial-modem ``sm_at_host.c``, a
+  byte that is not the terminator is part of the command, and nothing is buffered before the ``A`` of
+  a command: so a host that sends CR LF to a CR-terminated modem has its LF skipped in command mode,
+  but when the command entered data mode (``AT#XSEND=<h>,2,<flags>,<len>``) that LF is the first data
+  byte. ``termination="any"`` (CR or LF, a LF after CR swallowed) is the lenient mode of old;
 * BS (0x08) / DEL (0x7F) edit the line; empty lines are ignored;
 * a line longer than the 4096-byte command buffer is discarded whole and answered ``ERROR``;
 * in data mode bytes are counted (Serial Modem ``AT#XSEND=<h>,2,<flags>,<len>``) or scanned for the
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 MAX_COMMAND = 4096
 
 CR, LF, BS, DEL, QUOTE = 0x0D, 0x0A, 0x08, 0x7F, 0x22
+TERMINATIONS = ("cr", "lf", "crlf", "any")
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,11 @@ Item = Line | Data | DataEnd
 class Framer:
     """Splits the host→modem byte stream into command lines or data-mode chunks."""
 
-    def __init__(self) -> None:
+    def __init__(self, termination: str = "any") -> None:
+        if termination not in TERMINATIONS:
+            raise ValueError(f"termination must be one of {TERMINATIONS}, not {termination!r}")
+        self.termination = termination
+        self._prev = 0  # the last byte of the line, stored or not (an overlong line keeps counting)
         self._pending = bytearray()
         self._line = bytearray()
         self._line_len = 0  # counts dropped bytes too, like SLM's at_cmd_len
@@ -150,12 +161,21 @@ class Framer:
                             self._in_quotes = not self._in_quotes
                     self._line_len -= 1
                 continue
-            if not self._in_quotes and byte in (CR, LF):
-                if self._line_len == 0:
+            if self._line_len == 0 and self.termination != "any" and byte not in b"Aa":
+                continue  # nothing is buffered before the A of a command (sm_at_host.c cmd_rx_handler)
+            ends = not self._in_quotes and self._ends_line(byte)
+            if ends:
+                if self.termination == "crlf":  # the CR before the LF is not part of the command
+                    self._line_len -= 1
+                    if len(self._line) > self._line_len:
+                        self._line.pop()
+                if self._line_len <= 0:
+                    self._line_len = 0
+                    self._line.clear()
                     continue  # empty line / the LF of a CR LF pair
                 line = Line(bytes(self._line), overflow=self._line_len > MAX_COMMAND)
                 del self._pending[: i + 1]
-                self._skip_lf = byte == CR
+                self._skip_lf = byte == CR and self.termination == "any"
                 self._line.clear()
                 self._line_len = 0
                 self._in_quotes = False
@@ -163,10 +183,20 @@ class Framer:
             if self._line_len < MAX_COMMAND:
                 self._line.append(byte)
             self._line_len += 1
+            self._prev = byte
             if byte == QUOTE:
                 self._in_quotes = not self._in_quotes
         self._pending.clear()
         return None
+
+    def _ends_line(self, byte: int) -> bool:
+        if self.termination == "any":
+            return byte in (CR, LF)
+        if self.termination == "cr":
+            return byte == CR
+        if self.termination == "lf":
+            return byte == LF
+        return byte == LF and self._line_len > 0 and self._prev == CR  # crlf
 
 
 # --- command parsing ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ TLS handshake inside ``#XCONNECT`` holds later commands in the input queue exact
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import logging
@@ -21,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from nrfprov.sim import commands, sockets_at
+from nrfprov.sim import commands, keygen, sockets_at
 from nrfprov.sim.framing import Command, Data, DataEnd, Framer, GrammarError, Line, parse_command
+from nrfprov.sim.network import Link, NetworkProfile
+from nrfprov.sim.network import profile as network_profile
 from nrfprov.sim.replies import AtFail, DataSink
 from nrfprov.sim.store import CredentialStore, Identity
 from nrfprov.sim.uart import PtyUart, Stats
@@ -30,6 +33,9 @@ from nrfprov.sim.uart import PtyUart, Stats
 log = logging.getLogger(__name__)
 
 DIALECTS = ("sm", "slm")
+# Default AT command terminator: Serial Modem CONFIG_SM_CR_TERMINATION (ncs-serial-modem app/Kconfig),
+# legacy SLM CONFIG_SLM_CR_LF_TERMINATION (sdk-nrf serial_lte_modem app/Kconfig).
+DEFAULT_TERMINATION = {"sm": "cr", "slm": "crlf"}
 # Host bytes the modem may hold before it stops reading the UART. The SLM stops UART RX when its
 # buffers fill (HWFC: RTS deasserted [SLM slm_data_mode.rst]); a 4096-byte data-mode buffer plus one
 # 4096-byte command is the most it ever needs at once. The pty then pushes back on the host.
@@ -37,6 +43,7 @@ RX_BACKLOG_LIMIT = 8192
 # SM buffers URCs while in data mode [ncs-serial-modem sm_data_mode.rst]; the buffer size is undocumented, this is our
 # own bound (oldest dropped first).
 HELD_URC_LIMIT = 64
+COMMAND_LOG_LIMIT = 10000  # our bound on the command log (a provisioning run sends ~100 commands)
 
 
 @dataclass
@@ -56,7 +63,7 @@ class SimulatedModem:
         *,
         dialect: str = "sm",
         baud: int = 115200,
-        attach_delay: float = 0.0,
+        attach_delay: float | None = None,
         imei: str | None = None,
         terminator: str = "+++",
         link: Path | None = None,
@@ -64,6 +71,9 @@ class SimulatedModem:
         resolve: Mapping[str, str] | None = None,
         allow_remote: bool = False,
         datamode_idle: float | None = None,
+        signing_key: str = "production",
+        at_termination: str | None = None,
+        network: str | NetworkProfile | None = None,
     ) -> None:
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {DIALECTS}, not {dialect!r}")
@@ -73,8 +83,17 @@ class SimulatedModem:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.dialect = dialect
         self.baud = baud
-        self.attach_delay = attach_delay
+        # The radio (network.py): delay and rate on every socket, and the attach time after CFUN=1
+        # unless attach_delay says otherwise.
+        self.network = network_profile(network)
+        self.link = Link(self.network)
+        self.attach_delay = attach_delay if attach_delay is not None else self.network.attach_s
         self.terminator = terminator.encode("latin-1")
+        if signing_key not in keygen.KEY_TYPES:
+            raise ValueError(f"signing_key must be one of {sorted(keygen.KEY_TYPES)}, not {signing_key!r}")
+        # Which Nordic key the modem's COSE signatures name: production devices sign with the base
+        # production key (-4), R&D samples with the R&D key (-5); the simulator signs with its own key.
+        self.signing_key_type = keygen.KEY_TYPES[signing_key]
         self.csr_null_quirk = csr_null_quirk
         self.resolve: dict[str, str] = dict(resolve or {})
         self.allow_remote = allow_remote
@@ -83,6 +102,9 @@ class SimulatedModem:
         step_time = 64 * 10 / baud if baud > 0 else 0.0
         self.datamode_idle = datamode_idle if datamode_idle is not None else max(0.05, 4 * step_time)
         self.stats = Stats()
+        # The commands executed, for counting UART turnarounds by command; cut before the first quote
+        # so no credential content (a PEM private key in AT%CMNG) is ever kept here.
+        self.command_log: collections.deque[str] = collections.deque(maxlen=COMMAND_LOG_LIMIT)
         self.store = CredentialStore(self.state_dir)
         self.identity = Identity(self.state_dir, imei)
         # modem state (worker thread)
@@ -103,7 +125,9 @@ class SimulatedModem:
         self._faults: list[_Fault] = []
         self._delays: list[_Fault] = []
         self._fault_lock = threading.Lock()
-        self._framer = Framer()
+        # AT command terminator: the firmware's Kconfig default unless told otherwise (framing.py).
+        self.at_termination = at_termination or DEFAULT_TERMINATION[dialect]
+        self._framer = Framer(self.at_termination)
         self._backlog = 0  # bytes handed over by the UART but not yet consumed by the framer
         self._backlog_cond = threading.Condition()
         self.basic = commands.ModemCommands(self)
@@ -192,6 +216,10 @@ class SimulatedModem:
                 return
             self._write(f"\r\n{line}\r\n".encode("latin-1"))
 
+    @property
+    def in_datamode(self) -> bool:
+        return self._in_datamode
+
     def fail_reply(self, cme: int | None) -> bytes:
         if cme is not None and self.cmee:
             return f"\r\n+CME ERROR: {cme}\r\n".encode()
@@ -219,6 +247,7 @@ class SimulatedModem:
             held, self._held_urcs = self._held_urcs, []
             for line in held:
                 self._write(f"\r\n{line}\r\n".encode("latin-1"))
+        self.sockets.poll_all()  # socket events the modem deferred while in data mode
 
     # --- timers (worker) -----------------------------------------------------------------------
 
@@ -315,6 +344,7 @@ class SimulatedModem:
         except GrammarError:
             self.respond(b"\r\nERROR\r\n")
             return
+        self.command_log.append(cmd.text.split('"', 1)[0][:48])
         self._apply_delay(cmd)
         cme = self._take_fault(cmd)
         if cme is not False:

@@ -1,14 +1,19 @@
 """Modem sockets mapped to real host TCP on loopback, with modem-offloaded TLS via MemoryBIO.
 
 TLS runs in a Python ``ssl.SSLObject`` over a pair of MemoryBIOs, so every raw byte from the peer
-passes through :class:`RecordScanner` before OpenSSL sees it. That is where the nRF91's secure
-socket buffer limit is enforced: an incoming record whose length field exceeds 2303 bytes (2048 B
-plaintext + max overhead [sdk-nrf PR #20182; mfw 1.2.0 release notes]) fails the
-socket with EMSGSIZE, on every record, handshake included (our choice where Nordic's docs are silent).
+passes through :class:`~nrfprov.sim.tlslimits.RecordScanner` before OpenSSL sees it: that is where the
+nRF91's two TLS limits are enforced (2303 bytes per received data record, 4 KB of server certificate
+chain in the handshake; see tlslimits.py). Bytes cross the radio of the modem's network profile
+(network.py) in both directions.
+
+A failed handshake makes ``#XCONNECT`` answer ERROR with SO_ERROR = EOPNOTSUPP: the errno nRF91 users
+report for a failed modem TLS handshake (connect returned -95 EOPNOTSUPP, bifravst/cat-tracker-fw
+issue 53; not in Nordic's documentation, so unconfirmed, and the same errno whatever the cause).
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
@@ -17,6 +22,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from nrfprov.sim.network import Link, Scheduler
+from nrfprov.sim.tlslimits import ChainTooLarge, RecordScanner, RecordTooLarge
 from nrfprov.sim.uart import Stats
 
 log = logging.getLogger(__name__)
@@ -28,9 +35,8 @@ ETIMEDOUT = 116
 EMSGSIZE = 122
 ENOTCONN = 128
 ENETDOWN = 115
+EOPNOTSUPP = 95  # a failed modem TLS handshake (see the module docstring)
 
-# Largest incoming TLS record length field the modem accepts [sdk-nrf PR #20182; mirrored by the client].
-TLS_RECORD_LIMIT = 2303
 # Largest plaintext per TLS record the modem sends: NRF_SOCKET_TLS_MAX_MESSAGE_SIZE [nrf_socket.h].
 TLS_MAX_MESSAGE = 2048
 # Received bytes we buffer per socket before we stop reading TCP (backpressure to the peer). The
@@ -47,42 +53,6 @@ class SocketFailure(Exception):
         self.reason = reason
 
 
-class RecordTooLarge(Exception):
-    def __init__(self, length: int) -> None:
-        super().__init__(f"incoming TLS record of {length} bytes exceeds {TLS_RECORD_LIMIT}")
-        self.length = length
-
-
-class RecordScanner:
-    """Follows TLS record boundaries in a raw byte stream and checks each length field."""
-
-    def __init__(self, limit: int = TLS_RECORD_LIMIT) -> None:
-        self.limit = limit
-        self._header = bytearray()
-        self._remaining = 0
-        self.records: list[int] = []  # length fields seen, for tests and logs (bounded below)
-
-    def feed(self, data: bytes) -> None:
-        i = 0
-        while i < len(data):
-            if self._remaining:
-                take = min(self._remaining, len(data) - i)
-                self._remaining -= take
-                i += take
-                continue
-            need = 5 - len(self._header)
-            self._header += data[i : i + need]
-            i += min(need, len(data) - i)
-            if len(self._header) == 5:
-                length = int.from_bytes(self._header[3:5], "big")
-                self._header.clear()
-                if len(self.records) < 1024:
-                    self.records.append(length)
-                if length > self.limit:
-                    raise RecordTooLarge(length)
-                self._remaining = length
-
-
 class SimSocket:
     """One modem socket. The worker thread calls connect/send/recv; a pump thread reads TCP."""
 
@@ -95,8 +65,12 @@ class SimSocket:
         peer_verify: int,
         stats: Stats,
         on_event: Callable[[SimSocket], None],
+        link: Link | None = None,
     ) -> None:
         self.handle = handle
+        # The radio between modem and internet (network.py); None = ideal, bytes move at once.
+        self._link = link if link is not None and not link.profile.ideal else None
+        self._handshaking = False
         self.tls = tls
         self.sec_tag = sec_tag
         self.peer_verify = peer_verify
@@ -149,13 +123,18 @@ class SimSocket:
             sock.close()
             raise self._fail(ECONNREFUSED, f"connect to {addr} failed: {exc}") from exc
         self._sock = sock
+        if self._link is not None:  # SYN out, SYN-ACK back: one round trip over the radio
+            self._wait_until(self._link.up.schedule(60, time.monotonic()) + self._link.profile.rtt_s / 2, stop)
         if self.tls:
             assert context is not None
+            self._handshaking = True
             try:
                 self._handshake(context, time.monotonic() + timeout, stop or threading.Event())
             except SocketFailure:
                 self._shutdown()
                 raise
+            finally:
+                self._handshaking = False
         sock.settimeout(None)
         self.connected = True
         self._pump = threading.Thread(target=self._pump_loop, name=f"sim-sock-{self.handle}", daemon=True)
@@ -179,15 +158,17 @@ class SimSocket:
                 self._flush_out()
             except ssl.SSLError as exc:
                 self._flush_out_quietly()
-                raise self._fail(ECONNRESET, f"TLS handshake failed: {exc}") from exc
+                raise self._fail(EOPNOTSUPP, f"TLS handshake failed: {exc}") from exc
             data = self._recv_until(deadline, stop)
             if not data:
-                raise self._fail(ECONNRESET, "peer closed during the TLS handshake")
+                raise self._fail(EOPNOTSUPP, "TLS handshake failed: the peer closed the connection")
+            if self._link is not None:  # the handshake runs inside AT#XCONNECT: wait for the radio here
+                self._wait_until(self._link.down.schedule(len(data), time.monotonic()), stop)
             self._stats.add("air_rx", len(data))
             try:
                 self.scanner.feed(data)
-            except RecordTooLarge as exc:
-                raise self._fail(EMSGSIZE, str(exc)) from exc
+            except (RecordTooLarge, ChainTooLarge) as exc:
+                raise self._fail(EOPNOTSUPP, f"TLS handshake failed: {exc}") from exc
             self._in.write(data)
 
     def _recv_until(self, deadline: float, stop: threading.Event) -> bytes:
@@ -203,13 +184,45 @@ class SimSocket:
             except TimeoutError:
                 continue
             except OSError as exc:
-                raise self._fail(ECONNRESET, f"TLS handshake: {exc}") from exc
+                raise self._fail(EOPNOTSUPP, f"TLS handshake failed: {exc}") from exc
 
     def _flush_out(self) -> None:
         data = self._out.read()
         if data and self._sock is not None:
-            self._sock.sendall(data)
-            self._stats.add("air_tx", len(data))
+            self._tx(data)
+
+    def _tx(self, data: bytes) -> None:
+        """Bytes onto the radio: at once (ideal), after the uplink's time (handshake, inside the
+        connect command), or delivered later by the network scheduler (a send returns when the modem
+        has the data, not when the peer does)."""
+        sock = self._sock
+        if sock is None:
+            return
+        self._stats.add("air_tx", len(data))
+        if self._link is None:
+            sock.sendall(data)
+            return
+        due = self._link.up.schedule(len(data), time.monotonic())
+        if self._handshaking:
+            self._wait_until(due, None)
+            sock.sendall(data)
+            return
+
+        def deliver() -> None:
+            if self._sock is sock and not self._closed:
+                try:
+                    sock.sendall(data)
+                except OSError as exc:
+                    self._set_error(ECONNRESET, f"send failed: {exc}")
+                    self._on_event(self)
+
+        Scheduler.shared().at(due, deliver)
+
+    @staticmethod
+    def _wait_until(when: float, stop: threading.Event | None) -> None:
+        delay = when - time.monotonic()
+        if delay > 0:
+            (stop or threading.Event()).wait(delay)
 
     def _flush_out_quietly(self) -> None:
         try:
@@ -232,35 +245,49 @@ class SimSocket:
                         self._ssl.write(data[off : off + TLS_MAX_MESSAGE])
                         self._flush_out()
             else:
-                self._sock.sendall(data)
-                self._stats.add("air_tx", len(data))
+                self._tx(data)
         except (OSError, ssl.SSLError) as exc:
             self._set_error(ECONNRESET, f"send failed: {exc}")
             raise SocketFailure(ECONNRESET, str(exc)) from exc
         return len(data)
 
-    def recv(self, maxn: int, *, timeout: float | None, peek: bool, stop: threading.Event) -> bytes | None:
-        """Bytes (≤ maxn), b"" at EOF, None on timeout. Raises SocketFailure on a failed socket."""
+    def wait_readable(self, *, timeout: float | None, stop: threading.Event) -> bool:
+        """Block until data, EOF or an error is there (True), or until ``timeout`` / ``stop`` (False).
+
+        Waiting and taking are separate so the caller can take the bytes and re-arm POLLIN under
+        its own poll lock (see ``SocketCommands.check_poll``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
-                if self.error:
-                    raise SocketFailure(self.error, "socket has failed")
-                if self._rx:
-                    data = bytes(self._rx[:maxn])
-                    if not peek:
-                        del self._rx[: len(data)]
-                        self._cond.notify_all()  # room for the pump again
-                    return data
-                if self.eof or not self.connected:
-                    return b""
+                if self.error or self._rx or self.eof or not self.connected:
+                    return True
                 if stop.is_set():
-                    return None
+                    return False
                 wait = None if deadline is None else deadline - time.monotonic()
                 if wait is not None and wait <= 0:
-                    return None
+                    return False
                 # Bounded wait so a stopping simulator is noticed even with timeout 0 = forever.
                 self._cond.wait(0.5 if wait is None else min(wait, 0.5))
+
+    def take(self, maxn: int, *, peek: bool) -> bytes | None:
+        """Bytes (≤ maxn), b"" at EOF, None when nothing is there. Raises SocketFailure on a failed socket."""
+        with self._cond:
+            if self.error:
+                raise SocketFailure(self.error, "socket has failed")
+            if self._rx:
+                data = bytes(self._rx[:maxn])
+                if not peek:
+                    del self._rx[: len(data)]
+                    self._cond.notify_all()  # room for the pump again
+                return data
+            if self.eof or not self.connected:
+                return b""
+            return None
+
+    def recv(self, maxn: int, *, timeout: float | None, peek: bool, stop: threading.Event) -> bytes | None:
+        """Bytes (≤ maxn), b"" at EOF, None on timeout. Raises SocketFailure on a failed socket."""
+        self.wait_readable(timeout=timeout, stop=stop)
+        return self.take(maxn, peek=peek)
 
     def readiness(self) -> int:
         with self._cond:
@@ -324,32 +351,52 @@ class SimSocket:
                     if not self._closed:
                         self._set_error(ECONNRESET, f"recv failed: {exc}")
                     break
-                if not data:
-                    if self.error or self._closed:  # our own shutdown (failure / close), not the peer
+                if not data and (self.error or self._closed):
+                    break  # our own shutdown (failure / close), not the peer
+                if self._link is None:
+                    if not self._ingest(data):
                         break
-                    with self._cond:
-                        self.eof = True
-                        self._cond.notify_all()
-                    break
-                self._stats.add("air_rx", len(data))
-                if self._ssl is None:
-                    with self._cond:
-                        self._rx += data
-                        self._cond.notify_all()
-                else:
-                    try:
-                        self.scanner.feed(data)
-                    except RecordTooLarge as exc:
-                        self._set_error(EMSGSIZE, str(exc))
-                        self._shutdown()
+                else:  # over the radio: the bytes (or the FIN) reach the modem later, in order
+                    due = self._link.down.schedule(len(data), time.monotonic())
+                    Scheduler.shared().at(due, functools.partial(self._ingest_later, data))
+                    if not data:
                         break
-                    with self._ssl_lock:
-                        self._in.write(data)
-                    self._drain_tls()
-                self._on_event(self)
         finally:
             if not self._quiet:
                 self._on_event(self)
+
+    def _ingest_later(self, data: bytes) -> None:
+        if not self._closed:
+            self._ingest(data)
+            if not data or self.error:
+                self._on_event(self)
+
+    def _ingest(self, data: bytes) -> bool:
+        """Bytes from the peer reach the modem (b"" = the peer closed). False when the socket is done."""
+        if not data:
+            with self._cond:
+                self.eof = True
+                self._cond.notify_all()
+            return False
+        if self.error:
+            return False
+        self._stats.add("air_rx", len(data))
+        if self._ssl is None:
+            with self._cond:
+                self._rx += data
+                self._cond.notify_all()
+        else:
+            try:
+                self.scanner.feed(data)
+            except RecordTooLarge as exc:
+                self._set_error(EMSGSIZE, str(exc))
+                self._shutdown()
+                return False
+            with self._ssl_lock:
+                self._in.write(data)
+            self._drain_tls()
+        self._on_event(self)
+        return True
 
     def _drain_tls(self) -> None:
         assert self._ssl is not None

@@ -3,7 +3,13 @@
 Where those docs are silent the choices are ours, and the client mirrors them.
 
 Serial Modem (``sm``, NCS ≥ 3.1): every command names its handle; binary send is length-delimited
-(``AT#XSEND=<h>,2,<flags>,<len>``, no terminator scan); readiness via ``#XAPOLL`` URCs.
+(``AT#XSEND=<h>,2,<flags>,<len>``, no terminator scan); readiness via ``#XAPOLL`` URCs, which carry only
+the requested POLLIN/POLLOUT bits (``revents & xapoll_events`` in ncs-serial-modem ``sm_at_socket.c``;
+ERR and HUP are never reported, so a failed or closed socket shows as POLLIN: a read does not block on
+it, our reading of poll(2) for the modem, unconfirmed); ``#XRECV`` at end of stream answers a bare
+``OK`` (``do_recv``: recv() returned 0, no ``#XRECV:`` line); ``#XRECVCFG`` auto-receive pushes
+``#XRECV: <h>,0,<n>`` CR LF data CR LF after the ``#XAPOLL`` and a lone CR LF at end of stream
+(``auto_reception``), never in data mode (events wait until the modem is back in AT-command mode).
 Legacy SLM (``slm``): one selected socket; binary send is terminator-delimited data mode with the
 terminator matched anywhere (the ``+++`` hazard, reproduced on purpose); readiness via ``#XPOLL``.
 """
@@ -19,7 +25,8 @@ from typing import TYPE_CHECKING
 
 from nrfprov.sim.framing import Command
 from nrfprov.sim.netsock import POLLERR, POLLHUP, POLLIN, POLLOUT, SimSocket, SocketFailure
-from nrfprov.sim.replies import AtFail, DataSink, as_int, ok, param
+from nrfprov.sim.replies import AtFail, as_int, ok, param
+from nrfprov.sim.sendsink import SendSink
 from nrfprov.sim.tlsctx import tls_context
 
 if TYPE_CHECKING:
@@ -30,48 +37,11 @@ log = logging.getLogger(__name__)
 MAX_SOCKETS = 8  # nRF91 modem socket limit [sdk-nrf slm_at_socket.c]
 MAX_RECV = 2048  # bytes per #XRECV: NRF_SOCKET_TLS_MAX_MESSAGE_SIZE [nrf_socket.h]
 MAX_SEND_LEN = 4096  # SM data-mode buffer, CONFIG_SM_DATAMODE_BUF_SIZE default [sm_data_mode.rst]
-SLM_DATAMODE_BUF = 4096  # CONFIG_SLM_DATAMODE_BUF_SIZE default: a full buffer is sent at once
 MAX_INLINE_SEND = 1024  # SLM AT#XSEND="<text>" limit [SOCKET_AT_commands.rst]
 RECV_DONTWAIT = 64
 RECV_PEEK = 2
 TLS_PROTO = 258  # IPPROTO_TLS_1_2
 Handler = Callable[[Command], bytes | None]
-
-
-class _SendSink(DataSink):
-    """Data-mode bytes for one socket. SM counted mode sends at the end; SLM buffers like slm_at_host."""
-
-    def __init__(self, sock: SimSocket, *, counted: bool) -> None:
-        self.sock = sock
-        self.counted = counted
-        self.buf = bytearray()
-        self.status = 0
-
-    def data(self, payload: bytes) -> None:
-        self.buf += payload
-        if not self.counted and len(self.buf) >= SLM_DATAMODE_BUF:
-            self._send()
-
-    def idle(self) -> None:
-        if not self.counted:
-            self._send()
-
-    def _send(self) -> None:
-        data, self.buf = bytes(self.buf), bytearray()
-        if not data:
-            return
-        try:
-            self.sock.send(data)
-        except SocketFailure as exc:
-            if self.counted:
-                self.status = -exc.errno
-            else:
-                # SLM logs a failed send, drops the bytes and stays in data mode; exit status stays 0.
-                log.info("sim: data-mode send failed (%s), %d bytes dropped", exc, len(data))
-
-    def end(self) -> int:
-        self._send()
-        return self.status
 
 
 class SocketCommands:
@@ -85,7 +55,9 @@ class SocketCommands:
         self._apoll: dict[int, int] = {}  # handle → events mask (SM #XAPOLL)
         self._in_armed: set[int] = set()
         self._out_armed: set[int] = set()
-        self._errhup_done: dict[int, int] = {}
+        self._recvcfg: dict[int, int] = {}  # handle → #XRECVCFG auto-reception flags (SM)
+        self._recvcfg_default = 0  # AT#XRECVCFG=,<flags>: for every socket, open or opened later
+        self._eof_pushed: set[int] = set()
         common: dict[str, Handler] = {
             "#XSOCKET": self.xsocket,
             "#XSSOCKET": self.xssocket,
@@ -96,7 +68,7 @@ class SocketCommands:
             "#XRECV": self.xrecv,
         }
         if self.sm:
-            common.update({"#XCLOSE": self.xclose, "#XAPOLL": self.xapoll})
+            common.update({"#XCLOSE": self.xclose, "#XAPOLL": self.xapoll, "#XRECVCFG": self.xrecvcfg})
         else:
             common.update({"#XSOCKETSELECT": self.xsocketselect, "#XPOLL": self.xpoll})
         self._table = common
@@ -126,9 +98,17 @@ class SocketCommands:
                 raise AtFail(None, "all 8 sockets in use")
             h = free[0]
             s = SimSocket(
-                h, tls=tls, sec_tag=sec_tag, peer_verify=peer_verify, stats=self.m.stats, on_event=self.on_event
+                h,
+                tls=tls,
+                sec_tag=sec_tag,
+                peer_verify=peer_verify,
+                stats=self.m.stats,
+                on_event=self.on_event,
+                link=self.m.link,
             )
             self.socks[h] = s
+            if self._recvcfg_default:
+                self._recvcfg[h] = self._recvcfg_default
         self.selected = h
         return s
 
@@ -138,7 +118,8 @@ class SocketCommands:
             self._apoll.pop(h, None)
             self._in_armed.discard(h)
             self._out_armed.discard(h)
-            self._errhup_done.pop(h, None)
+            self._recvcfg.pop(h, None)
+            self._eof_pushed.discard(h)
         if s is not None:
             s.close()
         if self.selected == h:
@@ -266,7 +247,7 @@ class SocketCommands:
         s = self._sock(c.params)
         self._usable(s)
         if c.form == "exec":  # SLM data mode, terminator-delimited
-            self.m.enter_datamode(_SendSink(s, counted=False), ok(), count=None)
+            self.m.enter_datamode(SendSink(s, counted=False), ok(), count=None)
             return None
         if c.form != "set":
             raise AtFail()
@@ -286,10 +267,10 @@ class SocketCommands:
         if mode == 2:
             length = param(c.params, 3)
             if length is None:
-                self.m.enter_datamode(_SendSink(s, counted=False), ok(), count=None)
+                self.m.enter_datamode(SendSink(s, counted=False), ok(), count=None)
             else:
                 n = as_int(length, 1, MAX_SEND_LEN)
-                self.m.enter_datamode(_SendSink(s, counted=True), ok(), count=n)
+                self.m.enter_datamode(SendSink(s, counted=True), ok(), count=n)
             self._arm_out(s.handle)  # #XSEND re-arms POLLOUT
             self._poll_after_reply(s)
             return None
@@ -333,21 +314,27 @@ class SocketCommands:
             flags = as_int(param(p, 1) or "0", 0, 0xFFFF)
             maxn = MAX_RECV
         wait = 0.0 if flags & RECV_DONTWAIT else (None if timeout == 0 else float(timeout))
+        s.wait_readable(timeout=wait, stop=self.m._stop)
         try:
-            data = s.recv(maxn, timeout=wait, peek=bool(flags & RECV_PEEK), stop=self.m._stop)
+            # Take the bytes and re-arm POLLIN in one step under the poll lock, so check_poll never
+            # sees "armed" together with readiness from before this read (a stale POLLIN).
+            with self._lock:
+                data = s.take(maxn, peek=bool(flags & RECV_PEEK))
+                if data:  # a read that returned data re-arms POLLIN (do_recv in sm_at_socket.c)
+                    self._in_armed.add(s.handle)
         except SocketFailure as exc:
             self._poll_after_reply(s)
             raise AtFail(None, str(exc)) from exc
-        with self._lock:
-            self._in_armed.add(s.handle)  # #XRECV re-arms POLLIN
         self._poll_after_reply(s)
         if data is None:
             raise AtFail(None, "receive timed out")
+        if not data:
+            # Peer closed: OK without an #XRECV line, in both dialects [sm_at_socket.c do_recv;
+            # sdk-nrf serial_lte_modem slm_at_socket.c].
+            return ok()
         if self.sm:
             shown = data.hex().upper().encode() if mode == 1 else data
             return f"\r\n#XRECV: {s.handle},{mode},{len(data)}\r\n".encode() + shown + b"\r\nOK\r\n"
-        if not data:
-            return ok()  # legacy SLM: peer closed → OK without an #XRECV line
         return f"\r\n#XRECV: {len(data)}\r\n".encode() + data + b"\r\nOK\r\n"
 
     # --- close ---------------------------------------------------------------------------------
@@ -382,13 +369,14 @@ class SocketCommands:
             if h not in self.socks:
                 raise AtFail()
         events = as_int(param(c.params, 2), 0, 0xFF) if op == 1 else 0
+        if events & ~(POLLIN | POLLOUT):
+            raise AtFail(None, "#XAPOLL takes POLLIN (1) and POLLOUT (4) only")  # [sm_at_socket.c]
         with self._lock:
             for h in handles:
                 if op == 1:
                     self._apoll[h] = events
                     self._in_armed.add(h)
                     self._out_armed.add(h)
-                    self._errhup_done[h] = 0
                 else:
                     self._apoll.pop(h, None)
         # URCs caused by arming go after the OK, as the modem answers the command first.
@@ -411,33 +399,94 @@ class SocketCommands:
         self.check_poll(s)
 
     def check_poll(self, s: SimSocket) -> None:
-        """Fire ``#XAPOLL`` if an armed event is ready. POLLIN/POLLOUT fire once until re-armed."""
+        """Fire ``#XAPOLL`` if an armed event is ready (POLLIN/POLLOUT once until re-armed), then push
+        received data when ``#XRECVCFG`` auto-receive is on. Writes happen under the poll lock, so two
+        threads can never reorder pushed data."""
         if not self.sm:
             return
         h = s.handle
-        ready = s.readiness()
         with self._lock:
-            mask = self._apoll.get(h)
-            if mask is None or self.socks.get(h) is not s:
+            # Readiness is read under the same lock that #XRECV holds while it takes bytes and
+            # re-arms POLLIN: read outside it, a pump thread could pair pre-read readiness with the
+            # post-read re-arm and announce POLLIN for data that is already gone.
+            if self.socks.get(h) is not s:
                 return
+            ready = s.readiness()
+            if ready & (POLLERR | POLLHUP):
+                ready |= POLLIN  # a read returns at once (the error, or end of stream)
+            if ready & POLLIN and ready & POLLHUP and not s.recv_pending() and h in self._eof_pushed:
+                ready &= ~POLLIN  # end of stream already pushed: nothing left to announce
+            mask = self._apoll.get(h, 0)
             rev = 0
             if ready & POLLIN and mask & POLLIN and h in self._in_armed:
-                has_data = not (ready & POLLHUP) or s.recv_pending()
-                if has_data or not self._errhup_done[h] & POLLHUP:
-                    rev |= POLLIN
+                rev |= POLLIN
             if ready & POLLOUT and mask & POLLOUT and h in self._out_armed:
                 rev |= POLLOUT
-            for bit in (POLLERR, POLLHUP):  # always reported, once
-                if ready & bit and not self._errhup_done[h] & bit:
-                    rev |= bit
-            if not rev:
-                return
             if rev & POLLIN:
                 self._in_armed.discard(h)
             if rev & POLLOUT:
                 self._out_armed.discard(h)
-            self._errhup_done[h] |= rev & (POLLERR | POLLHUP)
-        self.m.urc(f"#XAPOLL: {h},{rev}")
+            if rev:
+                self.m.urc(f"#XAPOLL: {h},{rev}")
+            if self._recvcfg.get(h, 0) & 1 and s.connected and not self.m.in_datamode:
+                self._push(s)
+
+    def _push(self, s: SimSocket) -> None:
+        """Auto-reception in AT-command mode (lock held): what ``AT#XRECV=<h>,0,64,0`` would answer,
+        as a URC with CR LF after the data, or a lone CR LF at end of stream [sm_at_socket.c auto_reception]."""
+        h = s.handle
+        try:
+            data = s.take(MAX_RECV, peek=False)
+        except SocketFailure:
+            return  # do_recv fails: logged by the modem, nothing pushed
+        if data is None:
+            return
+        if data:
+            self._in_armed.add(h)  # do_recv re-arms POLLIN
+            self.m.respond(f"\r\n#XRECV: {h},0,{len(data)}\r\n".encode() + data + b"\r\n")
+            if s.recv_pending():  # poll is level-triggered: what is left fires again at once
+                self.m.call_soon(lambda: self.check_poll(s))
+        elif h not in self._eof_pushed:
+            self._eof_pushed.add(h)
+            self.m.respond(b"\r\n")
+
+    def poll_all(self) -> None:
+        """Re-check every socket (after data mode, when the modem handles the events it deferred)."""
+        for s in list(self.socks.values()):
+            self.check_poll(s)
+
+    def xrecvcfg(self, c: Command) -> bytes:
+        """``AT#XRECVCFG=[<h>],<flags>[,<hex>]``: flags 1 = auto-receive in AT-command mode, 2 = in data
+        mode; only binary (hex 0) AT-mode reception is simulated [ncs-serial-modem at_socket.rst]."""
+        if c.form == "read":
+            with self._lock:
+                lines = [f"#XRECVCFG: {h},{f},0" for h, f in sorted(self._recvcfg.items()) if f]
+            return ok(*lines)
+        if c.form != "set":
+            raise AtFail()
+        h_param = param(c.params, 0)
+        flags = as_int(param(c.params, 1), 0, 3)
+        if as_int(param(c.params, 2) or "0", 0, 1) != 0 or flags & 2:
+            raise AtFail(None, "only binary auto-reception in AT-command mode (flags 1) is simulated")
+        with self._lock:
+            if h_param is None:
+                self._recvcfg_default = flags
+                handles = sorted(self.socks)
+            else:
+                h = as_int(h_param, 0, MAX_SOCKETS - 1)
+                if h not in self.socks:
+                    raise AtFail()
+                handles = [h]
+            for h in handles:
+                self._recvcfg[h] = flags
+
+        def fire() -> None:  # data that is already waiting is pushed after the OK
+            for h in handles:
+                if h in self.socks:
+                    self.check_poll(self.socks[h])
+
+        self.m.call_soon(fire)
+        return ok()
 
     def xpoll(self, c: Command) -> bytes:
         """SLM ``AT#XPOLL=<timeout_ms>[,<h>...]``: wait until a socket is readable/failed."""

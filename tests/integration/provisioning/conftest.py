@@ -21,9 +21,9 @@ def rig_factory(local_aws: LocalAwsIot, sim_factory: Callable[..., SimulatedMode
     opened: list[Modem] = []
     certs = local_aws.write_certs_folder(tmp_path / "certs")
 
-    def make(dialect: str, *, claim_tag: bool = True, open_modem: bool = True) -> Rig:
+    def make(dialect: str, *, claim_tag: bool = True, open_modem: bool = True, **sim_options: Any) -> Rig:
         terminator = SLM_TERMINATOR if dialect == "slm" else "+++"
-        sim = sim_factory(dialect=dialect, baud=BAUD, terminator=terminator)
+        sim = sim_factory(dialect=dialect, baud=BAUD, terminator=terminator, **sim_options)
         modem: Any = None
         if open_modem:
             modem = Modem.open(sim.port_url, dialect=dialect, slm_terminator=terminator)

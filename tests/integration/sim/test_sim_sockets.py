@@ -65,11 +65,13 @@ def test_sm_binary_roundtrip_apoll_and_eof(server_factory, sim_factory, raw_port
     assert p.cmd("AT#XRECV=0,0,64,0")[1] == "ERROR"
     assert p.cmd("AT#XRECV=0,0,0,1")[1] == "ERROR"
     assert p.ok("AT#XSOCKETOPT=0,0,4") == ["#XSOCKETOPT: 0,0"]
-    # Peer closes: POLLIN|POLLHUP, then a zero-length #XRECV means EOF.
+    # Peer closes: #XAPOLL carries only the requested POLLIN (never HUP), and #XRECV answers a bare
+    # OK (recv() returned 0: no #XRECV line) [ncs-serial-modem sm_at_socket.c].
     srv.conns[0].shutdown(socket.SHUT_RDWR)
-    assert p.wait_line("#XAPOLL:") == "#XAPOLL: 0,17"
+    assert p.wait_line("#XAPOLL:") == "#XAPOLL: 0,1"
     p.send("AT#XRECV=0,0,0,1")
-    assert p.read_until(b"\r\nOK\r\n") == b"\r\n#XRECV: 0,0,0\r\n\r\nOK\r\n"
+    assert p.read_until(b"\r\nOK\r\n") == b"\r\nOK\r\n"
+    assert p.cmd("AT") == ([], "OK")  # end of stream does not re-arm POLLIN: no second #XAPOLL
     assert p.ok("AT#XCLOSE=0") == ["#XCLOSE: 0,0"]
     assert p.cmd("AT#XCLOSE=0")[1] == "ERROR"
 
@@ -245,13 +247,86 @@ def test_going_offline_kills_connected_sockets_with_enetdown(server_factory, sim
     p.ok("AT#XSOCKET=1,1,0")
     p.ok(f'AT#XCONNECT=0,"127.0.0.1",{srv.port}')
     p.ok("AT#XAPOLL=0,1,1")
-    # nrfxlib pdn.rst: without NRF_SO_KEEPOPEN the socket fails with ENETDOWN (115), poll sets POLLERR.
+    # nrfxlib pdn.rst: without NRF_SO_KEEPOPEN the socket fails with ENETDOWN (115), poll sets POLLERR;
+    # #XAPOLL passes on only the requested POLLIN (a read fails at once) [sm_at_socket.c].
     p.send("AT+CFUN=4")
     assert p.line() == "OK"
-    assert {p.line(), p.line()} == {"+CEREG: 0", "#XAPOLL: 0,8"}
+    assert {p.line(), p.line()} == {"+CEREG: 0", "#XAPOLL: 0,1"}
     assert p.ok("AT#XSOCKETOPT=0,0,4") == ["#XSOCKETOPT: 0,115"]
     p.send("AT+CFUN=1")
     p.wait_line("+CEREG: 1")
     assert p.cmd('AT#XSEND=0,0,0,"x"')[1] == "ERROR"  # back online, but this socket stays dead
     assert p.cmd("AT#XRECV=0,0,64,0")[1] == "ERROR"
     p.ok("AT#XCLOSE=0")
+
+
+def test_sm_crlf_host_on_a_cr_terminated_serial_modem_leaks_the_lf_into_data(
+    server_factory, sim_factory, raw_port_factory
+) -> None:
+    """Serial Modem ends commands at CR (CONFIG_SM_CR_TERMINATION default): a host that sends CR LF
+    gets its LF skipped in command mode, but after AT#XSEND=<h>,2,0,<len> the LF is the first data byte."""
+    sim = sim_factory(dialect="sm", baud=0)
+    assert sim.at_termination == "cr"
+    got = bytearray()
+    done = threading.Event()
+
+    def collect(conn: socket.socket) -> None:
+        while len(got) < 5:
+            chunk = conn.recv(64)
+            if not chunk:
+                break
+            got.extend(chunk)
+        done.set()
+
+    srv = server_factory(collect)
+    p = raw_port_factory(sim)
+    p.term = b"\r\n"  # a host written for legacy SLM
+    _online(p)
+    assert p.ok("AT#XSOCKET=1,1,0") == ["#XSOCKET: 0,1,6"]  # command mode: the LF is skipped
+    p.ok(f'AT#XCONNECT=0,"127.0.0.1",{srv.port}')
+    p.send("AT#XSEND=0,2,0,5")
+    assert p.line() == "OK"
+    p.write(b"hello")
+    assert p.wait_line("#XDATAMODE:") == "#XDATAMODE: 0"
+    assert done.wait(10)
+    assert bytes(got) == b"\nhell"  # shifted by one; the "o" fell back into command mode
+    p.term = b"\r"
+    assert p.ok("AT") == []
+
+
+def test_sm_xrecvcfg_pushes_data_with_crlf_after_it_and_a_lone_crlf_at_eof(
+    server_factory, sim_factory, raw_port_factory
+) -> None:
+    sim = sim_factory(dialect="sm", baud=0)
+    srv = server_factory(_echo)
+    p = raw_port_factory(sim)
+    _online(p)
+    p.ok("AT#XSOCKET=1,1,0")
+    assert p.ok("AT#XRECVCFG=0,1") == []
+    assert p.ok("AT#XRECVCFG?") == ["#XRECVCFG: 0,1,0"]
+    assert p.cmd("AT#XRECVCFG=0,2")[1] == "ERROR"  # data-mode reception is not simulated
+    p.ok(f'AT#XCONNECT=0,"127.0.0.1",{srv.port}')
+    assert p.cmd("AT#XAPOLL=0,1,9")[1] == "ERROR"  # only POLLIN / POLLOUT can be requested
+    p.ok("AT#XAPOLL=0,1,1")
+    payload = bytes(range(256)) * 12  # 3072 bytes: more than one 2048-byte push
+    p.send(f"AT#XSEND=0,2,0,{len(payload)}")
+    assert p.line() == "OK"
+    p.write(payload)
+    got = b""
+    pushes = 0
+    while len(got) < len(payload):
+        line = p.line()
+        if line.startswith(("#XDATAMODE:", "#XAPOLL:")):
+            continue
+        assert line.startswith("#XRECV: 0,0,"), line
+        n = int(line.rsplit(",", 1)[1])
+        assert 0 < n <= 2048
+        got += p.read_exact(n)
+        assert p.read_exact(2) == b"\r\n"  # CR LF after the data (no OK: it is a URC)
+        pushes += 1
+    assert got == payload and pushes >= 2
+    assert p.cmd("AT#XRECV=0,0,64,0")[1] == "ERROR"  # nothing left for a manual read
+    srv.conns[0].shutdown(socket.SHUT_RDWR)
+    assert p.read_until(b"#XAPOLL: 0,1\r\n")
+    assert p.read_exact(2) == b"\r\n"  # end of stream: a lone CR LF, no #XRECV line
+    assert p.ok("AT#XCLOSE=0") == ["#XCLOSE: 0,0"]

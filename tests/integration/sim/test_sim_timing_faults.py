@@ -41,7 +41,7 @@ def test_uart_is_throttled_both_ways(sim_factory, raw_port_factory, pki) -> None
     rx, tx, rx_busy, tx_busy = sim.stats.uart_snapshot()
     assert rx_busy == pytest.approx(rx * 10 / baud)
     assert tx_busy == pytest.approx(tx * 10 / baud)
-    assert rx - rx0 == len(cmd) + len("AT%CMNG=2,9,0\r\n")
+    assert rx - rx0 == len(cmd) + len("AT%CMNG=2,9,0") + len(p.term)
     assert tx - tx0 == len("\r\nOK\r\n") + reply
 
 
@@ -69,7 +69,7 @@ def test_drop_link_gives_the_host_eio(sim_factory, raw_port_factory) -> None:
     sim = sim_factory(baud=0)
     p = raw_port_factory(sim)
     p.ok("AT")
-    sim.drop_link_after(10)  # "AT+CGSN\r\n" (9) + 1 byte of the answer, then the line is dead
+    sim.drop_link_after(len("AT+CGSN") + len(p.term) + 1)  # the command, 1 byte of the answer, then dead
     p.send("AT+CGSN")
     # pyserial reports it as SerialException from read() or as the raw EIO from its in_waiting ioctl,
     # depending on which call meets the hang-up first; both are OSError.

@@ -7,8 +7,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nrfprov.sim.keygen import ECDSA_SHA256_OID_TLV, NULL_TLV, add_null_parameter, make_csr, parse_attributes
-from nrfprov.sim.netsock import TLS_RECORD_LIMIT, RecordScanner, RecordTooLarge
 from nrfprov.sim.store import ContentError, luhn_digit, luhn_valid, validate
+from nrfprov.sim.tlslimits import TLS_RECORD_LIMIT, RecordScanner, RecordTooLarge
 from nrfprov.sim.uart import Throttle
 
 
@@ -65,3 +65,37 @@ def test_validate_content() -> None:
         assert e.value.cme == 527
     validate(3, "00ff", None)
     validate(4, "identity", None)
+
+
+def _hs_record(body: bytes) -> bytes:
+    return bytes([22, 3, 3]) + len(body).to_bytes(2, "big") + body
+
+
+def _certificate_message(*sizes: int) -> bytes:
+    certs = b"".join(n.to_bytes(3, "big") + b"c" * n for n in sizes)
+    body = len(certs).to_bytes(3, "big") + certs
+    return bytes([11]) + len(body).to_bytes(3, "big") + body
+
+
+def test_record_scanner_measures_the_server_chain_not_handshake_record_sizes() -> None:
+    from nrfprov.sim.tlslimits import SERVER_CHAIN_LIMIT, ChainTooLarge
+
+    hello = bytes([2]) + (40).to_bytes(3, "big") + b"h" * 40
+    ok = hello + _certificate_message(1500, 1500, 1096)  # 4096 bytes of DER: at the limit
+    # one handshake record far over 2303 bytes, then the same split over three records, byte by byte
+    s = RecordScanner()
+    s.feed(_hs_record(ok))
+    assert s.chain_sizes == [1500, 1500, 1096] and s.chain_size == SERVER_CHAIN_LIMIT
+    s = RecordScanner()
+    stream = _hs_record(ok[:1000]) + _hs_record(ok[1000:3000]) + _hs_record(ok[3000:])
+    for i in range(len(stream)):
+        s.feed(stream[i : i + 1])
+    assert s.chain_size == SERVER_CHAIN_LIMIT
+    with pytest.raises(ChainTooLarge) as err:
+        RecordScanner().feed(_hs_record(hello + _certificate_message(1500, 1500, 1097)))
+    assert err.value.size == 4097 and err.value.count == 3 and "4096-byte limit" in str(err.value)
+    # after the server's ChangeCipherSpec the handshake is encrypted: not parsed; data records still limited
+    s = RecordScanner()
+    s.feed(bytes([20, 3, 3, 0, 1, 1]) + _hs_record(b"\x0b" + b"\xff" * 3000))
+    with pytest.raises(RecordTooLarge):
+        s.feed(_record(TLS_RECORD_LIMIT + 1)[:5])

@@ -14,6 +14,7 @@ from nrfprov.at import RawData, Urc
 from nrfprov.errors import (
     ConnectError,
     LinkClosed,
+    ModemTlsHandshakeError,
     ModemTlsLimitError,
     NrfprovError,
     ResponseTimeout,
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 POLLIN, POLLERR, POLLHUP = 1, 8, 16
 
 EMSGSIZE = 122  # nrf_errno / Linux value the modem reports for an oversized TLS record
+# SO_ERROR after a failed modem TLS handshake: users report connect() failing with EOPNOTSUPP (95 in the
+# Zephyr/newlib numbering the serial modem prints; bifravst/cat-tracker-fw issue 53). Not documented by
+# Nordic: unconfirmed, and the same for every handshake failure cause.
+EOPNOTSUPP = 95
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,12 @@ class Dialect(abc.ABC):
 
 
 
-def connect_failed(host: str, port: int, tls: TlsParams | None, cause: Exception) -> ConnectError:
+def connect_failed(
+    host: str, port: int, tls: TlsParams | None, cause: Exception, *, so_error: int | None = None
+) -> ConnectError:
+    """The typed error for a failed ``AT#XCONNECT``; ``so_error`` is the socket's SO_ERROR, when read."""
+    if tls is not None and so_error == EOPNOTSUPP:
+        return ModemTlsHandshakeError(host, port, tls.sec_tag, tls.hostname)
     if tls is not None:
         hint = (
             f"check that sec tag {tls.sec_tag} holds the server's CA (type 0) and that "

@@ -81,7 +81,9 @@ class SlmDialect(Dialect):
                 try:
                     self.ch.execute(command(f"AT#XCONNECT={quote(host)},{int(port)}", timeout=timeout))
                 except CommandError as exc:
-                    raise connect_failed(host, port, tls, exc) from exc
+                    # SO_ERROR tells a failed TLS handshake from a refused or unresolved connect.
+                    err = self._so_error() if tls is not None else None
+                    raise connect_failed(host, port, tls, exc, so_error=err) from exc
             except BaseException:
                 self._close_quietly(handle)
                 raise
@@ -135,15 +137,22 @@ class SlmDialect(Dialect):
             else:
                 raise self._failure(handle, "receive")
 
+    def _so_error(self) -> int:
+        """SO_ERROR of the selected socket (0 = none; -1 when the modem cannot say)."""
+        try:
+            reply = self.ch.execute(command("AT#XSOCKETOPT=0,4"))
+        except CommandError:
+            return -1
+        values = ints(reply.lines[0]) if reply.lines else []
+        return values[0] if values else -1
+
     def _failure(self, handle: int, what: str) -> TransportError:
         with self._lock:
             try:
                 self._select(handle)
-                reply = self.ch.execute(command("AT#XSOCKETOPT=0,4"))
-                values = ints(reply.lines[0]) if reply.lines else []
-                err = values[0] if values else -1
             except CommandError:
-                err = -1
+                return self._socket_failure(handle, -1, what)
+            err = self._so_error()
         if err == 0:
             return TransportError(f"modem socket {handle}: {what} failed without a socket error")
         return self._socket_failure(handle, err, what)

@@ -5,13 +5,30 @@ Sending uses the length-delimited data mode ``AT#XSEND=<h>,2,0,<len>``: the mode
 [ncs-serial-modem at_socket.rst, #XSEND mode 2]. Receiving waits for the ``#XAPOLL`` POLLIN notification without
 holding the AT channel, then reads with ``AT#XRECV`` in don't-wait mode (flag 64); each
 ``#XRECV`` re-arms POLLIN [ncs-serial-modem at_socket.rst, #XAPOLL].
+
+Facts of the Serial Modem that differ from legacy SLM and matter here:
+
+* commands end with CR: ``CONFIG_SM_CR_TERMINATION`` is the default (it was CR LF in SLM;
+  ``migration_notes_ncs_slm_v3.1.x.rst``). The modem skips a stray LF in command mode, but after a
+  command that enters data mode the LF of a CR LF would be the first data byte and shift the whole
+  payload (``sm_at_host.c`` ``cmd_rx_handler``). So this dialect ends its commands with ``line_end``;
+* a peer that closed answers ``#XRECV`` with a bare ``OK``: ``recv()`` returned 0 and no ``#XRECV:``
+  line is sent (``sm_at_socket.c`` ``do_recv``); with don't-wait and nothing there the answer is ERROR;
+* ``#XAPOLL`` reports only the requested POLLIN/POLLOUT bits, never ERR or HUP (``revents &
+  xapoll_events`` in ``sm_at_socket.c``): a closed or failed socket shows up as POLLIN;
+* ``AT#XRECVCFG=<h>,1`` (auto-receive in AT-command mode) makes the modem push received data as
+  ``#XRECV: <h>,0,<n>`` CR LF ``<data>`` CR LF after the ``#XAPOLL`` that announces it, which saves the
+  ``AT#XRECV`` round trip; at end of stream it pushes only a CR LF [at_socket.rst, #XRECVCFG;
+  ``sm_at_socket.c`` ``auto_reception``].
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-from nrfprov.at import LengthData, Urc, command, quote
+from nrfprov.at import LengthData, Ok, Urc, command, quote
+from nrfprov.at.commands import Command
 from nrfprov.at.events import RawData
 from nrfprov.at.limits import DATAMODE_SEND_MAX, RECV_MAX, TLS_SEND_MAX
 from nrfprov.errors import AtProtocolError, CommandError, TransportError
@@ -19,17 +36,42 @@ from nrfprov.modem.channel import AtChannel
 from nrfprov.modem.dialects.base import POLLERR, POLLHUP, POLLIN, Dialect, TlsParams, connect_failed, ints
 
 _RECV_DONT_WAIT = 64  # MSG_DONTWAIT [ncs-serial-modem at_socket.rst, #XRECV]
+#: CONFIG_SM_CR_TERMINATION, the Serial Modem's default command terminator.
+SM_LINE_END = b"\r"
+#: How long a POLLIN may wait for the pushed ``#XRECV`` that follows it in auto-receive mode before we
+#: ask with ``AT#XRECV`` (end of stream and socket errors push no data). The modem sends the two back to
+#: back; a full 2048-byte push takes 0.18 s at 115200 baud. Our bound.
+PUSH_GRACE_S = 0.5
+
+
+@dataclass(frozen=True)
+class _Terminated(Command):
+    """A command sent with the modem's configured terminator instead of the library's CR LF."""
+
+    line_end: bytes = SM_LINE_END
+
+    def encode(self) -> bytes:
+        return self.text.encode("ascii") + self.line_end
 
 
 class SerialModemDialect(Dialect):
     name = "sm"
 
-    def __init__(self, channel: AtChannel) -> None:
+    def __init__(self, channel: AtChannel, *, line_end: bytes = SM_LINE_END, auto_receive: bool = False) -> None:
         super().__init__(channel)
+        if line_end not in (b"\r", b"\n", b"\r\n"):
+            raise ValueError(f"line_end must be CR, LF or CR LF, not {line_end!r}")
+        self.line_end = line_end
+        self.auto_receive = auto_receive
         self._revents: dict[int, int] = {}
         # Handles whose last #XRECV found nothing: that read re-armed POLLIN, so new data will be
         # announced by #XAPOLL and idle polling costs no AT traffic (the MQTT tunnel polls often).
         self._drained: set[int] = set()
+        self._pollin_at: dict[int, float] = {}  # auto-receive: when a POLLIN came that no push has followed yet
+
+    def _cmd(self, text: str, **kw: object) -> Command:
+        c = command(text, **kw)  # type: ignore[arg-type]
+        return _Terminated(c.text, c.expect, c.bare, c.timeout, c.data_mode, self.line_end)
 
     def _on_urc(self, ev: Urc | RawData) -> None:
         super()._on_urc(ev)
@@ -38,6 +80,16 @@ class SerialModemDialect(Dialect):
             if len(values) == 2:
                 handle, revents = values
                 self._revents[handle] = self._revents.get(handle, 0) | revents
+                if revents & POLLIN and self.auto_receive:
+                    self._pollin_at.setdefault(handle, time.monotonic())
+        elif isinstance(ev, RawData) and ev.pushed and ev.handle is not None and ev.data:
+            # The push the last POLLIN announced has come: that readiness is used up.
+            self._pollin_at.pop(ev.handle, None)
+            rest = self._revents.get(ev.handle, 0) & ~POLLIN
+            if rest:
+                self._revents[ev.handle] = rest
+            else:
+                self._revents.pop(ev.handle, None)
 
     def check_raw_binary_safe(self) -> None:
         return None  # length-delimited send: no terminator to collide with
@@ -45,10 +97,10 @@ class SerialModemDialect(Dialect):
     def open(self, host: str, port: int, *, tls: TlsParams | None, timeout: float) -> int:
         with self._lock:
             if tls is None:
-                reply = self.ch.execute(command("AT#XSOCKET=1,1,0"))
+                reply = self.ch.execute(self._cmd("AT#XSOCKET=1,1,0"))
             else:
                 reply = self.ch.execute(
-                    command(f"AT#XSSOCKET=1,1,0,{int(tls.sec_tag)},{int(tls.peer_verify)}")
+                    self._cmd(f"AT#XSSOCKET=1,1,0,{int(tls.sec_tag)},{int(tls.peer_verify)}")
                 )
             handle = _handle(reply.lines, "socket open")
             self._forget(handle)
@@ -56,17 +108,25 @@ class SerialModemDialect(Dialect):
                 if tls is not None:
                     with self.ch.condition:
                         self._tls.add(handle)
-                    self.ch.execute(command(f"AT#XSSOCKETOPT={handle},1,2,{quote(tls.hostname)}"))
+                    self.ch.execute(self._cmd(f"AT#XSSOCKETOPT={handle},1,2,{quote(tls.hostname)}"))
+                if self.auto_receive:
+                    try:
+                        self.ch.execute(self._cmd(f"AT#XRECVCFG={handle},1"))
+                    except CommandError:  # a build without auto-receive: read with AT#XRECV instead
+                        self.auto_receive = False
                 try:
                     self.ch.execute(
-                        command(f"AT#XCONNECT={handle},{quote(host)},{int(port)}", timeout=timeout)
+                        self._cmd(f"AT#XCONNECT={handle},{quote(host)},{int(port)}", timeout=timeout)
                     )
                 except CommandError as exc:
-                    raise connect_failed(host, port, tls, exc) from exc
+                    # SO_ERROR tells a failed TLS handshake from a refused or unresolved connect.
+                    err = self._so_error(handle) if tls is not None else None
+                    raise connect_failed(host, port, tls, exc, so_error=err) from exc
                 with self.ch.condition:
                     self._revents.pop(handle, None)
                     self._drained.discard(handle)
-                self.ch.execute(command(f"AT#XAPOLL={handle},1,{POLLIN}"))
+                    self._pollin_at.pop(handle, None)
+                self.ch.execute(self._cmd(f"AT#XAPOLL={handle},1,{POLLIN}"))
             except BaseException:
                 self._close_quietly(handle)
                 raise
@@ -77,17 +137,20 @@ class SerialModemDialect(Dialect):
         with self._lock:
             for i in range(0, len(data), limit):
                 chunk = data[i : i + limit]
-                cmd = command(f"AT#XSEND={handle},2,0,{len(chunk)}", data_mode=LengthData(len(chunk)))
+                cmd = self._cmd(f"AT#XSEND={handle},2,0,{len(chunk)}", data_mode=LengthData(len(chunk)))
                 try:
                     self.ch.execute_with_data(cmd, chunk)
                 except CommandError as exc:
                     raise self._failure(handle, "send") from exc
 
     def _recv_some(self, handle: int, deadline: float | None) -> None:
+        if self.auto_receive and self._await_push(handle, deadline):
+            return
         with self.ch.condition:
             # Clear the readiness flag BEFORE reading (lesson from this project's simulator): a POLLIN that arrives
             # during the read is then kept for the next round instead of being lost.
             revents = self._revents.pop(handle, 0)
+            self._pollin_at.pop(handle, None)
             idle = not revents and handle in self._drained
         if idle:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -97,27 +160,51 @@ class SerialModemDialect(Dialect):
             raise self._failure(handle, "receive")
         with self._lock:
             reply = self.ch.execute(
-                command(f"AT#XRECV={handle},0,{_RECV_DONT_WAIT},0,{RECV_MAX}"), check=False
+                self._cmd(f"AT#XRECV={handle},0,{_RECV_DONT_WAIT},0,{RECV_MAX}"), check=False
             )
         if reply.data:
             with self.ch.condition:
                 self._drained.discard(handle)
-            self._store(handle, b"".join(d.data for d in reply.data))  # b"" = peer closed
+            self._store(handle, b"".join(d.data for d in reply.data))
+            return
+        if isinstance(reply.final, Ok):
+            # OK without an #XRECV line: recv() returned 0, the peer closed (sm_at_socket.c do_recv).
+            self._store(handle, b"")
             return
         if revents & (POLLIN | POLLHUP):
-            # Readiness was reported but the read found nothing. Either the socket broke, or the
-            # POLLIN was stale: an earlier #XRECV already took the data it announced.
+            # Readiness was reported but the read failed. Either the socket broke, or the POLLIN
+            # was stale: an earlier #XRECV already took the data it announced.
             err = self._so_error(handle)
             if err:
                 raise self._socket_failure(handle, err, "receive")
-            if revents & POLLHUP:
-                self._store(handle, b"")
-                return
         # No data yet (EAGAIN): wait for the next #XAPOLL without holding the AT channel.
         with self.ch.condition:
             self._drained.add(handle)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         self.ch.wait_for(lambda: self._wake(handle), timeout)
+
+    def _await_push(self, handle: int, deadline: float | None) -> bool:
+        """Auto-receive: wait for pushed data without AT traffic. False when an ``AT#XRECV`` must ask:
+        a POLLIN came and no push followed it within PUSH_GRACE_S (end of stream, or a failed socket)."""
+        with self.ch.condition:
+            since = self._pollin_at.get(handle)
+            if since is None:
+                # Nothing announced: wait for a push or an #XAPOLL until the caller's deadline.
+                self._drained.add(handle)
+            grace_end = None if since is None else since + PUSH_GRACE_S
+        if since is not None and time.monotonic() >= grace_end:  # type: ignore[operator]
+            return False
+        until = [t for t in (deadline, grace_end) if t is not None]
+        wait_end = min(until) if until else None
+        timeout = None if wait_end is None else max(0.0, wait_end - time.monotonic())
+
+        def arrived() -> bool:
+            return bool(self._rx.get(handle)) or handle in self._eof or (
+                since is None and handle in self._pollin_at
+            )
+
+        self.ch.wait_for(arrived, timeout)
+        return True
 
     def _wake(self, handle: int) -> bool:
         """Something for ``handle`` arrived (condition held): readiness, pushed data or EOF."""
@@ -127,7 +214,7 @@ class SerialModemDialect(Dialect):
         """SO_ERROR of the socket (0 = none; -1 when the modem cannot say, e.g. handle gone)."""
         with self._lock:
             try:
-                reply = self.ch.execute(command(f"AT#XSOCKETOPT={handle},0,4"))
+                reply = self.ch.execute(self._cmd(f"AT#XSOCKETOPT={handle},0,4"))
             except CommandError:
                 return -1
         values = ints(reply.lines[0]) if reply.lines else []
@@ -142,12 +229,13 @@ class SerialModemDialect(Dialect):
     def close(self, handle: int) -> None:
         with self._lock:
             try:
-                self.ch.execute(command(f"AT#XCLOSE={handle}"))
+                self.ch.execute(self._cmd(f"AT#XCLOSE={handle}"))
             finally:
                 self._forget(handle)
                 with self.ch.condition:
                     self._revents.pop(handle, None)
                     self._drained.discard(handle)
+                    self._pollin_at.pop(handle, None)
 
 
 def _handle(lines: list[str], what: str) -> int:
