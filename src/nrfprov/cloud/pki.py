@@ -237,7 +237,7 @@ def _ca_builder(
     subject: x509.Name, issuer: x509.Name, public_key: PublicKey, issuer_key: PublicKey, path_length: int | None,
     now: dt.datetime,
 ) -> x509.CertificateBuilder:
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
@@ -255,8 +255,10 @@ def _ca_builder(
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), critical=False)
     )
+    if subject != issuer:  # an intermediate names its issuer's key; a root stays as it always was
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), critical=False)
+    return builder
 
 
 def new_token() -> str:
