@@ -384,43 +384,39 @@ static int tag_request(struct state *st, struct mosquitto_evt_message *ed)
 	return MOSQ_ERR_SUCCESS;
 }
 
+/* The serial in "<digits>/..." at p, or 0 if there is none; *rest points after the slash. */
+static uint64_t parse_serial(const char *p, const char **rest)
+{
+	uint64_t serial = 0;
+	size_t i;
+
+	for(i = 0; p[i] >= '0' && p[i] <= '9'; i++){
+		if(i == SERIAL_DIGITS_MAX || serial > (UINT64_MAX - 9) / 10){
+			return 0;
+		}
+		serial = serial * 10 + (uint64_t)(p[i] - '0');
+	}
+	if(i == 0 || p[i] != '/'){
+		return 0;
+	}
+	*rest = p + i + 1;
+	return serial;
+}
+
 /* <route prefix>/<serial>/<reply topic>: deliver <reply topic> to connection <serial> only. */
 static int route_reply(struct state *st, struct mosquitto_evt_message *ed)
 {
-	const char *p = ed->topic + st->route_prefix_len + 1;
-	const char *slash = strchr(p, '/');
-	size_t digits = slash ? (size_t)(slash - p) : 0;
-	char serial_text[SERIAL_DIGITS_MAX + 1];
-	unsigned long long serial;
-	char *endp;
+	const char *reply = NULL;
+	uint64_t serial = parse_serial(ed->topic + st->route_prefix_len + 1, &reply);
 	char *topic;
 	char *copy;
-	size_t i;
 
-	if(digits == 0 || digits > SERIAL_DIGITS_MAX){
-		mosquitto_log_printf(MOSQ_LOG_ERR, "nrfprov plugin: malformed route topic %s", ed->topic);
+	if(serial == 0 || !filters_match(&st->replies, reply)){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "nrfprov plugin: %s is not <route>/<serial>/<reply topic>", ed->topic);
 		return MOSQ_ERR_ACL_DENIED;
 	}
-	for(i = 0; i < digits; i++){
-		if(p[i] < '0' || p[i] > '9'){
-			mosquitto_log_printf(MOSQ_LOG_ERR, "nrfprov plugin: malformed route topic %s", ed->topic);
-			return MOSQ_ERR_ACL_DENIED;
-		}
-	}
-	memcpy(serial_text, p, digits);
-	serial_text[digits] = '\0';
-	errno = 0;
-	serial = strtoull(serial_text, &endp, 10);
-	if(errno != 0 || *endp != '\0' || serial == 0){
-		mosquitto_log_printf(MOSQ_LOG_ERR, "nrfprov plugin: malformed route topic %s", ed->topic);
-		return MOSQ_ERR_ACL_DENIED;
-	}
-	if(!filters_match(&st->replies, slash + 1)){
-		mosquitto_log_printf(MOSQ_LOG_ERR, "nrfprov plugin: %s is not a reply topic", slash + 1);
-		return MOSQ_ERR_ACL_DENIED;
-	}
-	topic = mosquitto_strdup(slash + 1);
-	copy = mosquitto_strdup(slash + 1);
+	topic = mosquitto_strdup(reply);
+	copy = mosquitto_strdup(reply);
 	if(topic == NULL || copy == NULL){
 		mosquitto_free(topic);
 		mosquitto_free(copy);
@@ -430,7 +426,7 @@ static int route_reply(struct state *st, struct mosquitto_evt_message *ed)
 	mosquitto_free(ed->topic);
 	ed->topic = topic;
 	st->route_topic = copy;
-	st->route_serial = (uint64_t)serial;
+	st->route_serial = serial;
 	return MOSQ_ERR_SUCCESS;
 }
 

@@ -190,3 +190,17 @@ def test_a_reply_that_bypasses_the_route_reaches_nobody(local_aws_factory: Calla
         assert responder.connect()
         assert responder.publish("$aws/certificates/create/json/accepted", b"{\"unrouted\": 1}") in PUBACK_OK
         assert_received_nothing(sub, "json", set())
+
+
+@pytest.mark.parametrize("topic", [
+    f"{ROUTE_PREFIX}/x1/$aws/certificates/create/json/accepted",  # no serial
+    f"{ROUTE_PREFIX}/0/$aws/certificates/create/json/accepted",  # serials start at 1
+    f"{ROUTE_PREFIX}/99999999999999999999999/$aws/certificates/create/json/accepted",  # over 64 bits
+    f"{ROUTE_PREFIX}/1/$aws/things/dev/shadow/update",  # not a reply topic
+    f"{ROUTE_PREFIX}/1/",
+])
+def test_the_route_carries_only_well_formed_replies(local_aws_factory: Callable[..., LocalAwsIot], topic: str) -> None:
+    cloud = local_aws_factory(device_key_type="ec")
+    with MqttProbe.for_responder(cloud, "test-responder") as responder:
+        assert responder.connect()
+        assert responder.publish(topic, b"{}") == NOT_AUTHORIZED
