@@ -270,6 +270,24 @@ class MqttError(TransportError):
         self.reason_code = reason_code
 
 
+class ConnectThrottled(MqttError):
+    """The broker hung up on an MQTT CONNECT (no CONNACK) or answered 0x9F "connection rate exceeded".
+
+    AWS IoT Core allows one CONNECT per second per client ID and hangs up on a faster one; it treats a
+    CONNECT its policy refuses (``iot:Connect``) the same way, so the message names both.
+    """
+
+    def __init__(self, client_id: str, *, reason_code: int | None = None) -> None:
+        super().__init__(
+            f"the broker refused the MQTT CONNECT of client ID {client_id!r} "
+            + ("(CONNACK 0x9F, connection rate exceeded)" if reason_code is not None else "without a CONNACK"),
+            reason_code=reason_code,
+            hint="AWS IoT allows one CONNECT per second per client ID: another device or process may be "
+            "using this client ID; otherwise the policy may not allow iot:Connect for it",
+        )
+        self.client_id = client_id
+
+
 class ResponseTimeout(TransportError):
     """No reply arrived on the expected topic(s) in time."""
 

@@ -15,6 +15,8 @@ UP_EPILOG = """\
 examples:
   nrfprov cloud up --state /tmp/aws                      # RSA-2048 device keys, like AWS
   nrfprov cloud up --state /tmp/aws --broker-port 8883 --device-key ec --split-order cert-first
+  nrfprov cloud up --state /tmp/aws --server-chain rsa      # the chain AWS presents on RSA suites
+  nrfprov cloud up --state /tmp/aws --request-rate 2 --request-burst 1   # throttle like a busy account
 
 In another terminal, with the files it wrote (see docs/stand-in.md):
   mosquitto_rr -h 127.0.0.1 -p PORT --cafile /tmp/aws/ca.pem --cert /tmp/aws/claim-cert.pem \\
@@ -49,6 +51,21 @@ def register(sub: Any) -> None:
                     help="split flow: order of the key and cert replies (parallel = random, as on AWS)")
     up.add_argument("--split-duplicates", type=int, default=0, metavar="N",
                     help="split flow: send the key/cert pair N extra times (at-least-once delivery)")
+    aws = up.add_argument_group("AWS IoT fidelity (defaults mirror AWS; see docs/stand-in.md)")
+    aws.add_argument("--server-chain", choices=["ec", "rsa"], default="ec",
+                     help="certificate chain the broker presents: ec (P-256 leaf + root) or rsa (RSA-2048 leaf + "
+                     "intermediate, shaped like AWS's Amazon Root CA 1 chain); rsa adds its root to ca.pem")
+    aws.add_argument("--server-chain-min-bytes", type=_int_range(0, 65536), default=0, metavar="N",
+                     help="pad the chain's TLS Certificate message to at least N bytes (the nRF91 takes 4 KB)")
+    aws.add_argument("--connect-interval", type=_float_range(0, 3600), default=1.0, metavar="SECONDS",
+                     help="refuse a CONNECT sooner than this after the last one with the same client ID "
+                     "(AWS: 1 s; 0 = off)")
+    aws.add_argument("--request-rate", type=_float_range(0, 1e6), default=10.0, metavar="PER_SECOND",
+                     help="provisioning requests per second per operation before ThrottlingException (0 = off)")
+    aws.add_argument("--request-burst", type=_int_range(1, 1_000_000), default=10, metavar="N",
+                     help="requests allowed at once before the rate applies")
+    aws.add_argument("--token-lifetime", type=_float_range(1, 1e9), default=3600.0, metavar="SECONDS",
+                     help="certificate ownership token lifetime (AWS: one hour)")
     add_json_option(up, "print the endpoint and files as one JSON line")
     up.set_defaults(func=_up)
 
@@ -67,6 +84,41 @@ def register(sub: Any) -> None:
     _state_arg(ls)
     add_json_option(ls, "one JSON array on stdout")
     ls.set_defaults(func=_list)
+
+
+def _int_range(lo: int, hi: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is outside {lo}..{hi}")
+        return value
+    return parse
+
+
+def _float_range(lo: float, hi: float) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not lo <= value <= hi:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{value:g} is outside {lo:g}..{hi:g}")
+        return value
+    return parse
+
+
+def stand_in_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``LocalAwsIot`` keyword arguments from ``cloud up``'s flags."""
+    return {
+        "port": args.broker_port, "device_key_type": args.device_key, "split_order": args.split_order,
+        "split_duplicates": args.split_duplicates, "server_chain": args.server_chain,
+        "server_chain_min_bytes": args.server_chain_min_bytes, "connect_interval": args.connect_interval,
+        "request_rate": args.request_rate, "request_burst": args.request_burst,
+        "token_lifetime": args.token_lifetime,
+    }
 
 
 def _state_arg(p: argparse.ArgumentParser) -> None:
@@ -112,10 +164,7 @@ def _up(args: argparse.Namespace) -> int:
     from nrfprov.errors import TransportError
 
     stop = threading.Event()
-    cloud = LocalAwsIot(
-        state_dir(args, "cloud"), port=args.broker_port, device_key_type=args.device_key, split_order=args.split_order,
-        split_duplicates=args.split_duplicates, on_broker_exit=lambda _code: stop.set(),
-    )
+    cloud = LocalAwsIot(state_dir(args, "cloud"), on_broker_exit=lambda _code: stop.set(), **stand_in_options(args))
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     previous_int = signal.getsignal(signal.SIGINT)
     try:

@@ -46,6 +46,8 @@ SPLIT_PATTERNS = [
 ]
 
 RESPONDER_RULES = [
+    # Fleet Provisioning replies go out below the route prefix (see routing.py); no one else may write it.
+    "topic write nrfprov/route/#",
     "topic readwrite $aws/certificates/#",
     "topic readwrite $aws/provisioning-templates/#",
     "topic readwrite certificate/#",

@@ -2,8 +2,10 @@
 
 State directory layout (everything the stand-in knows; reused when it exists)::
 
-    ca.pem ca-key.pem            root CA standing in for Amazon Root CA 1/3 (key 0600)
-    server-cert.pem/-key.pem     broker certificate for localhost / 127.0.0.1
+    ca.pem ca-key.pem            root CA standing in for Amazon Root CA 3 (key 0600); ca.pem also holds
+                                 the RSA root once the RSA server chain was used (chains.py)
+    server-cert.pem/-key.pem     EC broker certificate for localhost / 127.0.0.1
+    rsa-*.pem server-rsa-*.pem   RSA root, intermediate and broker chain, made on first --server-chain rsa
     claim-cert.pem/-key.pem      shared claim (bootstrap) identity, CN nrfprov-claim
     responder-cert.pem/-key.pem  privileged responder identity, CN iot-responder
     identities/                  certificates made by issue_identity()
@@ -11,7 +13,9 @@ State directory layout (everything the stand-in knows; reused when it exists)::
     registry.json                certificates, things, token hashes, grants
     acl, crl.pem                 broker policy, rewritten from the registry, then SIGHUP
     mosquitto.conf/.log          generated config and the broker's log
-    endpoint.json broker.pid     {"host", "port"} of the running broker; its pid
+    endpoint.json broker.pid     {"host": "localhost", "port"} of the running broker; its pid. "localhost"
+                                 and not 127.0.0.1: Mbed TLS 2.28 (python-mbedtls, the native backend)
+                                 checks DNS names only, and both backends accept the name
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from nrfprov.cloud import acl, pki, templates
+from nrfprov.cloud import acl, chains, pki, plugin, routing, templates
 from nrfprov.cloud.broker import (
     HOST,
     BrokerFiles,
@@ -35,9 +39,9 @@ from nrfprov.cloud.broker import (
     running_broker_pid,
     signal_running_broker,
 )
-from nrfprov.cloud.registry import ACTIVE, REVOKED, CertificateRecord, Registry
+from nrfprov.cloud.registry import ACTIVE, REVOKED, TOKEN_LIFETIME_S, CertificateRecord, Registry
 from nrfprov.cloud.responder import Responder
-from nrfprov.cloud.service import KeyPool, ProvisioningService, Reply
+from nrfprov.cloud.service import KeyPool, ProvisioningService, RateLimiter, Reply
 from nrfprov.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,14 @@ log = logging.getLogger(__name__)
 CLAIM_CN = "nrfprov-claim"
 RESPONDER_CN = "iot-responder"
 SERVER_NAME = "localhost"  # python-mbedtls 2.x cannot verify IP SANs: verify this name instead
+#: AWS IoT Core allows one MQTT CONNECT per second per client ID [AWS General Reference, AWS IoT Core
+#: endpoints and quotas]; enforced by the broker plugin (broker_plugin.c).
+CONNECT_INTERVAL_S = 1.0
+#: Fleet Provisioning / split requests per second and burst, per operation, before ThrottlingException.
+#: Our choice (AWS's per-operation rates for the MQTT API are unpublished): high enough that a normal
+#: run, a demo or ten devices at once never meet it, low enough that a station can test its limiter.
+REQUEST_RATE = 10.0
+REQUEST_BURST = 10
 
 
 class StatePaths:
@@ -127,7 +139,20 @@ def _mark_revoked(registry: Registry, certificate_id: str, now: float) -> None:
 
 
 class LocalAwsIot:
-    """A running local AWS IoT Core: mTLS mosquitto on 127.0.0.1 plus a provisioning responder."""
+    """A running local AWS IoT Core: mTLS mosquitto on 127.0.0.1 plus a provisioning responder.
+
+    AWS behaviours and quotas (each also a ``nrfprov cloud up`` flag):
+
+    - ``server_chain``: ``"ec"`` or ``"rsa"`` (AWS's RSA-suite shape), ``server_chain_min_bytes`` pads it
+      (chains.py);
+    - ``connect_interval``: seconds between CONNECTs of one client ID (AWS: 1; 0 = off), enforced by the
+      broker plugin, which hangs up on a faster CONNECT;
+    - ``request_rate`` / ``request_burst``: provisioning requests per second per operation before the
+      reply is ``ThrottlingException`` (0 = off);
+    - ``token_lifetime``: seconds an ownership token is valid (AWS: one hour).
+
+    Fleet Provisioning replies reach only the connection that made the request (routing.py).
+    """
 
     host = HOST
     server_name = SERVER_NAME
@@ -142,12 +167,28 @@ class LocalAwsIot:
         split_duplicates: int = 0,
         ca_key_type: str = "ec",
         key_pool: int = 1,
+        server_chain: str = "ec",
+        server_chain_min_bytes: int = 0,
+        connect_interval: float = CONNECT_INTERVAL_S,
+        request_rate: float = REQUEST_RATE,
+        request_burst: int = REQUEST_BURST,
+        token_lifetime: float = TOKEN_LIFETIME_S,
         clock: Callable[[], float] = time.time,
         mosquitto: str | None = None,
         on_broker_exit: Callable[[int], None] | None = None,
     ) -> None:
         if device_key_type not in pki.KEY_TYPES or ca_key_type not in pki.KEY_TYPES:
             raise UsageError(f"key types must be one of {', '.join(pki.KEY_TYPES)}")
+        if server_chain not in chains.CHAINS:
+            raise UsageError(f"server chain must be one of {', '.join(chains.CHAINS)}")
+        if not 0 <= server_chain_min_bytes <= chains.MAX_CHAIN_BYTES:
+            raise UsageError(f"server chain size must be 0..{chains.MAX_CHAIN_BYTES} bytes")
+        if not 0 <= connect_interval <= 3600:
+            raise UsageError("the CONNECT interval must be 0 (off) .. 3600 seconds")
+        if request_rate < 0 or request_burst < 1:
+            raise UsageError("the request rate must be >= 0 (0 = off) and the burst >= 1")
+        if token_lifetime <= 0:
+            raise UsageError("the ownership token lifetime must be > 0 seconds")
         self.state_dir = Path(state_dir).resolve()
         self.paths = StatePaths(self.state_dir)
         self._requested_port = port
@@ -156,6 +197,13 @@ class LocalAwsIot:
         self.split_duplicates = split_duplicates
         self._ca_key_type = ca_key_type
         self._key_pool_size = key_pool
+        self.server_chain_kind = server_chain
+        self._server_chain_min_bytes = server_chain_min_bytes
+        self.connect_interval = connect_interval
+        self.request_rate = request_rate
+        self.request_burst = request_burst
+        self.token_lifetime = token_lifetime
+        self.server_chain: chains.ServerChain | None = None
         self._clock = clock
         self._mosquitto = mosquitto
         self._on_broker_exit_cb = on_broker_exit
@@ -215,6 +263,9 @@ class LocalAwsIot:
             )
         self.paths.identities.mkdir(exist_ok=True)
         self.ca = _load_or_create_pki(self.paths, self._ca_key_type)
+        self.server_chain = chains.ensure(self.state_dir, self.ca, self.server_chain_kind,
+                                          min_bytes=self._server_chain_min_bytes)
+        plugin_path = plugin.ensure_plugin()
         templates.ensure_default(self.state_dir)
         write_policy(self.paths, self.ca, self.registry)
         self._keys = KeyPool(self.device_key_type, self._key_pool_size)
@@ -223,9 +274,12 @@ class LocalAwsIot:
             grant=self.grant_device, policy_changed=self._apply_policy, clock=self._clock,
             reserved_names=frozenset({CLAIM_CN, RESPONDER_CN, SERVER_NAME}),
             split_order=self.split_order, split_duplicates=self.split_duplicates,
+            limiter=RateLimiter(self.request_rate, self.request_burst, self._clock) if self.request_rate else None,
+            token_lifetime=self.token_lifetime,
         )
-        files = BrokerFiles(self.paths.ca, self.paths.server_cert, self.paths.server_key, self.paths.crl,
-                            self.paths.acl)
+        options = routing.plugin_options(round(self.connect_interval * 1000))
+        files = BrokerFiles(self.paths.ca, self.server_chain.cert_path, self.server_chain.key_path, self.paths.crl,
+                            self.paths.acl, plugin_path, tuple(options.items()))
         self._broker = MosquittoBroker(
             self.state_dir, files, port=self._requested_port, binary=self._mosquitto,
             on_exit=self._on_broker_exit,
@@ -243,7 +297,7 @@ class LocalAwsIot:
         except BaseException:
             self.stop()
             raise
-        self.paths.endpoint.write_text(json.dumps({"host": HOST, "port": self._broker.port}) + "\n")
+        self.paths.endpoint.write_text(json.dumps({"host": SERVER_NAME, "port": self._broker.port}) + "\n")
         log.info("local AWS IoT on %s:%d (state %s)", HOST, self._broker.port, self.state_dir)
         return self
 
@@ -316,9 +370,17 @@ class LocalAwsIot:
         return self.registry.certificates()
 
     def request_counts(self) -> dict[str, int]:
+        """Requests received per operation, throttled ones included."""
         counts = {"split": 0, "create": 0, "create-from-csr": 0, "register": 0}
         if self._service is not None:
             counts.update(self._service.request_counts())
+        return counts
+
+    def throttled_counts(self) -> dict[str, int]:
+        """Requests answered with ThrottlingException, per operation."""
+        counts = {"split": 0, "create": 0, "create-from-csr": 0, "register": 0}
+        if self._service is not None:
+            counts.update(self._service.throttled_counts())
         return counts
 
     def issue_identity(self, cn: str, key_type: str = "ec") -> tuple[Path, Path]:

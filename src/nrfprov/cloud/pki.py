@@ -115,45 +115,48 @@ class CertificateAuthority:
     cert: x509.Certificate
 
     @classmethod
-    def create(cls, key_type: str = "ec", *, now: dt.datetime | None = None) -> CertificateAuthority:
+    def create(
+        cls,
+        key_type: str = "ec",
+        *,
+        now: dt.datetime | None = None,
+        common_name: str = "nrfprov local root CA",
+        path_length: int | None = 0,
+    ) -> CertificateAuthority:
+        """A self-signed root. ``path_length`` 0: it signs leaves only; None: intermediates too."""
         now = now or dt.datetime.now(dt.UTC)
         key = generate_key(key_type)
-        name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nrfprov local AWS IoT stand-in"),
-                x509.NameAttribute(NameOID.COMMON_NAME, "nrfprov local root CA"),
-            ]
-        )
-        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+        name = _ca_name(common_name)
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(now + CA_LIFETIME)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                    encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(ski, critical=False)
+            _ca_builder(name, name, key.public_key(), key.public_key(), path_length, now)
             .sign(key, _sign_hash(key))
         )
         return cls(key=key, cert=cert)
 
+    def issue_intermediate(
+        self, key_type: str, common_name: str, *, now: dt.datetime | None = None
+    ) -> CertificateAuthority:
+        """A CA below this one that signs leaves only (how AWS's server chains are built)."""
+        now = now or dt.datetime.now(dt.UTC)
+        key = generate_key(key_type)
+        cert = _ca_builder(
+            _ca_name(common_name), self.cert.subject, key.public_key(), self.key.public_key(), 0, now
+        ).sign(self.key, _sign_hash(self.key))
+        return CertificateAuthority(key=key, cert=cert)
+
     @classmethod
     def load(cls, cert_path: Path, key_path: Path) -> CertificateAuthority:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        """Load a CA; ``cert_path`` may hold a bundle, the certificate matching the key is taken."""
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
             raise ValueError(f"{key_path}: CA key must be EC or RSA")
-        return cls(key=key, cert=cert)
+        for cert in x509.load_pem_x509_certificates(cert_path.read_bytes()):
+            pub = cert.public_key()
+            if isinstance(pub, ec.EllipticCurvePublicKey | rsa.RSAPublicKey) and public_keys_equal(
+                pub, key.public_key()
+            ):
+                return cls(key=key, cert=cert)
+        raise ValueError(f"{cert_path}: no certificate for the key in {key_path}")
 
     def save(self, cert_path: Path, key_path: Path) -> None:
         write_private(key_path, key_to_pem(self.key))
@@ -219,6 +222,43 @@ class CertificateAuthority:
             builder = builder.add_revoked_certificate(entry.build())
         crl = builder.sign(self.key, _sign_hash(self.key))
         return crl.public_bytes(serialization.Encoding.PEM)
+
+
+def _ca_name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nrfprov local AWS IoT stand-in"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _ca_builder(
+    subject: x509.Name, issuer: x509.Name, public_key: PublicKey, issuer_key: PublicKey, path_length: int | None,
+    now: dt.datetime,
+) -> x509.CertificateBuilder:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + CA_LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    if subject != issuer:  # an intermediate names its issuer's key; a root stays as it always was
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), critical=False)
+    return builder
 
 
 def new_token() -> str:

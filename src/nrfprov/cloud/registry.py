@@ -24,7 +24,8 @@ ACTIVE = "ACTIVE"
 INACTIVE = "INACTIVE"
 REVOKED = "REVOKED"
 
-# Ownership tokens expire after one hour [fleet-provision-api: CreateCertificateFromCsr].
+# Ownership tokens expire after one hour [fleet-provision-api: CreateCertificateFromCsr; for
+# CreateKeysAndCertificate the same rule is our assumption]. LocalAwsIot(token_lifetime=...) changes it.
 TOKEN_LIFETIME_S = 3600.0
 
 SCHEMA = 1
@@ -140,14 +141,14 @@ class Registry:
     def add_token(self, data: dict[str, Any], token: str, certificate_id: str, now: float) -> None:
         data["tokens"][_token_key(token)] = {"certificate_id": certificate_id, "created_at": now, "used": False}
 
-    def check_token(self, data: dict[str, Any], token: str, now: float) -> str:
+    def check_token(self, data: dict[str, Any], token: str, now: float, *, lifetime: float = TOKEN_LIFETIME_S) -> str:
         """The certificate ID the token stands for; raises TokenProblem if unknown, used or expired."""
         entry = data["tokens"].get(_token_key(token))
         if entry is None:
             raise TokenProblem("Certificate ownership token is invalid.")
         if entry["used"]:
             raise TokenProblem("Certificate ownership token has already been used.")
-        if now - float(entry["created_at"]) >= TOKEN_LIFETIME_S:
+        if now - float(entry["created_at"]) >= lifetime:
             raise TokenProblem("Certificate ownership token has expired.")
         cert = data["certificates"].get(entry["certificate_id"])
         if cert is None or cert["status"] != PENDING:

@@ -2,6 +2,11 @@
 
 paho's network thread only queues requests; one worker thread runs them (key generation, signing,
 grants) and publishes the replies at QoS 1, so a slow RSA key never stalls keep-alives.
+
+Reply routing (routing.py): the broker tags each Fleet Provisioning request with the serial of the
+connection that sent it; every reply on a Fleet Provisioning reply topic is published below the route
+prefix with that serial, and the broker delivers it to that connection only. The handler (``handle``)
+never sees any of this: it maps a topic and payload to replies, whatever handler the stand-in hosts.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from nrfprov.cloud import routing
 from nrfprov.cloud.service import REQUEST_FILTERS, Reply
 from nrfprov.errors import ConnectError
 
@@ -62,7 +68,7 @@ class Responder:
     ) -> None:
         self.host, self.port = host, port
         self._handle = handle
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(MAX_QUEUED)
+        self._queue: queue.Queue[tuple[str, bytes, int | None] | None] = queue.Queue(MAX_QUEUED)
         self._ready = threading.Event()
         self._failed: str | None = None
         self._client = mqtt.Client(
@@ -96,7 +102,7 @@ class Responder:
         self._ready.set()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._queue.put((msg.topic, bytes(msg.payload)))
+        self._queue.put((msg.topic, bytes(msg.payload), routing.serial_from_properties(msg.properties)))
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _reason: Any, _p: Any) -> None:
         # Called by paho while it holds its own message lock: never publish while holding _ack_cond.
@@ -110,12 +116,12 @@ class Responder:
 
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
-            topic, payload = item
+            topic, payload, serial = item
             reply = self._handle(topic, payload)
             if reply is None:
                 continue
             for reply_topic, body in reply.messages:
-                info = self._client.publish(reply_topic, body, qos=1)
+                info = self._client.publish(self._route(reply_topic, serial), body, qos=1)
                 if not reply.sequential or info.rc != mqtt.MQTT_ERR_SUCCESS:
                     continue
                 # Wait for the broker's PUBACK so the next message is sent strictly after. An ack
@@ -128,6 +134,15 @@ class Responder:
                     ):
                         log.warning("reply on %s not acknowledged in time", reply_topic)
                     self._acked.discard(mid)
+
+    @staticmethod
+    def _route(topic: str, serial: int | None) -> str:
+        if not routing.is_reply(topic):
+            return topic  # an ordinary message (the split workaround's replies)
+        if serial is None:  # the broker tags every request; without a tag nobody may get the reply
+            log.error("request for %s came without a connection tag: the reply reaches nobody", topic)
+            return topic
+        return routing.route_topic(serial, topic)
 
     def nudge(self) -> None:
         """Wake the broker's network loop (QoS 0, nothing waits for it)."""

@@ -24,7 +24,7 @@ from typing import Any
 import cbor2
 
 from nrfprov.cloud import acl, pki, templates
-from nrfprov.cloud.registry import ACTIVE, PENDING, Registry, TokenProblem
+from nrfprov.cloud.registry import ACTIVE, PENDING, TOKEN_LIFETIME_S, Registry, TokenProblem
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,37 @@ class Reply:
 
     messages: list[tuple[str, bytes]]
     sequential: bool = False
+
+
+class RateLimiter:
+    """A token bucket per operation: ``rate`` requests per second, bursts of up to ``burst``.
+
+    AWS IoT throttles Fleet Provisioning and control-plane calls per account; over the rate a call
+    fails with ``ThrottlingException`` ("The rate exceeds the limit", HTTP 429) [AWS IoT API reference,
+    RegisterThing / CreateKeysAndCertificate errors]. The per-operation default rates of the MQTT API
+    are not published in a source we found; the stand-in's default (LocalAwsIot) is our choice.
+    ``rate`` 0 turns the limiter off. Time comes from ``clock``.
+    """
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        if rate < 0 or burst < 1:
+            raise ValueError("rate must be >= 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # op -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def allow(self, op: str) -> bool:
+        if self.rate == 0:
+            return True
+        now = self._clock()
+        with self._lock:
+            tokens, at = self._buckets.get(op, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + max(0.0, now - at) * self.rate)
+            ok = tokens >= 1.0
+            self._buckets[op] = (tokens - 1.0 if ok else tokens, now)
+        return ok
 
 
 class Rejection(Exception):
@@ -135,8 +166,11 @@ class ProvisioningService:
     reserved_names: frozenset[str]
     split_order: str = "parallel"
     split_duplicates: int = 0
+    limiter: RateLimiter | None = None
+    token_lifetime: float = TOKEN_LIFETIME_S
     rng: random.Random = field(default_factory=random.Random)
     counts: dict[str, int] = field(default_factory=dict)
+    throttled: dict[str, int] = field(default_factory=dict)
     _count_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -145,38 +179,47 @@ class ProvisioningService:
         if self.split_duplicates < 0:
             raise ValueError("split_duplicates must be >= 0")
 
-    def _count(self, op: str) -> None:
+    def _count(self, op: str, *, throttled: bool = False) -> None:
+        counts = self.throttled if throttled else self.counts
         with self._count_lock:
-            self.counts[op] = self.counts.get(op, 0) + 1
+            counts[op] = counts.get(op, 0) + 1
 
     def request_counts(self) -> dict[str, int]:
+        """Requests received per operation (throttled ones included)."""
         with self._count_lock:
             return dict(self.counts)
+
+    def throttled_counts(self) -> dict[str, int]:
+        """Requests answered with ThrottlingException, per operation."""
+        with self._count_lock:
+            return dict(self.throttled)
 
     # --- dispatch --------------------------------------------------------------------------------
 
     def handle(self, topic: str, payload: bytes) -> Reply | None:
         """The reply to one request, or None if the topic is not a request we serve."""
         if m := SPLIT_RE.fullmatch(topic):
-            self._count("split")
             device_id = m.group(1)
-            return self._guard(topic, "json", lambda: self._split(device_id, topic))
+            return self._guard("split", topic, "json", lambda: self._split(device_id, topic))
         if m := CREATE_RE.fullmatch(topic):
-            self._count("create")
             fmt = m.group(1)
-            return self._guard(topic, fmt, lambda: self._create(fmt, payload, topic))
+            return self._guard("create", topic, fmt, lambda: self._create(fmt, payload, topic))
         if m := CSR_RE.fullmatch(topic):
-            self._count("create-from-csr")
             fmt = m.group(1)
-            return self._guard(topic, fmt, lambda: self._create_from_csr(fmt, payload, topic))
+            return self._guard("create-from-csr", topic, fmt, lambda: self._create_from_csr(fmt, payload, topic))
         if m := REGISTER_RE.fullmatch(topic):
-            self._count("register")
             name, fmt = m.group(1), m.group(2)
-            return self._guard(topic, fmt, lambda: self._register(name, fmt, payload, topic))
+            return self._guard("register", topic, fmt, lambda: self._register(name, fmt, payload, topic))
         return None
 
-    def _guard(self, topic: str, fmt: str, fn: Callable[[], Reply]) -> Reply:
+    def _guard(self, op: str, topic: str, fmt: str, fn: Callable[[], Reply]) -> Reply:
+        self._count(op)
         try:
+            if self.limiter is not None and not self.limiter.allow(op):
+                self._count(op, throttled=True)
+                # The error shape of AWS's throttled API calls; its use on the MQTT API's rejected
+                # topic is our assumption (unconfirmed).
+                raise Rejection(429, "ThrottlingException", "Rate exceeded.")
             return fn()
         except Rejection as rej:
             log.info("rejected %s: %s", topic, rej)
@@ -289,7 +332,7 @@ class ProvisioningService:
         now = self.clock()
         with self.registry.transaction() as data:
             try:
-                cert_id = self.registry.check_token(data, token, now)
+                cert_id = self.registry.check_token(data, token, now, lifetime=self.token_lifetime)
             except TokenProblem as exc:
                 raise Rejection(400, "InvalidCertificateOwnershipToken", exc.reason) from exc
             try:

@@ -23,6 +23,13 @@ API (what the provisioning flow uses)::
     s.counters()                                       # bytes per layer: MQTT, TLS plaintext, wire
     s.disconnect()                                     # also a context manager
 
+CONNECT spacing: AWS IoT allows one CONNECT per second per client ID and hangs up on a faster one, and
+the provisioning chain reconnects with the claim's client ID (split flow) right after the claim
+session. Every session waits, after its stream is open and before its CONNECT, until
+``CONNECT_INTERVAL_S`` (+ a margin for latency) has passed since this process's last CONNECT with
+that client ID (``ConnectSpacer``; clock and sleep are injected). A hang-up before CONNACK raises
+``ConnectThrottled``.
+
 Errors: the stream's own typed errors (``CertificateVerifyError``, ``LinkClosed``, ``DeviceLimitError``,
 ``ModemTlsLimitError`` ...) surface from whichever call is waiting when the link dies.
 Device-mirror mode: ``payload_limit`` fails any incoming PUBLISH whose payload exceeds the device's
@@ -45,6 +52,7 @@ from paho.mqtt.client import MQTT_ERR_SUCCESS, topic_matches_sub
 from nrfprov import iotcore
 from nrfprov.config import Settings, default_symbol
 from nrfprov.errors import (
+    ConnectThrottled,
     DeviceLimitError,
     LinkClosed,
     MqttError,
@@ -64,6 +72,47 @@ log = logging.getLogger(__name__)
 #: Received messages kept until a caller takes them. Provisioning needs 2 (split flow) to a few;
 #: beyond this the oldest is dropped with a warning, so a chatty wildcard cannot grow memory unbounded.
 MAX_QUEUED = 256
+
+#: AWS IoT Core: one MQTT CONNECT per second per client ID [AWS General Reference, AWS IoT Core quotas].
+CONNECT_INTERVAL_S = 1.0
+#: Added to the interval: the broker times CONNECTs on arrival, and two CONNECTs may travel different
+#: paths (host TCP, modem) with different latency.
+CONNECT_MARGIN_S = 0.1
+#: MQTT 5 CONNACK reason 0x9F, connection rate exceeded [MQTT 5.0 §3.2.2.2].
+CONNACK_RATE_EXCEEDED = 0x9F
+
+
+class ConnectSpacer:
+    """When this process last sent a CONNECT per client ID, and the wait before the next one.
+
+    ``wait_turn`` reserves the slot under a lock before it sleeps, so concurrent sessions with one
+    client ID queue up one interval apart. Entries older than the interval are forgotten.
+    """
+
+    def __init__(self, interval: float = CONNECT_INTERVAL_S + CONNECT_MARGIN_S, *,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._sleep = sleep
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait_turn(self, client_id: str) -> float:
+        """Sleep until ``client_id`` may CONNECT again, record the CONNECT as sent now; seconds waited."""
+        with self._lock:
+            now = self._clock()
+            self._last = {cid: t for cid, t in self._last.items() if now - t < self.interval}
+            last = self._last.get(client_id)
+            delay = 0.0 if last is None else max(0.0, last + self.interval - now)
+            self._last[client_id] = now + delay
+        if delay > 0:
+            log.debug("waiting %.3f s before CONNECT as %s (one CONNECT per second per client ID)", delay, client_id)
+            self._sleep(delay)
+        return delay
+
+
+#: Shared by every session of this process.
+CONNECT_SPACER = ConnectSpacer()
 
 
 @dataclass(frozen=True)
@@ -85,11 +134,13 @@ class MqttSession:
         mqtt_v5: bool = False,
         payload_limit: int | None = None,
         payload_symbol: str = default_symbol("mqtt_payload_buffer_len"),
+        spacer: ConnectSpacer | None = None,
         max_queued: int = MAX_QUEUED,
     ) -> None:
         if not client_id or len(client_id.encode()) > iotcore.CLIENT_ID_LIMIT:
             raise UsageError(f"MQTT client ID must be 1..{iotcore.CLIENT_ID_LIMIT} bytes, got {client_id!r}")
         self._factory = stream_factory
+        self._spacer = spacer if spacer is not None else CONNECT_SPACER
         self.client_id = client_id
         self.keepalive = keepalive
         self.clean_session = clean_session
@@ -152,12 +203,17 @@ class MqttSession:
         client.loop_start()
         try:
             self._wait(lambda: self._connack is not None, timeout, "CONNACK")
+        except LinkClosed as exc:
+            self.disconnect()
+            raise ConnectThrottled(self.client_id) from exc  # hung up on our CONNECT
         except BaseException:
             self.disconnect()  # no thread or stream outlives a failed connect()
             raise
         if self._connack.is_failure:
             code = int(self._connack.value)
             self.disconnect()
+            if code == CONNACK_RATE_EXCEEDED:
+                raise ConnectThrottled(self.client_id, reason_code=code)
             raise MqttError(f"broker refused the MQTT connection: {self._connack}", reason_code=code,
                             hint="check the client ID and the certificate's policy")
         log.debug("MQTT connected as %s", self.client_id)
@@ -290,6 +346,8 @@ class MqttSession:
 
     def _open_tunnel(self) -> Any:
         stream = self._factory()  # may raise the transport's typed error: it leaves connect() as is
+        # paho sends CONNECT as soon as this returns; the TLS handshake above overlaps the wait.
+        self._spacer.wait_turn(self.client_id)
         self._tunnel = Tunnel(stream, name=f"nrfprov-tunnel-{self.client_id}")
         return self._tunnel.start()
 

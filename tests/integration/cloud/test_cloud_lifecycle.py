@@ -50,7 +50,7 @@ def test_context_manager_stops_the_broker(tmp_path: Path) -> None:
         pid = cloud.broker_pid
         assert pid is not None and _alive(pid)
         assert pid in mosquitto_children()
-        assert json.loads(cloud.endpoint_path.read_text()) == {"host": "127.0.0.1", "port": cloud.port}
+        assert json.loads(cloud.endpoint_path.read_text()) == {"host": "localhost", "port": cloud.port}
     assert not _alive(pid)
     assert not (tmp_path / "s" / "endpoint.json").exists()
 
@@ -155,7 +155,7 @@ def test_cli_up_serves_requests_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     try:
         assert up.stdout is not None
         info = json.loads(up.stdout.readline())
-        assert json.loads(Path(info["endpoint"]).read_text()) == {"host": "127.0.0.1", "port": info["port"]}
+        assert json.loads(Path(info["endpoint"]).read_text()) == {"host": "localhost", "port": info["port"]}
         assert (os.stat(info["claim_key"]).st_mode & 0o777) == 0o600
         broker_pid = int((state / "broker.pid").read_text())
         # Another "terminal": a plain paho client with only the files `up` wrote.

@@ -87,6 +87,28 @@ def test_chain(rig_factory: Callable[..., Rig], flow: str, fmt: str, backend: st
     assert doc["bundle"]["certificate_id"] == result.certificate_id
 
 
+# The chain AWS presents on RSA suites: RSA-2048 leaf + intermediate below an RSA root
+# [AWS IoT developer guide, server-authentication]; the modem's own TLS and the native bridge must
+# both verify it (test_chain above runs against the default EC chain).
+# One case per flow x modem backend keeps it cheap; the dialects only differ below TLS.
+RSA_CHAIN_CASES = list({(c[0], c[2]): c for c in reversed(CASES) if c[2] in ("offload", "native")}.values())
+
+
+@pytest.mark.parametrize("local_aws", [{"server_chain": "rsa"}], indirect=True, ids=["rsa-chain"])
+@pytest.mark.parametrize(("flow", "fmt", "backend", "dialect"), RSA_CHAIN_CASES)
+def test_chain_against_the_aws_shaped_rsa_server_chain(
+    rig_factory: Callable[..., Rig], flow: str, fmt: str, backend: str, dialect: str
+) -> None:
+    rig = rig_factory(dialect, claim_tag=backend == "offload")
+    assert rig.cloud.server_chain is not None and rig.cloud.server_chain.kind == "rsa"
+    settings = rig.settings(backend=backend, flow=flow, fmt=fmt, client_id=f"rsa-{flow}-{backend}-{dialect}")
+    result = Driver(settings, rig.modem, state_dir=rig.state).run()
+    assert result.ok
+    [cert] = rig.cloud.certificates()
+    assert cert.certificate_id == result.certificate_id and cert.status == "ACTIVE"
+    assert normalize_pem(rig.sim.stored(TAG)[0]) == normalize_pem(rig.cloud.ca_path.read_text())  # both roots
+
+
 @pytest.mark.parametrize("dialect", ["sm", "slm"])
 def test_combined_over_offloaded_tls_fails_naming_the_way_out(rig_factory: Callable[..., Rig], dialect: str) -> None:
     rig = rig_factory(dialect)

@@ -182,11 +182,15 @@ def test_templates_subset(tmp_path: Path) -> None:
 
 
 def test_broker_config_mirrors_aws_limits(tmp_path: Path) -> None:
-    files = BrokerFiles(*(tmp_path / n for n in ("ca", "cert", "key", "crl", "acl")))
+    files = BrokerFiles(*(tmp_path / n for n in ("ca", "cert", "key", "crl", "acl", "p.so")),
+                        plugin_options=(("connect_interval_ms", "1000"), ("reply_topics", "a/+ b/#")))
     lines = render_config(18883, files, "me").splitlines()
-    for want in ("message_size_limit 131072", "require_certificate true", "use_identity_as_username true",
+    for want in ("message_size_limit 131072", "require_certificate true", f"plugin {tmp_path / 'p.so'}",
+                 "plugin_opt_connect_interval_ms 1000", "plugin_opt_reply_topics a/+ b/#",
                  "tls_version tlsv1.2", "set_tcp_nodelay true", "persistence false", "user me",
                  "listener 18883 127.0.0.1"):
         assert want in lines
+    # The plugin takes the username from the certificate: with this option it would never see a CONNECT.
+    assert "use_identity_as_username true" not in lines
     # max_qos is a listener option: before `listener` it would open a default listener on 1883.
     assert lines.index("max_qos 1") > lines.index("listener 18883 127.0.0.1")
