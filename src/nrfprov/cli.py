@@ -24,6 +24,7 @@ _COMMAND_MODULES = [
     "nrfprov.provisioning.cli",
     "nrfprov.transport.cli",
     "nrfprov.cloud.cli",
+    "nrfprov.aws_cli",
 ]
 
 EPILOG = """\
