@@ -444,7 +444,7 @@ def handler(event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
         from botocore.config import Config as BotoConfig
 
         # Standard retry mode retries throttling with backoff; tight timeouts keep the hook < 5 s.
-        cfg = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=3)
+        cfg = BotoConfig(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=3)
         _ISSUER = Issuer(boto3.client("iot", config=cfg), boto3.client("iot-data", config=cfg),
                          Config.from_env(os.environ))
     return dispatch(event, _ISSUER)

@@ -9,6 +9,7 @@ becomes a typed error naming the cause and the fix.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -70,6 +71,8 @@ class Clients:
         from botocore.config import Config
 
         quiet_sdk_loggers()
+        # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what the other AWS SDKs and tools use.
+        region = region or os.environ.get("AWS_REGION") or None
         try:
             session = boto3.Session(profile_name=profile, region_name=region)
         except botocore.exceptions.ProfileNotFound as exc:
@@ -78,7 +81,7 @@ class Clients:
             raise AwsSetupError("no AWS region is configured", hint=REGION_HINT)
         if session.get_credentials() is None:
             raise AwsSetupError("no AWS credentials found", hint=CREDENTIALS_HINT)
-        cfg = Config(retries={"mode": "standard", "max_attempts": max_attempts}, connect_timeout=10,
+        cfg = Config(retries={"mode": "standard", "total_max_attempts": max_attempts}, connect_timeout=10,
                      read_timeout=60)
         kw: dict[str, Any] = {"config": cfg}
         if endpoint_url:
@@ -114,7 +117,9 @@ def translate(exc: BaseException, *, max_attempts: int = MAX_ATTEMPTS) -> Nrfpro
         op = getattr(exc, "operation_name", "") or "a call"
         message = str(exc.response.get("Error", {}).get("Message", "")) or code
         if code in THROTTLING_CODES:
-            return AwsError(f"AWS kept throttling {op} ({code}) after {max_attempts} attempts",
+            retries = exc.response.get("ResponseMetadata", {}).get("RetryAttempts")
+            attempts = retries + 1 if isinstance(retries, int) else max_attempts
+            return AwsError(f"AWS kept throttling {op} ({code}) after {attempts} attempts",
                             code=code, operation=op,
                             hint="wait a minute and run the same command again: it picks up where it stopped")
         if code in AUTH_CODES:

@@ -157,7 +157,7 @@ def status(clients: Clients, stack: str) -> StatusReport:
     for res in stack_resources(clients, stack):
         rs = str(res.get("ResourceStatus", ""))
         if rs.endswith("FAILED"):
-            checks.append(Check(f"{res['ResourceType']} {res['LogicalResourceId']}", FAILED,
+            checks.append(Check(f"{res.get('ResourceType', 'resource')} {res.get('LogicalResourceId', '?')}", FAILED,
                                 f"{rs}: {res.get('ResourceStatusReason', '')}", fix_for(stack, st)))
     outs = outputs(doc)
     if outs.get("ClaimPolicyName"):

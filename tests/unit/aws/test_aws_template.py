@@ -144,7 +144,7 @@ def test_claim_policy_grants_nothing_outside_the_requesters_own_topics(flow: str
 
 def test_the_evaluator_is_not_vacuous() -> None:
     # The workaround's original claim policy (iot:Receive on *) must fail the check above.
-    loose = claim("split") + [{"Effect": "Allow", "Action": "iot:Receive", "Resource": ["*"]}]
+    loose = [*claim("split"), {"Effect": "Allow", "Action": "iot:Receive", "Resource": ["*"]}]
     assert allowed(loose, "iot:Receive", f"{ARN}:topic/certificate/dev-2/create/accepted/key", "dev-1")
 
 
