@@ -31,8 +31,9 @@ examples:
   nrfprov aws deploy --flow split --allow 'nrf-35*'
   nrfprov aws deploy --dry-run --template-out stack.json   # deploy it with any CloudFormation tool
 
-A second run with the same options changes nothing. A stack whose creation failed is replaced only
-with --recreate (deletes it first; device certificates are never touched)."""
+A second run with the same options changes nothing. A stack whose creation failed, or whose
+resources were deleted by hand, is replaced only with --recreate (deletes it first; claim
+certificates are kept, device certificates are never touched)."""
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -62,7 +63,9 @@ def register(sub: Any) -> None:
                    help="never issue for this device id (case-insensitive); repeatable")
     d.add_argument("--no-hook", action="store_true", help="Fleet Provisioning without the pre-provisioning hook")
     d.add_argument("--log-retention-days", type=int, default=30, help="function log retention (default 30)")
-    d.add_argument("--recreate", action="store_true", help="delete a failed or damaged stack first, then deploy")
+    d.add_argument("--recreate", action="store_true",
+                   help="delete the stack first (a failed or damaged one), then deploy; claim certificates are "
+                   "kept and attached to the new claim policy")
     d.add_argument("--dry-run", action="store_true", help="print the plan; no AWS calls, no credentials needed")
     d.add_argument("--template-out", metavar="FILE", help="also write the complete CloudFormation template")
     d.set_defaults(func=_deploy)

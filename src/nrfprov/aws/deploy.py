@@ -225,8 +225,10 @@ def deploy(clients: Clients, stack: str, options: tpl.StackOptions, *, recreate:
     body = tpl.render_text()
     params = options.parameters()
     current = describe_stack(clients, stack)
-    if current is not None and recreate and current["StackStatus"] not in UPDATABLE | {"REVIEW_IN_PROGRESS"}:
-        destroy(clients, stack)
+    kept_claims: tuple[str, ...] = ()
+    if current is not None and recreate:
+        # Claim certificates survive a recreate: detached now, attached to the new claim policy below.
+        kept_claims = destroy(clients, stack, keep_claim_certificates=True).detached_certificates
         current = None
     if current is not None:
         status = current["StackStatus"]
@@ -275,6 +277,10 @@ def deploy(clients: Clients, stack: str, options: tpl.StackOptions, *, recreate:
         raise StackStateError(stack, st, failure_reason(clients, stack), hint=f"run: {fix_for(stack, st)}") from exc
     after = describe_stack(clients, stack)
     assert after is not None
+    claim_policy = outputs(after).get("ClaimPolicyName")
+    for cert_id in kept_claims if claim_policy else ():
+        arn = clients.iot.describe_certificate(certificateId=cert_id)["certificateDescription"]["certificateArn"]
+        clients.iot.attach_policy(policyName=claim_policy, target=arn)
     return DeployResult(stack, clients.region, "created" if kind == "CREATE" else "updated", tuple(changes),
                         outputs(after), after["StackStatus"])
 
@@ -309,9 +315,10 @@ def _is_claim_only(clients: Clients, cert_arn: str, claim_policy: str) -> bool:
 
 
 @aws_errors
-def destroy(clients: Clients, stack: str) -> DestroyResult:
-    """Delete the stack. Claim certificates go with it; device certificates are never touched, and
-    the device policy stays (DeletionPolicy Retain) so provisioned devices keep connecting."""
+def destroy(clients: Clients, stack: str, *, keep_claim_certificates: bool = False) -> DestroyResult:
+    """Delete the stack. Claim certificates go with it (``keep_claim_certificates``: only detached);
+    device certificates are never touched, and the device policy stays (DeletionPolicy Retain) so
+    provisioned devices keep connecting."""
     current = describe_stack(clients, stack)
     if current is None:
         return DestroyResult(stack, existed=False)
@@ -329,7 +336,7 @@ def destroy(clients: Clients, stack: str) -> DestroyResult:
             cert_id = arn.rpartition("/")[2]
             claim_only = ":cert/" in arn and _is_claim_only(clients, arn, claim_policy)
             clients.iot.detach_policy(policyName=claim_policy, target=arn)
-            if not claim_only:
+            if not claim_only or keep_claim_certificates:
                 detached.append(cert_id)
                 continue
             clients.iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")

@@ -239,9 +239,12 @@ def _set_stack_status(status: str) -> None:
     ("UPDATE_IN_PROGRESS", "nrfprov aws status"),
 ])
 def test_a_stack_stuck_in_a_failed_state(aws_env: dict[str, str], templates: Callable[..., None],
-                                         capsys: pytest.CaptureFixture[str], state: str, fix: str) -> None:
+                                         capsys: pytest.CaptureFixture[str], state: str, fix: str,
+                                         tmp_path: Path) -> None:
     templates()
     assert run_json(capsys, "aws", "deploy", "--flow", "split")[0] == 0
+    templates()
+    claim = run_json(capsys, "aws", "claim", "--out", str(tmp_path / "claim"))[1]
     _set_stack_status(state)
     templates()
     code, _, err = run(capsys, "aws", "deploy", "--flow", "split")
@@ -253,6 +256,30 @@ def test_a_stack_stuck_in_a_failed_state(aws_env: dict[str, str], templates: Cal
         templates()
         code, result = run_json(capsys, "aws", "deploy", "--flow", "split", "--recreate")
         assert code == 0 and result["action"] == "created" and result["status"] == "CREATE_COMPLETE"
+        # The claim identity already in the field survives, on the new claim policy.
+        iot = client("iot")
+        desc = iot.describe_certificate(certificateId=claim["certificateId"])["certificateDescription"]
+        attached = iot.list_attached_policies(target=desc["certificateArn"])["policies"]
+        assert desc["status"] == "ACTIVE" and [p["policyName"] for p in attached] == \
+            [result["outputs"]["ClaimPolicyName"]]
+
+
+def test_a_resource_deleted_by_hand_is_found_and_recreated(
+    aws_env: dict[str, str], templates: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    templates()
+    outs = run_json(capsys, "aws", "deploy", "--flow", "split")[1]["outputs"]
+    client("iot").delete_topic_rule(ruleName=outs["SplitRuleName"])
+    templates()
+    code, report = run_json(capsys, "aws", "status")
+    missing = [c for c in report["checks"] if c["state"] == "missing"]
+    assert code == 1 and missing[0]["what"] == f"topic rule {outs['SplitRuleName']}"
+    assert report["fix"] == "nrfprov aws deploy --recreate"
+    templates()
+    assert run_json(capsys, "aws", "deploy", "--flow", "split", "--recreate")[1]["action"] == "created"
+    templates()
+    checks = run_json(capsys, "aws", "status")[1]["checks"]
+    assert [c["what"] for c in checks if c["state"] != "ok"] == ["claim certificates"]
 
 
 def test_no_credentials_or_region_is_a_usage_error(aws_env: dict[str, str], capsys: pytest.CaptureFixture[str],
