@@ -22,8 +22,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from moto.cloudformation.models import cloudformation_backends
+from moto_aws import ACCOUNT, REGION, TEMPLATES, template_response
 
-from conftest import ACCOUNT, REGION, TEMPLATES, template_response  # type: ignore[import-not-found]
 from nrfprov.aws import handler as h
 from nrfprov.aws.session import Clients
 from nrfprov.cli import main
