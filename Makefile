@@ -53,6 +53,8 @@ demo: setup
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
+	$(PY) -m nrfprov aws deploy --dry-run --template-out $(VENV)/nrfprov-stack.json >/dev/null
+	$(VENV)/bin/cfn-lint src/nrfprov/aws/stack.json $(VENV)/nrfprov-stack.json
 
 # Benchmarks: pytest-benchmark suites, then report.py writes benchmarks/results/summary.json,
 # benchmarks/RESULTS.md and the PNG. The `bench` extra (awsiotsdk, matplotlib) is installed from

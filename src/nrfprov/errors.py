@@ -96,6 +96,10 @@ class UsageError(NrfprovError):
     exit_code = 2
 
 
+class AwsSetupError(ConfigError):
+    """Local setup is missing something before AWS is even asked (exit 2)."""
+
+
 # --- 3: modem / AT ------------------------------------------------------------------------------
 
 
@@ -297,6 +301,10 @@ class ResponseTimeout(TransportError):
         self.timeout = timeout
 
 
+class AwsUnreachable(TransportError):
+    """The AWS endpoint did not answer (exit 4)."""
+
+
 # --- 5: cloud rejected --------------------------------------------------------------------------
 
 
@@ -311,6 +319,31 @@ class CloudRejected(NrfprovError):
         self.status_code = status_code
         self.error_code = error_code
         self.error_message = error_message
+
+
+class AwsError(NrfprovError):
+    """AWS refused or could not do what the command needs (exit 5). ``code`` is AWS's error code."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, *, code: str = "", operation: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.operation = operation
+
+
+class StackStateError(AwsError):
+    """The stack is in a state this command cannot work from (failed, or busy)."""
+
+    def __init__(self, stack: str, status: str, reason: str, *, hint: str) -> None:
+        super().__init__(f"stack {stack} is {status}" + (f": {reason}" if reason else ""), hint=hint)
+        self.stack = stack
+        self.status = status
+        self.reason = reason
+
+
+class ConflictError(AwsError):
+    """A resource the stack would create already exists outside it."""
 
 
 # --- 6: payload invalid -------------------------------------------------------------------------

@@ -40,3 +40,17 @@ def describe_default(*parts: str) -> str:
     """The default as help text shows it, without touching the environment at import time."""
     tail = "/".join((APP, *parts))
     return f"$XDG_STATE_HOME/{tail}, or ~/.local/state/{tail}"
+
+
+#: Amazon Root CA 1 and 3, shipped inside the package (``nrfprov/data``) so a pip-installed nrfprov
+#: finds them without a source checkout; in the order they are written to a device.
+BUILTIN_CA_FILES = ("AmazonRootCA1.pem", "AmazonRootCA3.pem")
+
+
+def builtin_ca_paths() -> tuple[Path, ...]:
+    """The package's own copies of Amazon Root CA 1 and 3 (installed as package data)."""
+    from importlib import resources
+
+    data = resources.files(APP) / "data"
+    return tuple(Path(str(data / name)) for name in BUILTIN_CA_FILES)
+

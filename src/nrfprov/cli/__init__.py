@@ -25,6 +25,7 @@ _COMMAND_MODULES = [
     "nrfprov.cli.demo",
     "nrfprov.cli.tls_check",
     "nrfprov.cli.cloud",
+    "nrfprov.cli.aws",
 ]
 
 

@@ -13,22 +13,14 @@ This module reads files; the decisions that need no I/O are in ``plan.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from nrfprov.config import Settings
 from nrfprov.errors import ConfigError
+from nrfprov.paths import builtin_ca_paths
 
-#: The built-in roots, in the order they are written.
-BUILTIN_CA_FILES = ("AmazonRootCA1.pem", "AmazonRootCA3.pem")
 #: A CA bundle is a few KB; 64 KB bounds a wrong path pointing at something large.
 CA_FILE_LIMIT = 64 * 1024
-
-
-def builtin_ca_paths() -> tuple[Path, ...]:
-    """The package's own copies of Amazon Root CA 1 and 3 (installed as package data)."""
-    data = resources.files("nrfprov") / "data"
-    return tuple(Path(str(data / name)) for name in BUILTIN_CA_FILES)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from nrfprov.errors import (
     TlsError,
 )
 from nrfprov.mqtt import MqttSession
-from nrfprov.provisioning.cas import builtin_ca_paths
+from nrfprov.paths import builtin_ca_paths
 from nrfprov.transport import ByteStream, HostTcpStream, NativeTlsStream, TlsCredentials, open_stream
 from unit.transport.transport_peers import Pki
 
