@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from nrfprov.cli.demo import write_claim_tag
 
+from nrfprov.cli.demo import write_claim_tag
 from nrfprov.cloud import LocalAwsIot
 from nrfprov.config import Settings, load_settings
 from nrfprov.errors import ConnectThrottled
