@@ -33,6 +33,10 @@ _NOT_SET_RE = re.compile(r"#\s*(CONFIG_[A-Za-z0-9_]+) is not set\s*")
 _INT_RE = re.compile(r"-?[0-9]+")
 _HEX_RE = re.compile(r"0[xX][0-9a-fA-F]+")
 OUR_PREFIX = "CONFIG_NRFPROV_"
+#: Expands to the modem's IMEI in the client id and in template parameter values.
+IMEI_PLACEHOLDER = "{imei}"
+#: The client id when ``CONFIG_AWS_IOT_CLIENT_ID_STATIC`` is not set: one per device (``Settings.device_client_id``).
+DEFAULT_CLIENT_ID = "nrf-" + IMEI_PLACEHOLDER
 
 
 @dataclass(frozen=True)
@@ -246,7 +250,10 @@ class Settings:
 
     broker_host: str = ""
     broker_port: int = 8883  # CONFIG_AWS_IOT_PORT default
-    client_id: str = "my-thing"  # CONFIG_AWS_IOT_CLIENT_ID_STATIC default
+    #: ``CONFIG_AWS_IOT_CLIENT_ID_STATIC``; unset, every device gets its own ``nrf-<IMEI>`` (see
+    #: :meth:`device_client_id`). NCS's Kconfig default "my-thing" is not taken over: one static id for a
+    #: fleet would make every device request, and AWS serve, the same split-flow identity.
+    client_id: str = DEFAULT_CLIENT_ID
     claim_sec_tag: int | None = None  # no NCS default; Nordic's aws_iot_provisioning sample uses 43
     provisioned_sec_tag: int = 50  # Nordic's aws_iot_provisioning sample writes the new credentials to sec tag 50
     keepalive: int = 60  # Zephyr CONFIG_MQTT_KEEPALIVE default
@@ -289,6 +296,16 @@ class Settings:
                 )
             out[key.strip()] = value.strip()
         return out
+
+    def device_client_id(self, imei: str) -> str:
+        """The MQTT client id of the device with this IMEI: ``{imei}`` expands in the configured id.
+
+        Unset, it is ``nrf-<IMEI>``, the device id NCS derives from the IMEI
+        (``CONFIG_NRF_CLOUD_CLIENT_ID_SRC_IMEI`` with the default ``CONFIG_NRF_CLOUD_CLIENT_ID_PREFIX``
+        "nrf-" [sdk-nrf, nrf_cloud library documentation, "Configuration options for device ID"]),
+        so no two devices of a fleet share a client id unless the configuration names one for all.
+        """
+        return self.client_id.replace(IMEI_PLACEHOLDER, imei)
 
     def symbol(self, field_name: str) -> str:
         """The symbol that set ``field_name`` (the later line, when legacy and new NCS names both

@@ -96,6 +96,18 @@ class UsageError(NrfprovError):
     exit_code = 2
 
 
+class AlreadyProvisioned(UsageError):
+    """``provision`` found a client certificate in the provisioned sec tag and was not told to replace it
+    (``--force``). ``certificate_id`` is AWS's id of that certificate when it is known."""
+
+    def __init__(self, message: str, *, sec_tag: int, certificate_id: str = "", thing_name: str = "",
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.sec_tag = sec_tag
+        self.certificate_id = certificate_id
+        self.thing_name = thing_name
+
+
 class AwsSetupError(ConfigError):
     """Local setup is missing something before AWS is even asked (exit 2)."""
 
@@ -321,6 +333,24 @@ class CloudRejected(NrfprovError):
         self.error_message = error_message
 
 
+class ThingNameUnknown(NrfprovError):
+    """A resumed run proved that its certificate was registered (AWS accepts the identity, or its
+    ownership token was already used) but none of the thing names it could derive is the one
+    RegisterThing created, so the proof cannot be made."""
+
+    exit_code = 5
+
+    def __init__(self, certificate_id: str, tried: tuple[str, ...], *, hint: str | None = None) -> None:
+        tried_text = ", ".join(tried) or "none"
+        super().__init__(
+            f"certificate {certificate_id} was registered before the interruption, but under a thing name "
+            f"nrfprov cannot derive (tried: {tried_text})",
+            hint=hint,
+        )
+        self.certificate_id = certificate_id
+        self.tried = tried
+
+
 class AwsError(NrfprovError):
     """AWS refused or could not do what the command needs (exit 5). ``code`` is AWS's error code."""
 
@@ -389,6 +419,16 @@ class PayloadTooLarge(PayloadError):
 
 class CredentialBundleError(PayloadError):
     """Received credentials are unusable: PEM does not parse, key does not match cert, expired ..."""
+
+
+class ReplyConflict(PayloadError):
+    """A second, different ``accepted`` reply arrived for one request. The cloud answers a request once
+    and only to the connection that sent it, so one of the two replies is not this device's, and which
+    one cannot be told: neither may be used. ``certificate_ids`` names both, for revocation."""
+
+    def __init__(self, message: str, *, certificate_ids: tuple[str, ...], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.certificate_ids = certificate_ids
 
 
 # --- 7: credential write / verify ---------------------------------------------------------------

@@ -121,6 +121,8 @@ class Message:
     payload: bytes
     qos: int
     retain: bool
+    #: ``time.monotonic()`` when paho handed over the complete PUBLISH (how long a reply waited).
+    received_at: float = 0.0
 
 
 class MqttSession:
@@ -431,7 +433,7 @@ class MqttSession:
                 self._cond.notify_all()
             client.disconnect()  # what the device's MQTT library does on -EMSGSIZE
             return
-        msg = Message(message.topic, payload, int(message.qos), bool(message.retain))
+        msg = Message(message.topic, payload, int(message.qos), bool(message.retain), time.monotonic())
         with self._cond:
             if len(self._queue) == self._queue.maxlen:
                 log.warning("dropping the oldest queued MQTT message (queue limit %d)", self._queue.maxlen)

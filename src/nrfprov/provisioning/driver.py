@@ -22,21 +22,31 @@ import datetime as _dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nrfprov.config import Settings
-from nrfprov.errors import EXIT_INTERRUPTED, LocalProtocolError, NrfprovError, ResponseTimeout
+from nrfprov.errors import (
+    EXIT_INTERRUPTED,
+    CommandError,
+    LocalProtocolError,
+    NrfprovError,
+    ResponseTimeout,
+    TransportError,
+    UsageError,
+)
 from nrfprov.names import Backend, Flow, PayloadFormat
 from nrfprov.provisioning import machine as m
 from nrfprov.provisioning import plan
-from nrfprov.provisioning.cas import read_ca
+from nrfprov.provisioning.bundle import TYPE_CA, TYPE_CERT, TYPE_KEY, normalize_pem, sha256_hex
+from nrfprov.provisioning.inputs import read_inputs
 from nrfprov.provisioning.journal import Journal, JournalRecord
 from nrfprov.transport.backends import ModemLike
 from nrfprov.transport.base import ByteStream
 
 if TYPE_CHECKING:
+    from nrfprov.modem.credentials import CredentialInfo
     from nrfprov.mqtt.session import MqttSession
 
 log = logging.getLogger(__name__)
@@ -59,6 +69,10 @@ class ProvisioningModem(ModemLike, Protocol):
     def uart_bytes_received(self) -> int: ...
 
     def imei(self) -> str: ...
+
+    def at(self, text: str, timeout: float | None = ...) -> list[str]: ...
+
+    def credentials(self, sec_tag: int | None = ...) -> list[CredentialInfo]: ...
 
     def set_cfun(self, mode: int) -> None: ...
 
@@ -96,6 +110,15 @@ class RunResult:
     error: str = ""
     error_type: str = ""
     exit_code: int = 0
+    #: What the user must hear besides the outcome: orphaned certificates, a replaced one, a finished run.
+    notices: list[str] = field(default_factory=list)
+    #: Certificates issued (or probably issued) that nothing holds a key for (journal ``orphans``).
+    orphans: list[dict[str, Any]] = field(default_factory=list)
+    #: The certificate ``--force`` replaced in the sec tag (id, SHA-256 of its PEM, thing), to revoke.
+    replaced: dict[str, str] | None = None
+    #: Milliseconds from a key-carrying reply's arrival on the host (paho decoded it) to its durable
+    #: journal write: the window in which a kill loses an issued key. None when no key arrived (csr).
+    key_window_ms: float | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -106,6 +129,8 @@ class RunResult:
             "steps": [{"step": s.state.value, "detail": s.detail, "seconds": round(s.seconds, 3)}
                       for s in self.steps],
             "error": self.error, "error_type": self.error_type, "exit_code": self.exit_code,
+            "notices": list(self.notices), "orphans": list(self.orphans), "replaced": self.replaced,
+            "key_window_ms": None if self.key_window_ms is None else round(self.key_window_ms, 3),
         }
 
 
@@ -121,6 +146,8 @@ class Driver:
         flow: Flow | None = None,
         payload_format: PayloadFormat | None = None,
         resume: bool = False,
+        force: bool = False,
+        thing: str | None = None,
         ca_pem: str | None = None,
         progress: Callable[[StepReport], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -133,7 +160,12 @@ class Driver:
         self.payload_format = payload_format or settings.payload_format
         self.backend = settings.tls_backend
         self.resume = resume
+        #: Replace a client certificate the provisioned sec tag already holds (``--force``).
+        self.force = force
+        #: The thing name to try first when a resumed RegisterThing is in doubt (``--thing``).
+        self.thing = thing
         self._ca_pem = ca_pem
+        self._received_at = 0.0  # when the MQTT layer decoded the message being handled
         self._progress = progress
         self._clock = clock
         self._utc = utc
@@ -148,12 +180,71 @@ class Driver:
 
     # --- plan -----------------------------------------------------------------------------------
 
-    def _plan(self) -> tuple[m.Plan, JournalRecord]:
-        choice = plan.choose_run(self.settings, self.journal.load(), self.journal.path, flow=self.flow,
-                                 payload_format=self.payload_format, backend=self.backend, resume=self.resume)
+    def _plan(self, result: RunResult) -> tuple[m.Plan | None, JournalRecord]:
+        """Read what the decisions need (journal, IMEI, the sec tag, local files), let ``plan`` decide.
+
+        Every local input is checked here, before anything is requested from the cloud and before
+        the modem leaves its functional mode (docs/provisioning.md). ``None`` as plan: the journal
+        shows a run already proven, and ``--resume`` has nothing to do.
+        """
+        existing = self.journal.load()
+        for note in self.journal.recovered:
+            log.warning("journal %s: %s", self.journal.dir, note)
+        imei = self.modem.imei()
+        tag = existing.provisioned_sec_tag if self.resume and existing else self.settings.provisioned_sec_tag
+        stored = None if self.resume else self._stored_certificate(tag, existing)
+        choice = plan.choose_run(self.settings, existing, self.journal.path, flow=self.flow,
+                                 payload_format=self.payload_format, backend=self.backend, resume=self.resume,
+                                 imei=imei, stored=stored, force=self.force)
+        result.notices += choice.notices
+        result.orphans = list(choice.orphans)
+        result.replaced = choice.replaced
+        for notice in choice.notices:
+            log.warning("%s", notice)
         self.flow, self.payload_format = choice.flow, choice.payload_format
-        ca_pem = self._ca_pem if self._ca_pem is not None else read_ca(self.settings)
-        return plan.machine_plan(self.settings, choice, ca_pem=ca_pem, imei=self.modem.imei()), choice.record
+        if choice.finished:
+            return None, choice.record
+        inputs = read_inputs(self.settings, self.backend)
+        ca_pem = self._ca_pem if self._ca_pem is not None else inputs.ca_pem
+        mplan = plan.machine_plan(self.settings, choice, ca_pem=ca_pem, imei=imei, thing=self.thing)
+        plan.check_inputs(self.settings, replace(inputs, ca_pem=ca_pem), flow=choice.flow, backend=self.backend,
+                          sec_tag=choice.provisioned_sec_tag, client_id=choice.client_id,
+                          parameters=dict(mplan.parameters), now=self._utc())
+        if self.backend == "offload" and m.State.CONNECT_CLAIM in mplan.steps():
+            self._check_claim_tag()
+        return mplan, choice.record
+
+    def _stored_certificate(self, tag: int, existing: JournalRecord | None) -> plan.StoredCertificate | None:
+        """The client certificate already in ``tag`` (a %CMNG list; the PEM too when it is not ours)."""
+        certs = [c for c in self.modem.credentials(tag) if int(c.type) == TYPE_CERT]
+        if not certs:
+            return None
+        sha = (certs[0].sha256 or "").upper()
+        journaled = str(((existing.bundle or {}) if existing else {}).get("certificate_pem", ""))
+        if journaled and sha256_hex(normalize_pem(journaled)) == sha:
+            return plan.StoredCertificate(sha)
+        return plan.StoredCertificate(sha, self._read_certificate(tag))
+
+    def _read_certificate(self, tag: int) -> str | None:
+        """``AT%CMNG=2`` (read): the stored PEM, or None when the modem does not give it out."""
+        try:
+            lines = self.modem.at(f"AT%CMNG=2,{tag},{TYPE_CERT}")
+        except NrfprovError as exc:
+            log.info("cannot read the certificate in sec tag %d: %s", tag, exc)
+            return None
+        parts = "\n".join(lines).split('"')  # %CMNG: <tag>,<type>,"<sha256>","<content>"
+        return parts[3] if len(parts) >= 5 and "BEGIN CERTIFICATE" in parts[3] else None
+
+    def _check_claim_tag(self) -> None:
+        """``offload``: the claim identity must be in its sec tag, or the claim connect cannot work."""
+        tag = self.settings.claim_sec_tag
+        assert tag is not None  # check_combination refused offload without a claim tag
+        present = {int(c.type) for c in self.modem.credentials(tag)}
+        missing = [name for t, name in ((TYPE_CA, "CA"), (TYPE_CERT, "certificate"), (TYPE_KEY, "private key"))
+                   if t not in present]
+        if missing:
+            raise UsageError(f"the claim sec tag {tag} lacks the claim {', '.join(missing)}",
+                             hint=f"load the claim credentials: nrfprov creds write --port PORT {tag} ca|cert|key FILE")
 
     # --- run ------------------------------------------------------------------------------------
 
@@ -166,7 +257,9 @@ class Driver:
             if self.backend == "native":
                 self.modem.check_raw_binary_safe()  # legacy SLM with "+++" cannot carry ciphertext
             result.dialect = self.modem.dialect
-            plan, rec = self._plan()
+            plan, rec = self._plan(result)
+            if plan is None:
+                return self._already_proven(result, rec)
             result.flow, result.payload_format, result.client_id = plan.flow, plan.payload_format, plan.client_id
             self._record = self.journal.begin(rec)
             machine = m.ProvisioningMachine(plan)
@@ -203,6 +296,16 @@ class Driver:
             self.result = result
         return result
 
+    def _already_proven(self, result: RunResult, rec: JournalRecord) -> RunResult:
+        """``--resume`` of a run whose proof is journaled (perhaps killed before ``done``): mark it done."""
+        if rec.status != "done":
+            self.journal.finish(rec)
+        bundle = rec.bundle or {}
+        result.ok = True
+        result.thing_name = str(bundle.get("thing_name") or rec.client_id)
+        result.certificate_id = str(bundle.get("certificate_id", ""))
+        return result
+
     def _uart_bytes(self) -> int:
         return self.modem.uart_bytes_sent + self.modem.uart_bytes_received
 
@@ -229,7 +332,9 @@ class Driver:
         except ResponseTimeout:
             machine.handle_timer(max(self._clock(), deadline))
             return
-        machine.receive_event(m.MessageReceived(msg.topic, bytes(msg.payload), self._utc()), self._clock())
+        self._received_at = msg.received_at
+        machine.receive_event(m.MessageReceived(msg.topic, bytes(msg.payload), self._utc(), retained=msg.retain),
+                              self._clock())
 
     # --- effects --------------------------------------------------------------------------------
 
@@ -252,14 +357,29 @@ class Driver:
             sha = modem.write_credential(eff.sec_tag, eff.cred_type, eff.content)
             return m.CredentialWritten(eff.sec_tag, eff.cred_type, sha)
         if isinstance(eff, m.ConnectMqtt):
-            self._connect(eff)
+            try:
+                self._connect(eff)
+            except (TransportError, CommandError) as exc:
+                if not eff.probe:
+                    raise
+                self._close_session()
+                log.info("probe as %s: connect failed: %s", eff.client_id, exc)
+                return m.ProbeFailed("connect", str(exc))
             return m.Connected()
         if isinstance(eff, m.Subscribe):
             self._live_session().subscribe([(t, 1) for t in eff.topics], OPERATION_TIMEOUT)
             self._filters = list(eff.topics)
             return m.Subscribed()
         if isinstance(eff, m.Publish):
-            self._live_session().publish(eff.topic, eff.payload, eff.qos, OPERATION_TIMEOUT)
+            self._discard_queued(eff.discard_queued)
+            try:
+                self._live_session().publish(eff.topic, eff.payload, eff.qos, OPERATION_TIMEOUT)
+            except TransportError as exc:
+                if not eff.probe:
+                    raise
+                self._close_session()
+                log.info("probe: the proof to %s was refused: %s", eff.topic, exc)
+                return m.ProbeFailed("publish", str(exc))
             return m.Published()
         if isinstance(eff, m.Disconnect):
             self._close_session()
@@ -270,7 +390,17 @@ class Driver:
             self._filters = []
             return m.SubscriptionsCleared()
         assert self._record is not None
-        if isinstance(eff, m.SaveBundle):
+        if isinstance(eff, m.SaveReply):
+            saved = self.journal.save_reply(self._record, eff.topic, eff.payload)
+            if saved and self._received_at and eff.topic.endswith(("/accepted", "/accepted/key")):
+                if self.flow != "csr":  # a CSR reply carries no key: the key never left the modem
+                    result.key_window_ms = (time.monotonic() - self._received_at) * 1000.0
+            return m.ReplySaved()
+        if isinstance(eff, m.SaveIntent):
+            self.journal.record_request(self._record, _intent_record(eff.intent))
+        elif isinstance(eff, m.MessageIgnored):
+            log.warning("ignored a message on %s: %s", eff.topic, eff.reason)
+        elif isinstance(eff, m.SaveBundle):
             self.journal.save_bundle(self._record, eff.bundle)
         elif isinstance(eff, m.StepFinished):
             self.journal.record_step(self._record, eff.state.value, eff.detail)
@@ -281,6 +411,14 @@ class Driver:
         elif isinstance(eff, m.EraseKeyMaterial):
             self.journal.erase_key_material(self._record)
         return None
+
+    def _discard_queued(self, filters: tuple[str, ...]) -> None:
+        """Drop what waits on a request's reply topics before it is sent: those are not its replies."""
+        if not filters or self._session is None:
+            return
+        for f in filters:
+            for msg in self._session.messages(f):
+                log.warning("ignored a message on %s: it arrived before this run's request was sent", msg.topic)
 
     def _connect(self, eff: m.ConnectMqtt) -> None:
         from nrfprov.mqtt.session import MqttSession
@@ -338,3 +476,9 @@ class Driver:
         for wire in session.counters()[-1:]:  # the innermost stream: what crossed the socket
             self._socket_bytes += wire["bytes_sent"] + wire["bytes_received"]
         session.disconnect()
+
+
+def _intent_record(intent: m.RequestIntent) -> dict[str, Any]:
+    out = asdict(intent)
+    out["parameters"] = dict(intent.parameters)
+    return out

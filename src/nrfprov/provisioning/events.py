@@ -21,6 +21,7 @@ class State(enum.Enum):
     AWAIT_CREDENTIALS = "receive"  # 5, 6
     REQUEST_REGISTRATION = "register thing"
     AWAIT_REGISTRATION = "registered"
+    PROBE_IDENTITY = "try new identity"  # resume with RegisterThing in doubt: does the new identity work?
     DISCONNECT_CLAIM = "disconnect"  # 7
     GO_OFFLINE = "CFUN=4"  # 8
     WRITE_CREDENTIALS = "write credentials"  # 9
@@ -89,6 +90,24 @@ class MessageReceived(Event):
     topic: str
     payload: bytes = field(repr=False)
     utc: _dt.datetime
+    #: Delivered with the MQTT RETAIN flag: it was stored before this subscription, so it cannot be a
+    #: reply to a request this run publishes later.
+    retained: bool = False
+
+
+@dataclass(frozen=True)
+class ReplySaved(Event):
+    """The raw reply of a ``SaveReply`` is durable in the journal."""
+
+
+@dataclass(frozen=True)
+class ProbeFailed(Event):
+    """A ``probe`` connection or its proof publish failed. ``stage`` is ``"connect"`` (TLS, CONNECT:
+    the certificate may not be active yet) or ``"publish"`` (the broker took the identity but refused
+    the thing's topic: the certificate is active, the thing name is another)."""
+
+    stage: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -163,6 +182,8 @@ class ConnectMqtt(Effect):
     sec_tag: int | None
     #: Credentials for a host-side TLS reconnect (native backend); None for the claim identity.
     bundle: CredentialBundle | None = None
+    #: A probe: a failure is answered with ``ProbeFailed`` instead of ending the run.
+    probe: bool = False
     completed_by = Connected
 
 
@@ -175,8 +196,13 @@ class Subscribe(Effect):
 @dataclass(frozen=True)
 class Publish(Effect):
     topic: str
-    payload: bytes
-    qos: int
+    payload: bytes = field(repr=False)  # a RegisterThing request carries the ownership token
+    qos: int = 1
+    #: Reply topics: messages already waiting on them arrived before this request was sent, so they
+    #: cannot be its replies; the driver drops them (and says so) before it publishes.
+    discard_queued: tuple[str, ...] = ()
+    #: A probe: a refusal is answered with ``ProbeFailed`` instead of ending the run.
+    probe: bool = False
     completed_by = Published
 
 
@@ -188,6 +214,46 @@ class Disconnect(Effect):
 @dataclass(frozen=True)
 class ClearSubscriptions(Effect):
     completed_by = SubscriptionsCleared
+
+
+@dataclass(frozen=True)
+class SaveReply(Effect):
+    """Journal a raw reply durably *before* it is parsed or checked: from the moment it is on the
+    disk a crash loses nothing, and the slow checks (extractor, RSA key validation) run after."""
+
+    topic: str
+    payload: bytes = field(repr=False)
+    completed_by = ReplySaved
+
+
+@dataclass(frozen=True)
+class RequestIntent:
+    """What is about to be asked of the cloud; journaled durably before the request is published, so
+    a later ``--resume`` can tell "never requested" from "requested, reply lost" and name what the
+    cloud probably issued. Holds no secret: the ownership token stays in the bundle."""
+
+    operation: str  # "split", "create", "create-from-csr", "register"
+    topic: str
+    client_id: str
+    template: str = ""
+    parameters: tuple[tuple[str, str], ...] = ()
+    #: csr: the CSR's public key (DER, hex), so a resumed run can check the certificate against it.
+    csr_public_key: str = ""
+
+
+@dataclass(frozen=True)
+class SaveIntent(Effect):
+    """Note: journal ``intent`` durably; the request follows."""
+
+    intent: RequestIntent
+
+
+@dataclass(frozen=True)
+class MessageIgnored(Effect):
+    """Note: a message was provably not a reply to this run's request and was not used."""
+
+    topic: str
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -43,12 +43,16 @@ THING_NAME_RE = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
 
 @dataclass(frozen=True)
 class Request:
-    """What to subscribe to (before publishing), and what to publish."""
+    """What to subscribe to (before publishing), what to publish, and which topics carry its answer."""
 
     subscribe: tuple[str, ...]
     topic: str
     payload: bytes
     qos: int = 1
+    #: The exact topics of an accepted answer (journaled raw the moment they arrive).
+    replies: tuple[str, ...] = ()
+    #: The operation's name as the journal and the stand-in count it.
+    operation: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,20 +104,23 @@ def split_request(client_id: str) -> Request:
     base = f"certificate/{client_id}/create"
     # Nordic's aws_iot_provisioning sample subscribes only accepted/+; rejected as well turns a refusal into a
     # fast, typed error.
-    return Request((f"{base}/accepted/+", f"{base}/rejected"), base, b"")
+    return Request((f"{base}/accepted/+", f"{base}/rejected"), base, b"",
+                   replies=(f"{base}/accepted/key", f"{base}/accepted/cert"), operation="split")
 
 
 def combined_request(fmt: PayloadFormat) -> Request:
     base = f"$aws/certificates/create/{fmt}"
     # AWS documents an empty request; the AWS Python SDK sends {} -- we send {}
     # [AWS IoT developer guide, fleet-provision-api; aws-iot-device-sdk-python-v2 iotidentity.py].
-    return Request((f"{base}/accepted", f"{base}/rejected"), base, encode(fmt, {}))
+    return Request((f"{base}/accepted", f"{base}/rejected"), base, encode(fmt, {}), replies=(f"{base}/accepted",),
+                   operation="create")
 
 
 def csr_request(fmt: PayloadFormat, csr_pem: str) -> Request:
     base = f"$aws/certificates/create-from-csr/{fmt}"
     return Request(
-        (f"{base}/accepted", f"{base}/rejected"), base, encode(fmt, {"certificateSigningRequest": csr_pem})
+        (f"{base}/accepted", f"{base}/rejected"), base, encode(fmt, {"certificateSigningRequest": csr_pem}),
+        replies=(f"{base}/accepted",), operation="create-from-csr",
     )
 
 
@@ -127,7 +134,7 @@ def register_request(template: str, fmt: PayloadFormat, token: str, parameters: 
     doc: dict[str, Any] = {"certificateOwnershipToken": token}
     if parameters:
         doc["parameters"] = dict(parameters)
-    return Request((accepted, rejected), base, encode(fmt, doc))
+    return Request((accepted, rejected), base, encode(fmt, doc), replies=(accepted,), operation="register")
 
 
 def csr_der_to_pem(der: bytes) -> tuple[str, bytes]:

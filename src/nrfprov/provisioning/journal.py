@@ -2,38 +2,63 @@
 
 Every request to the cloud creates another active certificate [coderbyheart/aws-iot-device-credentials-workaround
 lambda/createCertificates.ts; AWS API reference, CreateThing], and a private key
-that was never written anywhere is lost for good. So the issued bundle is written here *before* the
-first modem write, each finished step is recorded, and the key material is erased only after a
-verified ``%CMNG`` write and a successful reconnect. ``nrfprov provision --resume`` continues from
-this file without asking the cloud again.
+that was never written anywhere is lost for good. So the journal records, each durably before the
+next thing happens:
+
+- the *intent* of every request (``record_request``), before it is published: a later ``--resume``
+  tells "never requested" from "requested, reply lost" and names what the cloud probably issued;
+- every *raw reply* that carries credentials (``save_reply``), the moment it is complete and before
+  any slow check, so the window in which a kill loses an issued key is a few disk writes wide;
+- the checked *bundle* (``save_bundle``), before the first modem write;
+- the *erase* of key material (``erase_key_material``), only after a verified ``%CMNG`` write and a
+  successful reconnect.
+
+``nrfprov provision --resume`` continues from this file without asking the cloud again (docs/provisioning.md).
 
 Durability: one JSON file, always replaced atomically (temp file in the same directory, rename), so
-a reader sees the old or the new record, never a mix. Only the writes whose loss could lose or
-duplicate a credential are made durable before the call returns (fsync of the file, rename, fsync of
-the directory): ``save_bundle`` (before the first modem write) and ``erase_key_material``. The other
-writes (``begin``, ``record_step``, ``finish``, ``fail``) skip the directory fsync; why that is safe
-is in ``_write``. Privacy: the directory is 0700 and the file 0600 from the moment it exists
-(``O_CREAT`` with mode, never chmod after the fact).
+a reader sees the old or the new record, never a mix. The writes above are made durable before the
+call returns (fsync of the file, rename, fsync of the directory); the others (``begin``,
+``record_step``, ``finish``, ``fail``) skip the directory fsync; why that is safe is in ``_write``.
+A kill between writing the temp file and the rename leaves the temp file behind: the next ``load``
+adopts it when it is a complete, newer record of the same run, and removes it otherwise, so after
+any kill no file but the journal holds key material. Privacy: the directory is 0700 and the file
+0600 from the moment it exists (``O_CREAT`` with mode, never chmod after the fact).
+
+Failpoints (tests only): ``NRFPROV_FAILPOINT=journal:N`` kills the process with SIGKILL right after
+the N-th journal write of the run reached its final name, ``journal-tmp:N`` after the N-th temp file
+was written and before its rename (docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as _dt
 import json
 import os
+import signal
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nrfprov.errors import JournalError
+from nrfprov.errors import JournalError, ReplyConflict
 from nrfprov.provisioning.bundle import CredentialBundle
 
 JOURNAL_NAME = "provisioning.json"
-#: A journal is a few KB (one bundle); anything far larger is not ours.
+#: A journal is a few KB (one bundle, a few raw replies); anything far larger is not ours.
 JOURNAL_LIMIT = 256 * 1024
-VERSION = 1
+#: Version 2 adds the request intents, raw replies, orphans and the run id; version 1 files still load.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: A genuine credential reply is a few KB (CreateKeysAndCertificate with RSA-2048: ~3.5 KB); a larger
+#: one is not journaled raw (it is still parsed and, if good, journaled as a bundle).
+REPLY_JOURNAL_LIMIT = 32 * 1024
+#: Raw replies kept per run (split: one key and one certificate, plus a few stale or repeated parts).
+REPLIES_KEPT = 6
+#: The environment variable of the failpoints (see the module docstring).
+FAILPOINT_ENV = "NRFPROV_FAILPOINT"
 
 
 @dataclass
@@ -50,6 +75,22 @@ class JournalRecord:
     bundle: dict[str, Any] | None = None
     key_erased: bool = False
     error: str = ""
+    #: One id per run, and a counter per write: which of two copies of a record is newer.
+    run_id: str = ""
+    seq: int = 0
+    #: Request intents, each journaled durably before its request was published (no secrets).
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    #: Raw credential replies (``topic``, base64 ``payload``, ``at``), journaled before they are parsed.
+    replies: list[dict[str, str]] = field(default_factory=list)
+    #: Certificates issued (or probably issued) to this device that nothing holds a key for, or that
+    #: must not be used; kept from run to run so the user can revoke them. Never key material.
+    orphans: list[dict[str, Any]] = field(default_factory=list)
+    #: When the reconnect proved the credentials.
+    proven_at: str = ""
+    #: The certificate a ``--force`` run replaced in the sec tag (to revoke).
+    replaced: dict[str, str] | None = None
+    #: Certificate ids of a reply conflict (two ``accepted`` for one request): never to be used.
+    conflict: list[str] = field(default_factory=list)
 
     def pending_bundle(self) -> CredentialBundle | None:
         """The bundle to resume with: issued, not yet proven (its key not erased).
@@ -60,6 +101,14 @@ class JournalRecord:
         if self.bundle is None or self.status == "done" or self.key_erased:
             return None
         return CredentialBundle(**self.bundle)
+
+    @property
+    def proven(self) -> bool:
+        return self.key_erased or (self.status == "done" and self.bundle is not None)
+
+    def raw_replies(self) -> list[tuple[str, bytes]]:
+        """The journaled raw replies, oldest first (only meaningful while no bundle was saved)."""
+        return [(r["topic"], base64.b64decode(r["payload"])) for r in self.replies]
 
     def step_names(self) -> list[str]:
         return [s["step"] for s in self.steps]
@@ -76,38 +125,115 @@ class Journal:
         self.dir = Path(state_dir)
         self.path = self.dir / JOURNAL_NAME
         self._fsync = fsync
+        self._writes = 0
+        self._failpoints = _parse_failpoints(os.environ.get(FAILPOINT_ENV, ""))
+        #: What ``load`` did with temp files a killed run left behind, in words (for the log).
+        self.recovered: list[str] = []
 
     # --- reading --------------------------------------------------------------------------------
 
     def load(self) -> JournalRecord | None:
+        """The journaled record, after adopting or removing temp files a killed run left behind."""
+        current = self._read(self.path)
+        leftovers = sorted(self.dir.glob(f".{JOURNAL_NAME}.*.tmp")) if self.dir.is_dir() else []
+        if leftovers:
+            current = self._recover(current, leftovers)
+        return current
+
+    def _read(self, path: Path, *, leftover: bool = False) -> JournalRecord | None:
         try:
-            with open(self.path, "rb") as f:
+            with open(path, "rb") as f:
                 data = f.read(JOURNAL_LIMIT + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise JournalError(f"cannot read the journal {self.path}: {exc}") from exc
+            raise JournalError(f"cannot read the journal {path}: {exc}") from exc
         if len(data) > JOURNAL_LIMIT:
-            raise JournalError(f"{self.path} is over {JOURNAL_LIMIT} bytes: not an nrfprov journal")
+            raise JournalError(f"{path} is over {JOURNAL_LIMIT} bytes: not an nrfprov journal")
         try:
             doc = json.loads(data)
+            if not isinstance(doc, dict):
+                raise TypeError("not a JSON object")
             rec = JournalRecord(**doc)
         except (ValueError, TypeError) as exc:
+            if leftover:
+                return None  # a temp file cut short by a kill: never a complete record
             raise JournalError(
-                f"the journal {self.path} is damaged: {exc}",
+                f"the journal {path} is damaged: {exc}",
                 hint="it may hold issued credentials; inspect it before deleting it",
             ) from exc
-        if rec.version != VERSION:
-            raise JournalError(f"{self.path} has journal version {rec.version}, this nrfprov reads {VERSION}")
+        if rec.version not in READABLE_VERSIONS:
+            raise JournalError(f"{path} has journal version {rec.version}, this nrfprov reads "
+                               f"{', '.join(map(str, READABLE_VERSIONS))}")
         return rec
+
+    def _recover(self, current: JournalRecord | None, leftovers: list[Path]) -> JournalRecord | None:
+        """Adopt the newest complete temp file of the current run; remove every other one.
+
+        A temp file is complete once its JSON parses (the rename comes only after the whole write,
+        and a kill mid-write leaves a prefix, which never parses). It is newer than the journal when
+        it belongs to the same run with a higher write counter, or to a later run.
+        """
+        best: tuple[Path, JournalRecord] | None = None
+        for path in leftovers:
+            rec = self._read(path, leftover=True)
+            if rec is not None and _newer(rec, best[1] if best else current):
+                best = (path, rec)
+        adopted = best is not None
+        if best is not None:
+            path, rec = best
+            try:
+                os.replace(path, self.path)
+                self._sync_dir()
+            except OSError as exc:
+                raise JournalError(f"cannot adopt the leftover journal copy {path}: {exc}") from exc
+            self.recovered.append(f"adopted {path.name}, a complete journal write a killed run had not renamed")
+            current = rec
+        lost: list[str] = []
+        for path in leftovers:
+            if best is not None and path == best[0]:
+                continue
+            rec = self._read(path, leftover=True)
+            if rec is not None and rec.pending_bundle() is not None and current is not None:
+                cert = str((rec.bundle or {}).get("certificate_id", ""))
+                known = {o.get("certificate_id") for o in current.orphans}
+                if cert and cert != (current.bundle or {}).get("certificate_id") and cert not in known:
+                    lost.append(cert)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            self.recovered.append(f"removed {path.name}, a leftover journal copy"
+                                  + (" cut short by a kill" if rec is None else " older than the journal"))
+        if lost and current is not None:
+            for cert in lost:
+                current.orphans.append({"certificate_id": cert, "reason": "issued to an earlier run whose "
+                                        "journal write never completed; its key is gone", "at": _now()})
+            self._write(current, durable=True)
+        elif adopted and current is not None:
+            self._sync_dir()
+        return current
 
     # --- writing --------------------------------------------------------------------------------
 
     def begin(self, rec: JournalRecord) -> JournalRecord:
         rec.status = "in_progress"
         rec.started_at = rec.started_at or _now()
+        rec.run_id = rec.run_id or uuid.uuid4().hex
+        rec.version = VERSION
         self._write(rec)
         return rec
+
+    def record_request(self, rec: JournalRecord, intent: dict[str, Any]) -> None:
+        """The request described by ``intent`` is about to be published: durable before it is."""
+        rec.requests.append({**intent, "at": _now()})
+        self._write(rec, durable=True)
+
+    def save_reply(self, rec: JournalRecord, topic: str, payload: bytes) -> bool:
+        """Journal a raw credential reply durably; False when it is too large or too many to keep."""
+        if len(payload) > REPLY_JOURNAL_LIMIT or len(rec.replies) >= REPLIES_KEPT:
+            return False
+        rec.replies.append({"topic": topic, "payload": base64.b64encode(payload).decode(), "at": _now()})
+        self._write(rec, durable=True)  # the only copy of an issued key until the bundle is saved
+        return True
 
     def save_bundle(self, rec: JournalRecord, bundle: CredentialBundle) -> None:
         rec.bundle = asdict(bundle)
@@ -118,12 +244,19 @@ class Journal:
         rec.steps.append({"step": step, "detail": detail, "at": _now()})
         self._write(rec)
 
+    def add_orphan(self, rec: JournalRecord, orphan: dict[str, Any]) -> None:
+        rec.orphans.append({**orphan, "at": orphan.get("at") or _now()})
+        self._write(rec, durable=True)
+
     def erase_key_material(self, rec: JournalRecord) -> None:
-        """Drop the private key and the ownership token; keep what identifies the certificate."""
+        """Drop the private key, the ownership token and the raw replies; keep what identifies the
+        certificate (id, PEM, thing)."""
         if rec.bundle is not None:
             rec.bundle["private_key_pem"] = None
             rec.bundle["ownership_token"] = ""
+        rec.replies = []
         rec.key_erased = True
+        rec.proven_at = _now()
         self._write(rec, durable=True)  # the key must not outlive its proof on the disk either
 
     def finish(self, rec: JournalRecord) -> None:
@@ -137,15 +270,17 @@ class Journal:
         if rec.key_erased:
             rec.status = "done"
         else:
-            rec.status = "failed" if rec.bundle is None else "in_progress"
+            rec.status = "failed" if rec.bundle is None and not rec.replies and not rec.requests else "in_progress"
         rec.error = f"{type(error).__name__}: {error}"
+        if isinstance(error, ReplyConflict):
+            rec.conflict = list(error.certificate_ids)  # never resumable: the key may be another's too
         self._write(rec)
 
     def _write(self, rec: JournalRecord, *, durable: bool = False) -> None:
         """Replace the journal atomically; fsync only where a lost write could cost a credential.
 
         ``durable``: fsync the file, rename, fsync the directory, so the record is on the disk when
-        this returns (``save_bundle``, ``erase_key_material``).
+        this returns (``record_request``, ``save_reply``, ``save_bundle``, ``erase_key_material``).
 
         Otherwise the directory is not fsync'd, and the file only while the record holds key
         material. Why that is enough:
@@ -157,21 +292,22 @@ class Journal:
           overwrites the same sec tag/type with the same bytes, verified again by SHA-256; clearing
           subscriptions is local; the reconnect's proof publishes the same shadow document
           (reported state, repeatable). A resume before RegisterThing re-registers only when the
-          bundle has no thing name, and that name arrives by ``save_bundle`` (durable). ``begin``
-          precedes any cloud request and ``finish``/``fail`` follow the durable writes they report on,
-          so losing them loses no credential either (``fail`` leaves issued credentials
-          ``in_progress``, which is also what the durable record says; a lost ``done`` after the
-          erase is covered by ``pending_bundle`` reading ``key_erased``).
+          bundle has no thing name and no RegisterThing intent was journaled; with an intent it
+          first tries the new identity (docs/provisioning.md). ``begin`` precedes any cloud request
+          and ``finish``/``fail`` follow the durable writes they report on, so losing them loses no
+          credential either (a lost ``done`` after the erase is covered by ``key_erased``).
         - Skipping fsync must not endanger the *previous* record: with delayed allocation a crash
           after a rename can leave the new name on an inode whose data never reached the disk (an
           empty file), which would destroy the journaled bundle with it. So while the record holds
-          key material (bundle saved, key not yet erased) the file is still fsync'd before the
-          rename; the rename itself may then be lost, which leaves the older, complete record.
+          key material (bundle or raw replies saved, key not yet erased) the file is still fsync'd
+          before the rename; the rename itself may then be lost, which leaves the older, complete record.
         """
-        holds_key = rec.bundle is not None and not rec.key_erased
+        holds_key = (rec.bundle is not None or bool(rec.replies)) and not rec.key_erased
         sync_file = durable or holds_key
+        rec.seq += 1
         data = json.dumps(asdict(rec), indent=1).encode()
         tmp = self.path.with_name(f".{JOURNAL_NAME}.{os.getpid()}.tmp")
+        self._writes += 1
         try:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             # O_EXCL after a stale unlink: the key never lands in a file someone else opened.
@@ -185,13 +321,10 @@ class Journal:
                     self._fsync(fd)
             finally:
                 os.close(fd)
+            self._failpoint("journal-tmp")
             os.replace(tmp, self.path)
             if durable:
-                dfd = os.open(self.dir, os.O_RDONLY)
-                try:
-                    self._fsync(dfd)
-                finally:
-                    os.close(dfd)
+                self._sync_dir()
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
@@ -199,3 +332,35 @@ class Journal:
                 f"cannot write the journal {self.path}: {exc}",
                 hint="free space / fix permissions of the state directory; no modem write happened after this",
             ) from exc
+        self._failpoint("journal")
+
+    def _sync_dir(self) -> None:
+        dfd = os.open(self.dir, os.O_RDONLY)
+        try:
+            self._fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def _failpoint(self, name: str) -> None:
+        """SIGKILL this process at a named point (``NRFPROV_FAILPOINT``, tests only): a kill exactly
+        there, as a crash would, with nothing cleaned up."""
+        if self._failpoints.get(name) == self._writes:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _newer(rec: JournalRecord, than: JournalRecord | None) -> bool:
+    if than is None:
+        return True
+    if rec.run_id and rec.run_id == than.run_id:
+        return rec.seq > than.seq
+    return rec.started_at > than.started_at
+
+
+def _parse_failpoints(text: str) -> dict[str, int]:
+    """``"journal:3,journal-tmp:5"`` → ``{"journal": 3, "journal-tmp": 5}``; anything else is ignored."""
+    points: dict[str, int] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, count = item.partition(":")
+        if name in ("journal", "journal-tmp") and count.isdigit():
+            points[name] = int(count)
+    return points

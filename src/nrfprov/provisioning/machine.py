@@ -15,14 +15,23 @@ stays ``FAILED``. Time is a parameter: ``handle_timer(now)`` / ``next_deadline()
 from __future__ import annotations
 
 import datetime as _dt
-import itertools
+import hashlib
 import json
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from nrfprov.errors import CredentialVerifyError, LocalProtocolError, NrfprovError, ResponseTimeout
-from nrfprov.names import FLOWS, FORMATS, Flow, PayloadFormat
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from nrfprov.errors import (
+    CloudRejected,
+    CredentialBundleError,
+    CredentialVerifyError,
+    NrfprovError,
+    ReplyConflict,
+    ResponseTimeout,
+    ThingNameUnknown,
+)
 from nrfprov.provisioning import flows
 from nrfprov.provisioning.bundle import TYPE_CA, TYPE_CERT, TYPE_KEY, CredentialBundle, check_bundle, sha256_hex
 from nrfprov.provisioning.events import (
@@ -42,11 +51,17 @@ from nrfprov.provisioning.events import (
     Identity,
     KeyGenerated,
     LteRegistered,
+    MessageIgnored,
     MessageReceived,
+    ProbeFailed,
     Publish,
     Published,
+    ReplySaved,
+    RequestIntent,
     Resumed,
     SaveBundle,
+    SaveIntent,
+    SaveReply,
     SetFunctionalMode,
     Started,
     State,
@@ -57,86 +72,61 @@ from nrfprov.provisioning.events import (
     WaitForRegistration,
     WriteCredential,
 )
-
-
-class ProvisioningStateError(LocalProtocolError):
-    """An event arrived that the current step does not accept (a driver bug, never a user error)."""
-
-
-# --- the table ----------------------------------------------------------------------------------
+from nrfprov.provisioning.table import (
+    _AWAITS,
+    _BUFFERED_LIMIT,
+    _SELF_COMPLETING,
+    _TRANSITIONS,
+    Plan,
+    ProvisioningStateError,
+    check_plan,
+)
 
 S = State
-# state → {event type accepted → the states that may follow once the step is complete}.
-_TRANSITIONS: dict[State, dict[type[Event], tuple[State, ...]]] = {
-    S.IDLE: {Started: (S.GENERATE_KEY, S.ATTACH_LTE), Resumed: (S.ATTACH_LTE, S.GO_OFFLINE)},
-    S.GENERATE_KEY: {FunctionalModeSet: (S.ATTACH_LTE,), CredentialDeleted: (S.ATTACH_LTE,),
-                     KeyGenerated: (S.ATTACH_LTE,)},
-    S.ATTACH_LTE: {FunctionalModeSet: (S.CONNECT_CLAIM,), LteRegistered: (S.CONNECT_CLAIM,)},
-    S.CONNECT_CLAIM: {Connected: (S.SUBSCRIBE,)},
-    S.SUBSCRIBE: {Subscribed: (S.REQUEST_CREDENTIALS, S.REQUEST_REGISTRATION)},
-    # Replies may overtake the PUBACK (ordering is not guaranteed [AWS IoT developer guide, mqtt]): buffered.
-    S.REQUEST_CREDENTIALS: {Published: (S.AWAIT_CREDENTIALS,), MessageReceived: (S.AWAIT_CREDENTIALS,)},
-    S.AWAIT_CREDENTIALS: {MessageReceived: (S.REQUEST_REGISTRATION, S.DISCONNECT_CLAIM)},
-    S.REQUEST_REGISTRATION: {Published: (S.AWAIT_REGISTRATION,), MessageReceived: (S.AWAIT_REGISTRATION,)},
-    S.AWAIT_REGISTRATION: {MessageReceived: (S.DISCONNECT_CLAIM,)},
-    S.DISCONNECT_CLAIM: {Disconnected: (S.GO_OFFLINE,)},
-    S.GO_OFFLINE: {FunctionalModeSet: (S.WRITE_CREDENTIALS,)},
-    S.WRITE_CREDENTIALS: {CredentialDeleted: (S.CLEAR_SUBSCRIPTIONS,), CredentialWritten: (S.CLEAR_SUBSCRIPTIONS,)},
-    S.CLEAR_SUBSCRIPTIONS: {SubscriptionsCleared: (S.GO_ONLINE,)},
-    S.GO_ONLINE: {FunctionalModeSet: (S.RECONNECT,), LteRegistered: (S.RECONNECT,)},
-    S.RECONNECT: {Connected: (S.DONE,), Published: (S.DONE,), Disconnected: (S.DONE,)},
-    S.DONE: {},
-    S.FAILED: {},
-}
 
-_CHAIN_TAIL = [S.GO_OFFLINE, S.WRITE_CREDENTIALS, S.CLEAR_SUBSCRIPTIONS, S.GO_ONLINE, S.RECONNECT, S.DONE]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything a run needs to know up front (the driver builds it from Settings + the modem)."""
-
-    flow: Flow
-    client_id: str
-    provisioned_sec_tag: int
-    ca_pem: str
-    claim_sec_tag: int | None = None
-    payload_format: PayloadFormat = "json"
-    template: str = ""
-    parameters: Mapping[str, str] = field(default_factory=dict)
-    response_timeout: float = 60.0
-    lte_timeout: float = 300.0
-    #: A journaled bundle to continue with instead of requesting credentials (``--resume``).
-    resume: CredentialBundle | None = None
-
-    def __post_init__(self) -> None:
-        if self.flow not in FLOWS:
-            raise ValueError(f"unknown flow {self.flow!r}")
-        if self.payload_format not in FORMATS:
-            raise ValueError(f"unknown payload format {self.payload_format!r}")
-
-    @property
-    def registers(self) -> bool:
-        return bool(self.template) and self.flow != "split"
-
-    def steps(self) -> list[State]:
-        """The states this run visits, in order."""
-        if self.resume is not None:
-            if self.registers and not self.resume.thing_name:
-                return [S.IDLE, S.ATTACH_LTE, S.CONNECT_CLAIM, S.SUBSCRIBE, S.REQUEST_REGISTRATION,
-                        S.AWAIT_REGISTRATION, S.DISCONNECT_CLAIM, *_CHAIN_TAIL]
-            return [S.IDLE, *_CHAIN_TAIL]
-        head = [S.IDLE] + ([S.GENERATE_KEY] if self.flow == "csr" else [])
-        middle = [S.ATTACH_LTE, S.CONNECT_CLAIM, S.SUBSCRIBE, S.REQUEST_CREDENTIALS, S.AWAIT_CREDENTIALS]
-        register = [S.REQUEST_REGISTRATION, S.AWAIT_REGISTRATION] if self.registers else []
-        return head + middle + register + [S.DISCONNECT_CLAIM, *_CHAIN_TAIL]
-
-
-def check_plan(steps: list[State]) -> None:
-    """Every consecutive pair must be allowed by ``_TRANSITIONS`` (used at start and in tests)."""
-    for a, b in itertools.pairwise(steps):
-        if not any(b in nxt for nxt in _TRANSITIONS[a].values()):
-            raise ProvisioningStateError(f"the chain cannot go from {a.name} to {b.name}")
+# The events and effects are re-exported: a driver or a test needs only this module.
+__all__ = [
+    "ClearSubscriptions",
+    "ConnectMqtt",
+    "Connected",
+    "CredentialDeleted",
+    "CredentialWritten",
+    "DeleteCredential",
+    "Disconnect",
+    "Disconnected",
+    "Effect",
+    "EraseKeyMaterial",
+    "Event",
+    "FunctionalModeSet",
+    "GenerateKey",
+    "Identity",
+    "KeyGenerated",
+    "LteRegistered",
+    "MessageIgnored",
+    "MessageReceived",
+    "Plan",
+    "ProbeFailed",
+    "ProvisioningMachine",
+    "ProvisioningStateError",
+    "Publish",
+    "Published",
+    "ReplySaved",
+    "RequestIntent",
+    "Resumed",
+    "SaveBundle",
+    "SaveIntent",
+    "SaveReply",
+    "SetFunctionalMode",
+    "Started",
+    "State",
+    "StepFinished",
+    "Subscribe",
+    "Subscribed",
+    "SubscriptionsCleared",
+    "WaitForRegistration",
+    "WriteCredential",
+    "check_plan",
+]
 
 
 class ProvisioningMachine:
@@ -155,9 +145,17 @@ class ProvisioningMachine:
         self._collector: flows.Collector | None = None
         self._register: flows.RegisterCollector | None = None
         self._csr_pem = ""
-        self._csr_spki: bytes | None = None
+        self._csr_spki: bytes | None = plan.csr_public_key
         self._expected_sha: dict[int, str] = {}
         self._utc: _dt.datetime | None = None
+        # Raw replies: the one being journaled, and the digests of those journaled / used.
+        self._saving: MessageReceived | None = None
+        self._saved: set[str] = set()
+        self._used_reply = ""
+        # Probe (RegisterThing in doubt): candidates left, the one in flight, how the others failed.
+        self._candidates: deque[str] = deque()
+        self._probing = ""
+        self._probe_failures: list[ProbeFailed] = []
         self.bundle: CredentialBundle | None = plan.resume
         self.error: BaseException | None = None
 
@@ -191,10 +189,14 @@ class ProvisioningMachine:
         if self.state is State.AWAIT_CREDENTIALS:
             got = self._collector.explain_incomplete() if isinstance(self._collector, flows.SplitCollector) else ""
             what = f"credentials on {self._request().subscribe[0]}" + (f" (got {got})" if got else "")
+            hint = ("no credentials were written; but if the request reached the cloud, it may have issued "
+                    f"{self._probably_issued()} whose reply never came: `--resume` names it; "
+                    "running again requests another certificate")
         else:
             what = f"RegisterThing reply for template {self.plan.template!r}"
-        exc = ResponseTimeout(what, self.plan.response_timeout, hint="check the claim policy and the provisioning "
-                              "service; the request can be repeated safely (no credentials were written)")
+            hint = ("the registration may have happened without its reply arriving; the credentials are in "
+                    "the journal: `--resume` settles it by trying the new identity, then registers if needed")
+        exc = ResponseTimeout(what, self.plan.response_timeout, hint=hint)
         self._fail(exc)
         raise exc
 
@@ -207,6 +209,9 @@ class ProvisioningMachine:
             if isinstance(event, MessageReceived):
                 self._utc = event.utc
                 self._on_message(event, now)
+                return
+            if isinstance(event, ProbeFailed):
+                self._probe_failed(event, now)
                 return
             if self._awaiting:
                 expected = self._awaiting[0]
@@ -253,14 +258,33 @@ class ProvisioningMachine:
         p = self.plan
         return flows.register_request(p.template, p.payload_format, self.bundle.ownership_token, p.parameters)
 
+    def _intent(self, req: flows.Request) -> RequestIntent:
+        p = self.plan
+        spki = self._csr_spki.hex() if req.operation == "create-from-csr" and self._csr_spki else ""
+        return RequestIntent(req.operation, req.topic, p.client_id, p.template if p.registers else "",
+                             tuple(sorted(p.parameters.items())) if p.registers else (), spki)
+
+    def _probably_issued(self) -> str:
+        if self.plan.flow == "split":
+            return f"an ACTIVE certificate for thing {self.plan.client_id}"
+        return "a PENDING_ACTIVATION certificate (it lapses with its ownership token)"
+
     def _on_event(self, event: Event, now: float) -> None:
         if isinstance(event, Started | Resumed):
-            if isinstance(event, Resumed) != (self.plan.resume is not None):
+            if isinstance(event, Resumed) != self.plan.resumes:
                 raise ProvisioningStateError("Resumed starts a run with a journaled bundle, Started any other")
             self._utc = event.utc
+            if self.plan.journaled_replies and self.bundle is None:
+                self._bundle_from_journaled_replies()
             self._advance(type(event), now)
         elif isinstance(event, KeyGenerated):
             self._csr_pem, self._csr_spki = flows.csr_der_to_pem(event.csr_der)
+        elif isinstance(event, ReplySaved):
+            msg, self._saving = self._saving, None
+            assert msg is not None
+            self._saved.add(_digest(msg.payload))
+            self._feed_credentials(msg, now)
+            self._replay(now)
         elif isinstance(event, CredentialWritten):
             expected = self._expected_sha.get(event.cred_type)
             if event.sec_tag != self.plan.provisioned_sec_tag or expected is None:
@@ -270,6 +294,8 @@ class ProvisioningMachine:
         elif isinstance(event, Published) and self.state is State.RECONNECT:
             # PUBACK with the new identity: the write is verified and the reconnect proved it.
             self._emit(EraseKeyMaterial())
+        elif isinstance(event, Disconnected) and self.state is State.PROBE_IDENTITY and not self._awaiting:
+            self._probe_proven(now)
 
     def _on_message(self, event: MessageReceived, now: float) -> None:
         if self.state in (State.REQUEST_CREDENTIALS, State.REQUEST_REGISTRATION):
@@ -277,21 +303,93 @@ class ProvisioningMachine:
                 raise ProvisioningStateError(f"more than {_BUFFERED_LIMIT} messages before the PUBACK")
             self._buffered.append(event)
             return
+        if event.retained:
+            # AWS never retains a reply; a retained message was stored before this subscription.
+            self._emit(MessageIgnored(event.topic, "delivered as retained: stored before this request was sent"))
+            return
         if self.state is State.AWAIT_CREDENTIALS:
-            assert self._collector is not None
-            issued = self._collector.feed(event.topic, event.payload)
-            if issued is not None:
-                self._credentials_received(issued, event.utc, now)
+            if event.topic in self._request().replies and _digest(event.payload) not in self._saved:
+                self._saving = event
+                self._emit(SaveReply(event.topic, event.payload))
+                return
+            self._feed_credentials(event, now)
         elif self.state is State.AWAIT_REGISTRATION:
+            if not self.plan.resumes and event.topic in self._request().replies:
+                self._second_reply(event)
+                return
             assert self._register is not None
-            reg = self._register.feed(event.topic, event.payload)
+            try:
+                reg = self._register.feed(event.topic, event.payload)
+            except CloudRejected as exc:
+                if self.plan.register_in_doubt and exc.error_code == "InvalidCertificateOwnershipToken":
+                    raise self._thing_unknown(exc) from exc
+                raise
             if reg is not None:
                 assert self.bundle is not None
                 self.bundle = replace(self.bundle, thing_name=reg.thing_name)
                 self._emit(SaveBundle(self.bundle), StepFinished(self.state, f"thing {reg.thing_name}"))
                 self._advance(MessageReceived, now)
 
-    def _credentials_received(self, issued: flows.IssuedCredentials, utc: _dt.datetime, now: float) -> None:
+    def _replay(self, now: float) -> None:
+        """Feed messages buffered before the PUBACK, one at a time: one may start a journal write."""
+        while self._buffered and self.state in _AWAITS and not self._awaiting:
+            self._on_message(self._buffered.pop(0), now)
+
+    def _feed_credentials(self, event: MessageReceived, now: float) -> None:
+        assert self._collector is not None
+        issued = self._collector.feed(event.topic, event.payload)
+        if issued is None:
+            return
+        if self._csr_spki is not None and _certificate_spki(issued.certificate_pem) != self._csr_spki:
+            # Provably not this modem's reply: its certificate carries another key than our CSR.
+            self._emit(MessageIgnored(event.topic, "a certificate for another key than this modem's CSR"))
+            return
+        self._used_reply = _digest(event.payload)
+        self._credentials_received(issued, event.utc, now)
+
+    def _second_reply(self, event: MessageReceived) -> None:
+        """A credential reply after the one this run took: a repeat is harmless, another is a conflict."""
+        if _digest(event.payload) in self._saved | {self._used_reply}:
+            self._emit(MessageIgnored(event.topic, "a repeated delivery of the reply already taken"))
+            return
+        other = "an unparsable one"
+        try:
+            issued = self._make_collector().feed(event.topic, event.payload)
+        except NrfprovError:
+            issued = None
+        if issued is not None:
+            if self._csr_spki is not None and _certificate_spki(issued.certificate_pem) != self._csr_spki:
+                self._emit(MessageIgnored(event.topic, "a certificate for another key than this modem's CSR"))
+                return
+            other = issued.certificate_id or "?"
+        assert self.bundle is not None
+        first = self.bundle.certificate_id
+        raise ReplyConflict(
+            f"a second accepted reply arrived on {event.topic} for one request: certificate {first} (taken "
+            f"and journaled) and certificate {other}; one of them is another device's, so neither is used",
+            certificate_ids=(first, other),
+            hint="nothing was written to the modem; revoke both (aws iot update-certificate --certificate-id "
+            "ID --new-status REVOKED), then move the journal away and run again",
+        )
+
+    def _bundle_from_journaled_replies(self) -> None:
+        collector = self._make_collector()
+        issued: flows.IssuedCredentials | None = None
+        for topic, payload in self.plan.journaled_replies:
+            found = collector.feed(topic, payload)
+            if found is not None and (self._csr_spki is None
+                                      or _certificate_spki(found.certificate_pem) == self._csr_spki):
+                issued = found
+        if issued is None:
+            raise CredentialBundleError(
+                "the journal holds only part of the reply (a crash came between its messages)",
+                hint="the certificate was probably issued; run again without --resume to request another")
+        assert self._utc is not None
+        self.bundle = self._checked_bundle(issued, self._utc)
+        detail = f"certificate {self.bundle.certificate_id[:12]} from the journal"
+        self._emit(SaveBundle(self.bundle), StepFinished(S.AWAIT_CREDENTIALS, detail))
+
+    def _checked_bundle(self, issued: flows.IssuedCredentials, utc: _dt.datetime) -> CredentialBundle:
         bundle = CredentialBundle(
             certificate_pem=issued.certificate_pem,
             ca_pem=self.plan.ca_pem,
@@ -302,10 +400,65 @@ class ProvisioningMachine:
         if not bundle.certificate_id:
             bundle = replace(bundle, certificate_id=bundle.fingerprint())
         check_bundle(bundle, sec_tag=self.plan.provisioned_sec_tag, now=utc, csr_public_key_der=self._csr_spki)
+        return bundle
+
+    def _credentials_received(self, issued: flows.IssuedCredentials, utc: _dt.datetime, now: float) -> None:
+        bundle = self._checked_bundle(issued, utc)
         self.bundle = bundle
         # The journal gets the bundle before any further step: a crash from here on loses nothing.
         self._emit(SaveBundle(bundle), StepFinished(self.state, f"certificate {bundle.certificate_id[:12]}"))
         self._advance(MessageReceived, now)
+
+    # --- probe: RegisterThing in doubt ----------------------------------------------------------
+
+    def _probe_next(self) -> None:
+        assert self.bundle is not None
+        self._probing = self._candidates.popleft()
+        self._emit(ConnectMqtt(Identity.PROVISIONED, self._probing, self.plan.provisioned_sec_tag, self.bundle,
+                               probe=True),
+                   Publish(_shadow_topic(self._probing), self._proof(), 1, probe=True), Disconnect())
+
+    def _probe_failed(self, event: ProbeFailed, now: float) -> None:
+        if self.state is not State.PROBE_IDENTITY or not self._probing:
+            raise ProvisioningStateError(f"ProbeFailed without a probe in step {self.state.name}")
+        # The rest of this candidate's effects are void; the driver has closed what it opened.
+        self._effects.clear()
+        self._awaiting.clear()
+        self._probe_failures.append(event)
+        self._probing = ""
+        if self._candidates:
+            self._probe_next()
+            return
+        if any(f.stage == "publish" for f in self._probe_failures):
+            # The broker took the identity: the certificate is active, so RegisterThing happened.
+            raise self._thing_unknown(None)
+        # No candidate even connected: most likely not registered yet. The journaled token says for sure.
+        self._emit(StepFinished(S.PROBE_IDENTITY, "new identity not accepted yet: registering now"))
+        self._advance(ProbeFailed, now)
+
+    def _probe_proven(self, now: float) -> None:
+        assert self.bundle is not None
+        self.bundle = replace(self.bundle, thing_name=self._probing)
+        self._emit(SaveBundle(self.bundle), EraseKeyMaterial(),
+                   StepFinished(S.PROBE_IDENTITY, f"registered earlier: thing {self._probing} proven"))
+        self._jump(S.DONE, Disconnected, now)
+
+    def _thing_unknown(self, cause: CloudRejected | None) -> ThingNameUnknown:
+        assert self.bundle is not None
+        cert = self.bundle.certificate_id
+        how = ("its ownership token was already used" if cause is not None
+               else "AWS accepted the identity but refused every candidate thing's topic")
+        return ThingNameUnknown(cert, self.plan.thing_candidates, hint=(
+            f"{how}; find the thing with `aws iot list-principal-things --principal "
+            f"arn:aws:iot:<region>:<account>:cert/{cert}`, then finish with `nrfprov provision --resume "
+            "--thing NAME`"))
+
+    def _proof(self) -> bytes:
+        assert self.bundle is not None
+        return json.dumps({"state": {"reported": {"nrfprov": {
+            "provisioned": True, "certificateId": self.bundle.certificate_id}}}}).encode()
+
+    # --- steps ----------------------------------------------------------------------------------
 
     def _complete(self, by: type[Event], now: float) -> None:
         detail = ""
@@ -316,6 +469,9 @@ class ProvisioningMachine:
 
     def _advance(self, by: type[Event], now: float) -> None:
         nxt = self._steps[self._steps.index(self.state) + 1]
+        self._jump(nxt, by, now)
+
+    def _jump(self, nxt: State, by: type[Event], now: float) -> None:
         if nxt not in _TRANSITIONS[self.state].get(by, ()):
             raise ProvisioningStateError(f"{by.__name__} cannot take step {self.state.name} to {nxt.name}")
         self._enter(nxt, now)
@@ -340,21 +496,18 @@ class ProvisioningMachine:
             if p.registers:
                 topics += flows.register_topics(p.template, p.payload_format)[1:]
             self._emit(Subscribe(topics))
-        elif state is S.REQUEST_CREDENTIALS:
-            req = self._request()
-            self._collector = self._make_collector()
-            self._emit(Publish(req.topic, req.payload, req.qos))
+        elif state is S.REQUEST_CREDENTIALS or state is S.REQUEST_REGISTRATION:
+            req = self._request() if state is S.REQUEST_CREDENTIALS else self._register_request()
+            if state is S.REQUEST_CREDENTIALS:
+                self._collector = self._make_collector()
+            # Durable intent first: from here a crash leaves "requested, reply lost", never "nothing".
+            self._emit(SaveIntent(self._intent(req)),
+                       Publish(req.topic, req.payload, req.qos, discard_queued=req.subscribe))
         elif state is S.AWAIT_CREDENTIALS or state is S.AWAIT_REGISTRATION:
             self._deadline = now + p.response_timeout
             if state is S.AWAIT_REGISTRATION:
                 self._register = flows.RegisterCollector(p.template, p.payload_format)
-            pending, self._buffered = self._buffered, []
-            for msg in pending:
-                if self.state is state:
-                    self._on_message(msg, now)
-        elif state is S.REQUEST_REGISTRATION:
-            req = self._register_request()
-            self._emit(Publish(req.topic, req.payload, req.qos))
+            self._replay(now)
         elif state is S.DISCONNECT_CLAIM:
             self._emit(Disconnect())
         elif state is S.GO_OFFLINE:
@@ -365,14 +518,17 @@ class ProvisioningMachine:
             self._emit(ClearSubscriptions())
         elif state is S.GO_ONLINE:
             self._emit(SetFunctionalMode(1), WaitForRegistration(p.lte_timeout))
+        elif state is S.PROBE_IDENTITY:
+            self._candidates = deque(p.thing_candidates)
+            if not self._candidates:
+                raise ProvisioningStateError("RegisterThing in doubt but no thing name to try")
+            self._probe_next()
         elif state is S.RECONNECT:
             assert self.bundle is not None
             thing = self.reconnect_client_id
             # Proof: a QoS 1 publish that only the new identity may make; PUBACK is the answer.
-            proof = json.dumps({"state": {"reported": {"nrfprov": {
-                "provisioned": True, "certificateId": self.bundle.certificate_id}}}}).encode()
             self._emit(ConnectMqtt(Identity.PROVISIONED, thing, tag, self.bundle),
-                       Publish(f"$aws/things/{thing}/shadow/update", proof, 1), Disconnect())
+                       Publish(_shadow_topic(thing), self._proof(), 1), Disconnect())
         elif state is S.DONE:
             self._emit(StepFinished(S.DONE, f"connected as {self.reconnect_client_id}"))
 
@@ -397,10 +553,19 @@ class ProvisioningMachine:
         return flows.csr_collector(p.payload_format, self._extractor)
 
 
-# Steps that finish when their last effect is answered (the await steps finish on a reply instead).
-_SELF_COMPLETING = frozenset({
-    S.GENERATE_KEY, S.ATTACH_LTE, S.CONNECT_CLAIM, S.SUBSCRIBE, S.REQUEST_CREDENTIALS, S.REQUEST_REGISTRATION,
-    S.DISCONNECT_CLAIM, S.GO_OFFLINE, S.WRITE_CREDENTIALS, S.CLEAR_SUBSCRIPTIONS, S.GO_ONLINE, S.RECONNECT,
-})
-#: Replies that may overtake a PUBACK; a request has one or two (split), so 16 is generous.
-_BUFFERED_LIMIT = 16
+def _digest(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _shadow_topic(thing: str) -> str:
+    return f"$aws/things/{thing}/shadow/update"
+
+
+def _certificate_spki(pem: str) -> bytes | None:
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return None
+    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+

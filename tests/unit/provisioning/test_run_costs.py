@@ -92,7 +92,12 @@ def test_combined_run_loads_the_key_once_and_saves_the_bundle_durably(
             machine.receive_event(m.MessageReceived(topic, payload, NOW), 0.0)
             continue
         ev: m.Event | None = None
-        if isinstance(eff, m.SaveBundle):
+        if isinstance(eff, m.SaveIntent):
+            journal.record_request(rec, {"operation": eff.intent.operation})
+        elif isinstance(eff, m.SaveReply):
+            assert journal.save_reply(rec, eff.topic, eff.payload)
+            ev = m.ReplySaved()
+        elif isinstance(eff, m.SaveBundle):
             journal.save_bundle(rec, eff.bundle)
         elif isinstance(eff, m.StepFinished):
             journal.record_step(rec, eff.state.value, eff.detail)
@@ -134,13 +139,18 @@ def test_combined_run_loads_the_key_once_and_saves_the_bundle_durably(
         assert trail[i][1] == ["file", "dir"]
     erase = names.index("EraseKeyMaterial")
     assert trail[erase][1] == ["file", "dir"]
+    # The raw reply is durable before it is parsed; each request's intent before it is published.
+    reply = names.index("SaveReply")
+    assert reply < saves[0] and trail[reply][1] == ["file", "dir"]
+    intents = [i for i, name in enumerate(names) if name == "SaveIntent"]
+    assert len(intents) == 2 and all(trail[i][1] == ["file", "dir"] and names[i + 1] == "Publish" for i in intents)
     for i, (name, calls) in enumerate(trail):
-        if name in ("SaveBundle", "EraseKeyMaterial"):
+        if name in ("SaveBundle", "EraseKeyMaterial", "SaveReply", "SaveIntent"):
             continue
         assert "dir" not in calls, f"{name} is a progress record and must not wait for a directory flush"
         # While the key is journaled its file is flushed before the rename (a torn rename must not
-        # destroy the saved bundle); before the bundle and after the erase nothing is flushed.
-        assert calls == (["file"] if name == "StepFinished" and saves[0] < i < erase else []), (i, name, calls)
+        # destroy the saved bundle); before the reply and after the erase nothing is flushed.
+        assert calls == (["file"] if name == "StepFinished" and reply < i < erase else []), (i, name, calls)
     doc = json.loads(journal.path.read_text())
     assert doc["status"] == "done" and doc["key_erased"] and doc["bundle"]["private_key_pem"] is None
     assert stat.S_IMODE(os.stat(journal.path).st_mode) == 0o600
