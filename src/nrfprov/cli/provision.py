@@ -34,12 +34,17 @@ request -> receive -> disconnect -> CFUN=4 -> write CA, cert, key to the provisi
 -> clear subscriptions -> CFUN=1 -> reconnect with the new credentials and publish QoS 1 to
 $aws/things/<thing>/shadow/update (the PUBACK is the proof).
 
-Issued credentials are journaled (0600) in the state directory BEFORE the modem is touched and
-the key is erased from it only after the verified write and the successful reconnect.
-Refused combinations (exit 2): combined/csr without CONFIG_NRFPROV_TEMPLATE_NAME (AWS activates
-such certificates only in RegisterThing); offload without CONFIG_AWS_IOT_SEC_TAG; claim tag ==
-provisioned tag. combined over offloaded TLS is allowed but fails (exit 4, ModemTlsLimitError):
-its ~3.5 KB reply does not fit the modem's 2 KB TLS buffer; use the native backend or split."""
+Each request is journaled (0600) in the state directory BEFORE it is sent, every credential reply
+the moment it arrives, and the key is erased from the journal only after the verified write and the
+successful reconnect; --resume tells "never requested", "requested, reply lost" (naming what the cloud
+probably issued) and "finished" apart. A sec tag that already holds a client certificate is not
+overwritten without --force.
+Refused before anything is requested (exit 2): combined/csr without CONFIG_NRFPROV_TEMPLATE_NAME
+(AWS activates such certificates only in RegisterThing); offload without CONFIG_AWS_IOT_SEC_TAG;
+claim tag == provisioned tag; a CA file that is no PEM certificate, expired, or too large for one
+AT%CMNG command; a certs folder whose key does not match its certificate; sec tags out of range.
+combined over offloaded TLS is allowed but fails (exit 4, ModemTlsLimitError): its ~3.5 KB reply
+does not fit the modem's 2 KB TLS buffer; use the native backend or split."""
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -60,7 +65,14 @@ def register(sub: Any) -> None:
                    help="Fleet Provisioning payload format (default: CONFIG_NRFPROV_PAYLOAD_FORMAT, else json)")
     add_state_option(g, "the provisioning journal", "<IMEI>")
     g.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run with the journaled credentials; requests nothing new")
+                   help="continue an interrupted run with the journaled credentials; requests nothing new "
+                   "(a run already proven is reported as such)")
+    g.add_argument("--force", action="store_true",
+                   help="replace a client certificate the provisioned sec tag already holds (without it the "
+                   "run stops, exit 2); the old certificate's id is printed so it can be revoked")
+    g.add_argument("--thing", metavar="NAME",
+                   help="with --resume after an interrupted RegisterThing: the thing name it created, when "
+                   "nrfprov cannot derive it (it tries the client id and the template parameter values)")
     add_json_option(p, "no progress display; one JSON summary on stdout")
     p.set_defaults(func=_provision)
 
@@ -129,7 +141,7 @@ def _provision(args: argparse.Namespace) -> int:
             progress.step(report, later[0].value if later else None)
 
         driver = Driver(settings, modem, state_dir=state, flow=flow, payload_format=args.payload_format,
-                        resume=args.resume, progress=on_step)
+                        resume=args.resume, force=args.force, thing=args.thing, progress=on_step)
         progress.start(f"provisioning over {args.port} ({flow}, {settings.tls_backend} TLS), journal {state}")
         try:
             result = driver.run()
@@ -148,6 +160,9 @@ def _provision(args: argparse.Namespace) -> int:
             print(f"provisioned: thing {result.thing_name}, certificate {result.certificate_id[:16]}..., "
                   f"sec tag {settings.provisioned_sec_tag}, {result.seconds:.1f} s, "
                   f"{result.uart_bytes} UART bytes", flush=True)
+            if result.replaced:
+                old = result.replaced.get("certificate_id") or f"SHA-256 of its PEM {result.replaced['sha256']}"
+                print(f"replaced certificate {old}: it is still ACTIVE in AWS; revoke it", flush=True)
         return 0
     finally:
         progress.stop()

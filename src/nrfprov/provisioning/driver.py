@@ -30,6 +30,7 @@ from nrfprov.config import Settings
 from nrfprov.errors import (
     EXIT_INTERRUPTED,
     CommandError,
+    ConnectThrottled,
     LocalProtocolError,
     NrfprovError,
     ResponseTimeout,
@@ -38,7 +39,7 @@ from nrfprov.errors import (
 )
 from nrfprov.names import Backend, Flow, PayloadFormat
 from nrfprov.provisioning import machine as m
-from nrfprov.provisioning import plan
+from nrfprov.provisioning import plan, preflight
 from nrfprov.provisioning.bundle import TYPE_CA, TYPE_CERT, TYPE_KEY, normalize_pem, sha256_hex
 from nrfprov.provisioning.inputs import read_inputs
 from nrfprov.provisioning.journal import Journal, JournalRecord
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 #: MQTT CONNECT (incl. TLS handshake over a throttled UART) and per-operation timeouts.
 CONNECT_TIMEOUT = 90.0
 OPERATION_TIMEOUT = 30.0
+#: CONNECTs made before a hang-up (one CONNECT per second per client ID) is reported.
+CONNECT_ATTEMPTS = 3
 
 
 class ProvisioningModem(ModemLike, Protocol):
@@ -192,6 +195,7 @@ class Driver:
             log.warning("journal %s: %s", self.journal.dir, note)
         imei = self.modem.imei()
         tag = existing.provisioned_sec_tag if self.resume and existing else self.settings.provisioned_sec_tag
+        preflight.check_sec_tags(provisioned=tag, claim=self.settings.claim_sec_tag, backend=self.backend)
         stored = None if self.resume else self._stored_certificate(tag, existing)
         choice = plan.choose_run(self.settings, existing, self.journal.path, flow=self.flow,
                                  payload_format=self.payload_format, backend=self.backend, resume=self.resume,
@@ -429,10 +433,22 @@ class Driver:
         # The proof connection speaks MQTT 5 whatever the device uses: a 3.1.1 broker may PUBACK a
         # publish its policy drops (mosquitto does), while an MQTT 5 PUBACK carries the refusal (0x87).
         v5 = s.mqtt_v5 or eff.identity is m.Identity.PROVISIONED
-        # Keepalive, clean session and (device-mirror mode) the payload limit with its symbol.
-        session = MqttSession.from_settings(s, factory, eff.client_id, mqtt_v5=v5)
-        self._session = session
-        session.connect(CONNECT_TIMEOUT)
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            # Keepalive, clean session and (device-mirror mode) the payload limit with its symbol.
+            session = MqttSession.from_settings(s, factory, eff.client_id, mqtt_v5=v5)
+            self._session = session
+            try:
+                session.connect(CONNECT_TIMEOUT)
+                return
+            except ConnectThrottled:
+                # AWS IoT allows one CONNECT per second per client ID: a run started right after an
+                # interrupted one meets its last CONNECT. The session's spacer waits the interval
+                # before the next attempt; a device that really shares the client ID fails every time.
+                self._session = None
+                if attempt == CONNECT_ATTEMPTS:
+                    raise
+                log.info("CONNECT as %s hung up (attempt %d); trying again after the interval", eff.client_id,
+                         attempt)
 
     def _stream_factory(self, eff: m.ConnectMqtt) -> Callable[[], ByteStream]:
         from nrfprov.transport import TlsCredentials, open_stream

@@ -24,9 +24,12 @@ adopts it when it is a complete, newer record of the same run, and removes it ot
 any kill no file but the journal holds key material. Privacy: the directory is 0700 and the file
 0600 from the moment it exists (``O_CREAT`` with mode, never chmod after the fact).
 
-Failpoints (tests only): ``NRFPROV_FAILPOINT=journal:N`` kills the process with SIGKILL right after
-the N-th journal write of the run reached its final name, ``journal-tmp:N`` after the N-th temp file
-was written and before its rename (docs/reliability.md).
+Failpoints (tests only, docs/reliability.md): ``NRFPROV_FAILPOINT`` names where the process kills
+itself with SIGKILL: ``journal:N`` right after the N-th journal write of the run reached its final
+name, ``journal-tmp:N`` after the N-th temp file was written and before its rename, and
+``journal@KIND:N`` / ``journal-tmp@KIND:N`` the same for the N-th write of one kind (``begin``,
+``request``, ``reply``, ``bundle``, ``step``, ``orphan``, ``erase``, ``finish``, ``fail``; ``:N``
+defaults to 1).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import re
 import signal
 import uuid
 from collections.abc import Callable
@@ -126,6 +130,7 @@ class Journal:
         self.path = self.dir / JOURNAL_NAME
         self._fsync = fsync
         self._writes = 0
+        self._kinds: dict[str, int] = {}
         self._failpoints = _parse_failpoints(os.environ.get(FAILPOINT_ENV, ""))
         #: What ``load`` did with temp files a killed run left behind, in words (for the log).
         self.recovered: list[str] = []
@@ -207,7 +212,7 @@ class Journal:
             for cert in lost:
                 current.orphans.append({"certificate_id": cert, "reason": "issued to an earlier run whose "
                                         "journal write never completed; its key is gone", "at": _now()})
-            self._write(current, durable=True)
+            self._write(current, durable=True, kind="orphan")
         elif adopted and current is not None:
             self._sync_dir()
         return current
@@ -219,34 +224,34 @@ class Journal:
         rec.started_at = rec.started_at or _now()
         rec.run_id = rec.run_id or uuid.uuid4().hex
         rec.version = VERSION
-        self._write(rec)
+        self._write(rec, kind="begin")
         return rec
 
     def record_request(self, rec: JournalRecord, intent: dict[str, Any]) -> None:
         """The request described by ``intent`` is about to be published: durable before it is."""
         rec.requests.append({**intent, "at": _now()})
-        self._write(rec, durable=True)
+        self._write(rec, durable=True, kind="request")
 
     def save_reply(self, rec: JournalRecord, topic: str, payload: bytes) -> bool:
         """Journal a raw credential reply durably; False when it is too large or too many to keep."""
         if len(payload) > REPLY_JOURNAL_LIMIT or len(rec.replies) >= REPLIES_KEPT:
             return False
         rec.replies.append({"topic": topic, "payload": base64.b64encode(payload).decode(), "at": _now()})
-        self._write(rec, durable=True)  # the only copy of an issued key until the bundle is saved
+        self._write(rec, durable=True, kind="reply")  # the only copy of an issued key until the bundle is saved
         return True
 
     def save_bundle(self, rec: JournalRecord, bundle: CredentialBundle) -> None:
         rec.bundle = asdict(bundle)
         rec.key_erased = False
-        self._write(rec, durable=True)  # the only copy of an issued key until the modem holds it
+        self._write(rec, durable=True, kind="bundle")  # the only copy of an issued key until the modem holds it
 
     def record_step(self, rec: JournalRecord, step: str, detail: str = "") -> None:
         rec.steps.append({"step": step, "detail": detail, "at": _now()})
-        self._write(rec)
+        self._write(rec, kind="step")
 
     def add_orphan(self, rec: JournalRecord, orphan: dict[str, Any]) -> None:
         rec.orphans.append({**orphan, "at": orphan.get("at") or _now()})
-        self._write(rec, durable=True)
+        self._write(rec, durable=True, kind="orphan")
 
     def erase_key_material(self, rec: JournalRecord) -> None:
         """Drop the private key, the ownership token and the raw replies; keep what identifies the
@@ -257,12 +262,12 @@ class Journal:
         rec.replies = []
         rec.key_erased = True
         rec.proven_at = _now()
-        self._write(rec, durable=True)  # the key must not outlive its proof on the disk either
+        self._write(rec, durable=True, kind="erase")  # the key must not outlive its proof on the disk either
 
     def finish(self, rec: JournalRecord) -> None:
         rec.status = "done"
         rec.error = ""
-        self._write(rec)
+        self._write(rec, kind="finish")
 
     def fail(self, rec: JournalRecord, error: BaseException) -> None:
         """Record a failure. Issued, unproven credentials stay resumable (``in_progress``); after the
@@ -274,9 +279,9 @@ class Journal:
         rec.error = f"{type(error).__name__}: {error}"
         if isinstance(error, ReplyConflict):
             rec.conflict = list(error.certificate_ids)  # never resumable: the key may be another's too
-        self._write(rec)
+        self._write(rec, kind="fail")
 
-    def _write(self, rec: JournalRecord, *, durable: bool = False) -> None:
+    def _write(self, rec: JournalRecord, *, durable: bool = False, kind: str = "") -> None:
         """Replace the journal atomically; fsync only where a lost write could cost a credential.
 
         ``durable``: fsync the file, rename, fsync the directory, so the record is on the disk when
@@ -308,6 +313,7 @@ class Journal:
         data = json.dumps(asdict(rec), indent=1).encode()
         tmp = self.path.with_name(f".{JOURNAL_NAME}.{os.getpid()}.tmp")
         self._writes += 1
+        self._kinds[kind] = self._kinds.get(kind, 0) + 1
         try:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             # O_EXCL after a stale unlink: the key never lands in a file someone else opened.
@@ -322,6 +328,7 @@ class Journal:
             finally:
                 os.close(fd)
             self._failpoint("journal-tmp")
+            self._failpoint(f"journal-tmp@{kind}", self._kinds[kind])
             os.replace(tmp, self.path)
             if durable:
                 self._sync_dir()
@@ -333,6 +340,7 @@ class Journal:
                 hint="free space / fix permissions of the state directory; no modem write happened after this",
             ) from exc
         self._failpoint("journal")
+        self._failpoint(f"journal@{kind}", self._kinds[kind])
 
     def _sync_dir(self) -> None:
         dfd = os.open(self.dir, os.O_RDONLY)
@@ -341,10 +349,10 @@ class Journal:
         finally:
             os.close(dfd)
 
-    def _failpoint(self, name: str) -> None:
+    def _failpoint(self, name: str, count: int | None = None) -> None:
         """SIGKILL this process at a named point (``NRFPROV_FAILPOINT``, tests only): a kill exactly
         there, as a crash would, with nothing cleaned up."""
-        if self._failpoints.get(name) == self._writes:
+        if self._failpoints.get(name) == (self._writes if count is None else count):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -356,11 +364,14 @@ def _newer(rec: JournalRecord, than: JournalRecord | None) -> bool:
     return rec.started_at > than.started_at
 
 
+_FAILPOINT_RE = re.compile(r"(journal(?:-tmp)?(?:@[a-z]+)?)(?::(\d+))?")
+
+
 def _parse_failpoints(text: str) -> dict[str, int]:
-    """``"journal:3,journal-tmp:5"`` → ``{"journal": 3, "journal-tmp": 5}``; anything else is ignored."""
+    """``"journal:3,journal@reply"`` → ``{"journal": 3, "journal@reply": 1}``; anything else is ignored."""
     points: dict[str, int] = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
-        name, _, count = item.partition(":")
-        if name in ("journal", "journal-tmp") and count.isdigit():
-            points[name] = int(count)
+        m = _FAILPOINT_RE.fullmatch(item)
+        if m is not None and (m.group(2) or "@" in m.group(1)):
+            points[m.group(1)] = int(m.group(2) or 1)
     return points

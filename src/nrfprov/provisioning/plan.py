@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from nrfprov.config import Settings
-from nrfprov.errors import AlreadyProvisioned, JournalError, UsageError
+from nrfprov.errors import AlreadyProvisioned, JournalError, NrfprovError, UsageError
 from nrfprov.names import BACKENDS, FLEET_FLOWS, FLOWS, FORMATS, Backend, Flow, PayloadFormat
 from nrfprov.provisioning import flows, preflight
 from nrfprov.provisioning import machine as m
@@ -54,6 +54,7 @@ def check_combination(settings: Settings, flow: str, backend: str, *, claim_tag_
             hint="set CONFIG_AWS_IOT_SEC_TAG (Nordic's aws_iot_provisioning sample uses 43) and load the claim "
             "credentials there (nrfprov creds write)",
         )
+    preflight.check_sec_tags(provisioned=settings.provisioned_sec_tag, claim=settings.claim_sec_tag, backend=backend)
     if settings.claim_sec_tag is not None and settings.claim_sec_tag == settings.provisioned_sec_tag:
         raise UsageError(
             f"claim and provisioned sec tag are both {settings.provisioned_sec_tag}: the write would "
@@ -69,6 +70,8 @@ def check_inputs(settings: Settings, inputs: LocalInputs, *, flow: Flow, backend
     preflight.check_expected_sizes(sec_tag=sec_tag, with_key=flow != "csr")
     if backend in ("native", "host"):
         preflight.check_claim_folder(inputs, now=now)
+    if flow in FLEET_FLOWS:
+        preflight.check_placeholders(settings.parameters())
     preflight.check_names(flow=flow, client_id=client_id, template=settings.template_name, parameters=parameters)
 
 
@@ -141,12 +144,13 @@ def _choose_resume(existing: JournalRecord | None, journal_path: Path, backend: 
     if pending is not None:
         doubt = not pending.thing_name and any(r.get("operation") == "register" for r in existing.requests)
         return replace(base, resume=pending, register_in_doubt=doubt)
-    if existing.replies:
+    if _usable_replies(existing):
         return replace(base, replies=tuple(existing.raw_replies()), csr_public_key=_csr_key(existing))
     if existing.requests:
         lost = [_orphan_of(r) for r in existing.requests if r.get("operation") != "register"]
+        got = "only part of its reply was" if existing.replies else "its reply was never"
         raise UsageError(
-            "nothing to resume: the request was sent but its reply was never journaled. "
+            f"nothing to resume: the request was sent but {got} journaled. "
             + " ".join(_describe_orphan(o) for o in lost),
             hint="run without --resume to request new credentials (nrfprov keeps this note in the journal)")
     raise UsageError(f"nothing to resume in {journal_path}: the last run stopped before it requested anything",
@@ -158,7 +162,7 @@ def _choose_fresh(settings: Settings, existing: JournalRecord | None, journal_pa
                   force: bool) -> RunChoice:
     orphans: list[dict[str, Any]] = list(existing.orphans) if existing else []
     notices: list[str] = []
-    if existing is not None and not existing.proven and (existing.pending_bundle() or existing.replies):
+    if existing is not None and not existing.proven and (existing.pending_bundle() or _usable_replies(existing)):
         raise UsageError(
             f"{journal_path} holds credentials issued at {existing.started_at or '?'} that were never proven on "
             "this modem",
@@ -204,6 +208,20 @@ def _identify(stored: StoredCertificate, existing: JournalRecord | None) -> tupl
         except ValueError:
             return "", ""
     return "", ""
+
+
+def _usable_replies(rec: JournalRecord) -> bool:
+    """Do the journaled raw replies make a bundle? A Fleet Provisioning reply is one message; the split
+    flow's is two, and a crash between them leaves half a pair that nothing can complete."""
+    if not rec.replies or rec.bundle is not None:
+        return False
+    if rec.flow != "split":
+        return True
+    collector = flows.SplitCollector(rec.client_id)
+    try:
+        return any(collector.feed(topic, payload) is not None for topic, payload in rec.raw_replies())
+    except NrfprovError:
+        return False
 
 
 def _orphan_of(request: dict[str, Any]) -> dict[str, Any]:
