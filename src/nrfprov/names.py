@@ -34,3 +34,8 @@ DIALECTS: Final[tuple[Dialect, ...]] = get_args(Dialect)
 #: What configuration may ask for: a dialect, or ``auto`` (probe the modem).
 DialectChoice = Literal["auto", "sm", "slm"]
 DIALECT_CHOICES: Final[tuple[DialectChoice, ...]] = get_args(DialectChoice)
+
+#: Radio profiles of the simulated nRF91 (``nrfprov sim --network``, ``nrfprov demo --network``): no
+#: delay, or typical LTE-M / NB-IoT round-trip times and rates (figures and sources in sim/network.py).
+NetworkName = Literal["ideal", "lte-m", "nb-iot"]
+NETWORKS: Final[tuple[NetworkName, ...]] = get_args(NetworkName)

@@ -1,4 +1,4 @@
-"""``nrfprov cloud up|revoke|list``: run the local AWS IoT stand-in and manage its certificates."""
+"""``nrfprov cloud up|revoke|reprovision|list``: run the local AWS IoT stand-in and manage its certificates."""
 
 from __future__ import annotations
 
@@ -66,8 +66,27 @@ def register(sub: Any) -> None:
                      help="requests allowed at once before the rate applies")
     aws.add_argument("--token-lifetime", type=_float_range(1, 1e9), default=3600.0, metavar="SECONDS",
                      help="certificate ownership token lifetime (AWS: one hour)")
+    issuing = up.add_argument_group("the issuing side (the handler nrfprov aws deploy deploys; same options)")
+    issuing.add_argument("--allow", action="append", default=[], metavar="ID",
+                         help="only these device ids (exact, or prefix*) may be provisioned; repeatable")
+    issuing.add_argument("--reserve", action="append", default=[], metavar="ID",
+                         help="device ids never provisioned (case-insensitive); repeatable")
+    issuing.add_argument("--no-hook", action="store_true",
+                         help="Fleet Provisioning without the pre-provisioning hook")
     add_json_option(up, "print the endpoint and files as one JSON line")
     up.set_defaults(func=_up)
+
+    rp = csub.add_parser(
+        "reprovision", help="allow one more certificate for a thing that already has one",
+        description="Record an operator's permission on THING, as `nrfprov aws reprovision` does on AWS: the "
+        "next request for it gets a new certificate and the old ones are deactivated (CRL). Works whether "
+        "or not the stand-in of --state is running.",
+    )
+    rp.add_argument("thing", metavar="THING", help="thing name (= device id)")
+    rp.add_argument("--hours", type=_float_range(0.001, 720), default=24.0,
+                    help="the permission expires after this (default 24)")
+    _state_arg(rp)
+    rp.set_defaults(func=_reprovision)
 
     rv = csub.add_parser(
         "revoke", help="revoke a certificate (CRL) and reload a running broker",
@@ -117,7 +136,8 @@ def stand_in_options(args: argparse.Namespace) -> dict[str, Any]:
         "split_duplicates": args.split_duplicates, "server_chain": args.server_chain,
         "server_chain_min_bytes": args.server_chain_min_bytes, "connect_interval": args.connect_interval,
         "request_rate": args.request_rate, "request_burst": args.request_burst,
-        "token_lifetime": args.token_lifetime,
+        "token_lifetime": args.token_lifetime, "allowed_device_ids": tuple(args.allow),
+        "reserved_device_ids": tuple(args.reserve), "pre_provisioning_hook": not args.no_hook,
     }
 
 
@@ -136,7 +156,7 @@ local AWS IoT stand-in running
   claim cert {cloud.claim_cert_path}
   claim key  {cloud.claim_key_path}   (0600)
   endpoint   {cloud.endpoint_path}
-  templates  {d}/templates/   (default "nrfprov": parameter SerialNumber = thing name)
+  templates  {d}/templates/   ("nrfprov" is the deployed one, aws/fleet_template.json: SerialNumber = thing)
   broker log {d}/mosquitto.log
 
 CreateKeysAndCertificate from another terminal:
@@ -156,7 +176,8 @@ def on_message(c, u, msg):
     if len(got) == 2: c.disconnect()
 c.on_message = on_message; c.connect('{cloud.host}', {port}); c.loop_forever()"
 
-Ctrl-C stops the broker. Revoke: nrfprov cloud revoke CERT_ID --state {d}"""
+Ctrl-C stops the broker. Revoke: nrfprov cloud revoke CERT_ID --state {d}
+A device id gets one certificate; another one for it: nrfprov cloud reprovision THING --state {d}"""
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -198,6 +219,17 @@ def _revoke(args: argparse.Namespace) -> int:
     signalled = revoke_in_state(state_dir(args, "cloud"), args.certificate_id)
     where = "running broker reloaded" if signalled else "no running broker; applies at next start"
     print(f"revoked {args.certificate_id} ({where})")
+    return 0
+
+
+def _reprovision(args: argparse.Namespace) -> int:
+    import time
+
+    from nrfprov.cloud.local import reprovision_in_state
+
+    expires = reprovision_in_state(state_dir(args, "cloud"), args.thing, hours=args.hours)
+    until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires))
+    print(f"thing {args.thing} may get one new certificate until {until}")
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from nrfprov.cli.options import add_json_option, add_old_spelling, print_json
 from nrfprov.errors import ModemTlsLimitError, NrfprovError
-from nrfprov.names import BACKENDS, DIALECTS, FLOWS, FORMATS, Backend, Dialect, Flow
+from nrfprov.names import BACKENDS, DIALECTS, FLOWS, FORMATS, NETWORKS, Backend, Dialect, Flow
 
 DEMO_EPILOG = """\
 Starts a local AWS IoT stand-in (mosquitto + provisioning responder) and one simulated nRF91 per
@@ -122,7 +122,7 @@ def write_claim_tag(modem: Any, cloud: Any, sec_tag: int = CLAIM_SEC_TAG) -> Non
         modem.write_credential(sec_tag, cred_type, Path(path).read_text())
 
 
-def run_one(cloud: Any, certs: Path, work: Path, combo: Combo, *, baud: int) -> Row:
+def run_one(cloud: Any, certs: Path, work: Path, combo: Combo, *, baud: int, network: str = "ideal") -> Row:
     from nrfprov.modem import Modem
     from nrfprov.provisioning.driver import Driver
     from nrfprov.sim import SimulatedModem
@@ -131,7 +131,8 @@ def run_one(cloud: Any, certs: Path, work: Path, combo: Combo, *, baud: int) -> 
     settings = _settings(cloud, certs, combo)
     sim_dir = work / combo.client_id
     terminator = SLM_TERMINATOR if combo.dialect == "slm" else "+++"
-    with SimulatedModem(sim_dir / "modem", dialect=combo.dialect, baud=baud, terminator=terminator) as sim:
+    with SimulatedModem(sim_dir / "modem", dialect=combo.dialect, baud=baud, terminator=terminator,
+                        network=network) as sim:
         modem = Modem.open(sim.port_url, baud=baud or 115200, dialect=combo.dialect, slm_terminator=terminator)
         try:
             if combo.backend == "offload":
@@ -157,7 +158,8 @@ def run_one(cloud: Any, certs: Path, work: Path, combo: Combo, *, baud: int) -> 
     return row
 
 
-def run_demo(*, baud: int = 115200, only: str | None = None, progress: TextIO | None = None) -> list[Row]:
+def run_demo(*, baud: int = 115200, only: str | None = None, network: str = "ideal",
+             progress: TextIO | None = None) -> list[Row]:
     from nrfprov.cloud import LocalAwsIot
 
     rows: list[Row] = []
@@ -166,7 +168,7 @@ def run_demo(*, baud: int = 115200, only: str | None = None, progress: TextIO | 
         # Nordic's aws_iot_provisioning sample's certs/ layout, with the claim identity
         certs = cloud.write_certs_folder(work / "certs")
         for combo in combinations(only):
-            row = run_one(cloud, certs, work, combo, baud=baud)
+            row = run_one(cloud, certs, work, combo, baud=baud, network=network)
             rows.append(row)
             if progress is not None:
                 mark = "ok" if row.as_expected else "UNEXPECTED"
@@ -174,11 +176,13 @@ def run_demo(*, baud: int = 115200, only: str | None = None, progress: TextIO | 
     return rows
 
 
-def print_table(rows: list[Row], *, baud: int) -> None:
+def print_table(rows: list[Row], *, baud: int, network: str = "ideal") -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"nrfprov demo: local AWS IoT stand-in + simulated nRF91 (UART {baud or 'unthrottled'} baud)")
+    radio = "" if network == "ideal" else f", {network} network"
+    table = Table(title=f"nrfprov demo: local AWS IoT stand-in + simulated nRF91 (UART {baud or 'unthrottled'} baud"
+                  f"{radio})")
     for name, justify in (("flow", "left"), ("format", "left"), ("backend", "left"), ("dialect", "left"),
                           ("ok", "center"), ("seconds", "right"), ("UART bytes", "right"),
                           ("bytes on the air", "right"), ("note", "left")):
@@ -210,14 +214,19 @@ def register(sub: Any) -> None:
     d.add_argument("--baud", type=int, default=115200,
                    help="simulated UART baud (default 115200, the nRF91 default; 0 = unthrottled)")
     d.add_argument("--flow", choices=FLOWS, help="one flow only (default: every flow)")
+    d.add_argument("--network", choices=NETWORKS, default="ideal",
+                   help="radio profile of the simulated modems (delay and rate on their sockets, attach "
+                   "time): ideal (default), lte-m or nb-iot; the host backend's rows do not use the modem's "
+                   "network")
     add_old_spelling(d, "--only", "flow", choices=FLOWS)
     d.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    rows = run_demo(baud=args.baud, only=args.flow, progress=None if args.json else sys.stderr)
+    rows = run_demo(baud=args.baud, only=args.flow, network=args.network,
+                    progress=None if args.json else sys.stderr)
     if args.json:
         print_json([r.public() for r in rows])
     else:
-        print_table(rows, baud=args.baud)
+        print_table(rows, baud=args.baud, network=args.network)
     return 0 if all(r.as_expected for r in rows) else 1

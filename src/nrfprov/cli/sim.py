@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nrfprov.cli.options import add_state_option, state_dir
-from nrfprov.names import DIALECTS
+from nrfprov.names import DIALECTS, NETWORKS
 
 DESCRIPTION = """\
 Serve a simulated nRF91 (modem firmware + Serial Modem or legacy SLM socket commands) on a
@@ -62,7 +62,7 @@ def register(sub: Any) -> None:
     p.add_argument("--link", type=Path, default=None, help="also make a symlink to the pty here ({n}: modem number)")
     p.add_argument(
         "--network",
-        choices=["ideal", "lte-m", "nb-iot"],
+        choices=NETWORKS,
         default="ideal",
         help="radio between modem and internet: delay and rate on every socket (TCP and modem TLS) and "
         "the attach time after CFUN=1; ideal (default) = none. lte-m: RTT 150 ms, up 375 / down 300 "

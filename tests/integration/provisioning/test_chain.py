@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from provrig import CLAIM_TAG, TAG, Rig
 
 from nrfprov.cli.demo import write_claim_tag
-from nrfprov.errors import CredentialError, DeviceLimitError, ModemTlsLimitError, UsageError
+from nrfprov.errors import CredentialError, DeviceLimitError, ModemTlsHandshakeError, ModemTlsLimitError, UsageError
 from nrfprov.provisioning.bundle import normalize_pem
 from nrfprov.provisioning.driver import Driver, StepReport
 
@@ -107,6 +107,25 @@ def test_chain_against_the_aws_shaped_rsa_server_chain(
     [cert] = rig.cloud.certificates()
     assert cert.certificate_id == result.certificate_id and cert.status == "ACTIVE"
     assert normalize_pem(rig.sim.stored(TAG)[0]) == normalize_pem(rig.cloud.ca_path.read_text())  # both roots
+
+
+# A server chain over the modem's 4 KB limit (modem release notes, as quoted by Nordic on DevZone, thread
+# 114031) breaks the modem's own handshake: provisioning over offloaded TLS fails with the typed error
+# before anything is requested; the native bridge (host Mbed TLS) is not bound by it.
+@pytest.mark.parametrize("local_aws", [{"server_chain": "rsa", "server_chain_min_bytes": 5 * 1024}], indirect=True,
+                         ids=["5kb-chain"])
+def test_a_server_chain_over_4_kb_fails_offload_naming_the_limit(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory("sm")
+    assert rig.cloud.server_chain is not None and rig.cloud.server_chain.certificate_message_bytes > 5000
+    settings = rig.settings(backend="offload", flow="split", client_id="big-chain-offload")
+    with pytest.raises(ModemTlsHandshakeError) as info:
+        Driver(settings, rig.modem, state_dir=rig.state).run()
+    assert "4 KB" in str(info.value) and info.value.exit_code == 4
+    assert rig.cloud.certificates() == [] and rig.sim.stored(TAG) == {}
+    native = rig_factory("sm", claim_tag=False)
+    result = Driver(rig.settings(backend="native", flow="split", client_id="big-chain-native"), native.modem,
+                    state_dir=native.state).run()
+    assert result.ok
 
 
 @pytest.mark.parametrize("dialect", ["sm", "slm"])

@@ -14,6 +14,7 @@ import time
 import pytest
 from sim_peers import tls_server_context
 
+from nrfprov.names import NETWORKS
 from nrfprov.sim.network import PROFILES, NetworkProfile
 
 pytestmark = pytest.mark.integration
@@ -32,6 +33,7 @@ def _online(p, sim) -> float:
 
 def test_profiles_have_cited_defaults() -> None:
     assert PROFILES["ideal"].ideal
+    assert tuple(PROFILES) == NETWORKS  # the CLI choices (sim, demo) and the simulator agree
     lte, nb = PROFILES["lte-m"], PROFILES["nb-iot"]
     assert nb.rtt_s > lte.rtt_s > 0 and nb.attach_s > lte.attach_s > 0
     assert lte.up_bps > nb.up_bps > 0 and lte.down_bps > nb.down_bps > 0
