@@ -106,7 +106,7 @@ class CaseResult:
     killed: bool
     audit: Audit
     key_windows: list[float]
-    journal_seq: int = 0
+    operator_steps: int = 0
 
 
 def run_case(lab: Lab, sc: Scenario, point: str, arm: Arm) -> CaseResult:
@@ -132,12 +132,12 @@ def run_case(lab: Lab, sc: Scenario, point: str, arm: Arm) -> CaseResult:
         holder.pop("proc", None)
     killed = first.returncode == -9
     if first.returncode != 0:
-        finish_as_user(dev)
+        finish_as_user(dev, operator=lambda thing: lab.cloud.allow_reprovision(thing))
     keys, tokens = lab.cloud.secrets()
     result = audit(dev, lab.cloud, before, keys, tokens)
     windows = [float(o.summary["key_window_ms"]) for o in dev.runs
                if o.summary.get("key_window_ms") is not None]
-    return CaseResult(sc, point, killed, result, windows)
+    return CaseResult(sc, point, killed, result, windows, dev.operator_steps)
 
 
 def clean_run(lab: Lab, sc: Scenario) -> tuple[int, float, list[float]]:
@@ -197,6 +197,10 @@ class Tally:
              "goal": "0", "detail": "; ".join(f"{c.point}: {c.audit.key_leaks}" for c in leaks[:4]) or "-"},
             {"figure": f"tracebacks or hangs ({self.label})", "value": str(crashes), "goal": "0",
              "detail": f"other problems: {names(problems)}"},
+            {"figure": f"reruns that needed an operator's permission ({self.label})",
+             "value": f"{sum(c.operator_steps > 0 for c in self.cases)} of {n}", "goal": "only after a lost reply",
+             "detail": "nrfprov aws reprovision THING, as nrfprov's message says: the deployed handler issues one "
+             "active certificate per thing"},
         ]
         windows: dict[str, list[float]] = {k: list(v) for k, v in self.extra_windows.items()}
         for c in self.cases:

@@ -323,6 +323,9 @@ class ProvisioningMachine:
             except CloudRejected as exc:
                 if self.plan.register_in_doubt and exc.error_code == "InvalidCertificateOwnershipToken":
                     raise self._thing_unknown(exc) from exc
+                exc.hint = ("the issued credentials stay in the journal: fix the cause (a thing that already has an "
+                            "active certificate needs an operator's permission for another, e.g. `nrfprov aws "
+                            "reprovision THING`), then finish with --resume; no new certificate is requested")
                 raise
             if reg is not None:
                 assert self.bundle is not None

@@ -182,8 +182,9 @@ def _choose_fresh(settings: Settings, existing: JournalRecord | None, journal_pa
             raise AlreadyProvisioned(
                 where + (" that this journal shows as proven" if thing else ""),
                 sec_tag=tag, certificate_id=cert_id, thing_name=thing,
-                hint="this modem is provisioned already; to replace its identity run again with --force (the old "
-                "certificate then stays ACTIVE in AWS: revoke it)")
+                hint="this modem is provisioned already; to replace its identity run again with --force, after "
+                "allowing the thing another certificate where the cloud requires it (nrfprov's deployed handler "
+                f"does: `nrfprov aws reprovision {thing or 'THING'}`); the old certificate is printed to revoke")
         replaced = {"certificate_id": cert_id, "sha256": stored.sha256, "thing_name": thing}
         notices.append(f"--force: replacing the certificate in sec tag {tag}: "
                        + (f"{cert_id}; revoke it: aws iot update-certificate --certificate-id {cert_id} "
@@ -244,7 +245,9 @@ def _describe_orphan(o: dict[str, Any]) -> str:
         thing = o.get("thing_name", "?")
         return (f"The split request at {at} probably issued an ACTIVE certificate for thing {thing} whose key is "
                 f"lost: list it with `aws iot list-thing-principals --thing-name {thing}` and revoke it with "
-                "`aws iot update-certificate --certificate-id ID --new-status REVOKED`.")
+                "`aws iot update-certificate --certificate-id ID --new-status REVOKED`. While it is active, "
+                "nrfprov's deployed handler refuses another certificate for that thing until an operator allows "
+                f"one: `nrfprov aws reprovision {thing}`.")
     return (f"The {o.get('operation')} request at {at} probably issued a PENDING_ACTIVATION certificate created at "
             "about that time; nothing can activate it without its ownership token, which lapses an hour after "
             "issue; list it with `aws iot list-certificates --query \"certificates[?status=='PENDING_ACTIVATION']\"` "

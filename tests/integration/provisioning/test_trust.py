@@ -151,8 +151,12 @@ def test_requested_reply_lost_is_named_and_a_plain_run_finishes(lab: Lab) -> Non
     assert f"probably issued an ACTIVE certificate for thing {client_id}" in resumed.stderr
     assert f"aws iot list-thing-principals --thing-name {client_id}" in resumed.stderr
     assert "run without --resume" in resumed.stderr
-    final = finish_as_user(dev)
+    # The deployed handler issues one active certificate per thing: the rerun is refused until an
+    # operator allows another, as the messages say; then it finishes.
+    assert f"nrfprov aws reprovision {client_id}" in resumed.stderr
+    final = finish_as_user(dev, operator=lambda thing: lab.cloud.allow_reprovision(thing))
     assert final.returncode == 0 and final.summary["orphans"][0]["thing_name"] == client_id
+    assert dev.operator_steps == 1
     keys, tokens = lab.cloud.secrets()
     a = audit(dev, lab.cloud, before, keys, tokens)
     assert a.ok and len(a.key_nowhere) == 1, a  # the lost one, named
@@ -177,6 +181,8 @@ def test_a_rerun_on_a_provisioned_modem_stops_and_force_replaces_naming_the_old(
     assert orphaned.returncode == 2 and old_id in orphaned.stderr
     (dev.state / "moved-away.json").unlink()
 
+    assert f"nrfprov aws reprovision {thing}" in again.stderr
+    lab.cloud.allow_reprovision(thing)  # the operator's permission the deployed handler requires
     forced = dev.run("--force")
     assert forced.returncode == 0, forced.stderr
     assert forced.summary["replaced"]["certificate_id"] == old_id and old_id in forced.stderr
