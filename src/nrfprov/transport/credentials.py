@@ -116,6 +116,8 @@ class TlsCredentials:
     def from_files(cls, ca_file: str | Path, cert_file: str | Path | None = None,
                    key_file: str | Path | None = None) -> TlsCredentials:
         ca = _read_pem(Path(ca_file))
+        if not split_certificates(ca):  # name the file: the folder alone does not say which one is empty
+            raise ConfigError("the CA file holds no PEM certificate", path=str(ca_file))
         cert = _read_pem(Path(cert_file)) if cert_file is not None else None
         key = _read_pem(Path(key_file), secret=True) if key_file is not None else None
         source = str(Path(cert_file).parent if cert_file is not None else Path(ca_file).parent)

@@ -234,3 +234,12 @@ def test_max_fragment_length_is_reported_as_ignored_not_parsed_into_a_setting() 
     s = load_settings(overrides=["CONFIG_NET_SOCKETS_TLS_SET_MAX_FRAGMENT_LENGTH=y"])
     assert "max_fragment_length" not in s.public_dict()
     assert s.ignored == ("--set: CONFIG_NET_SOCKETS_TLS_SET_MAX_FRAGMENT_LENGTH=y",)
+
+
+def test_the_default_client_id_is_per_device_and_imei_expands() -> None:
+    s = load_settings()
+    assert s.client_id == "nrf-{imei}" and s.device_client_id("356938035643809") == "nrf-356938035643809"
+    named = load_settings(overrides=["CONFIG_AWS_IOT_CLIENT_ID_STATIC=lab-{imei}"])
+    assert named.device_client_id("356938035643809") == "lab-356938035643809"
+    fixed = load_settings(overrides=["CONFIG_AWS_IOT_CLIENT_ID_STATIC=my-thing"])
+    assert fixed.device_client_id("356938035643809") == "my-thing"  # named: the user's choice, unchanged

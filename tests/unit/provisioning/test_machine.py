@@ -14,7 +14,14 @@ import cbor2
 import pytest
 from provpki import NOW, Pki
 
-from nrfprov.errors import CloudRejected, CredentialBundleError, CredentialVerifyError, ResponseTimeout
+from nrfprov.errors import (
+    CloudRejected,
+    CredentialBundleError,
+    CredentialVerifyError,
+    ReplyConflict,
+    ResponseTimeout,
+    ThingNameUnknown,
+)
 from nrfprov.provisioning import machine as m
 from nrfprov.provisioning.bundle import TYPE_CA, TYPE_CERT, TYPE_KEY, CredentialBundle, sha256_hex
 
@@ -406,3 +413,180 @@ def test_table_refuses_a_shortcut() -> None:
     with pytest.raises(m.ProvisioningStateError):
         m.check_plan([m.State.IDLE, m.State.WRITE_CREDENTIALS])
     assert all(state in m._TRANSITIONS for state in m.State)
+
+
+# --- replies that are not this run's ----------------------------------------------------------------
+
+
+def _combined_with(pki: Pki, extra_after_reply: Callable[[], list[tuple[str, bytes]]]) -> Reply:
+    base = _combined_cloud(pki, "json")
+
+    def reply(eff: m.Effect) -> list[tuple[str, bytes]]:
+        out = base(eff)
+        assert isinstance(eff, m.Publish)
+        if eff.topic == "$aws/certificates/create/json":
+            out = out + extra_after_reply()
+        return out
+    return reply
+
+
+def test_a_second_different_accepted_reply_is_a_conflict_before_anything_is_written(pki: Pki) -> None:
+    def another() -> list[tuple[str, bytes]]:
+        cert, key = pki.issue()
+        return [("$aws/certificates/create/json/accepted", json.dumps({
+            "certificateId": "99" * 32, "certificatePem": cert, "privateKey": key,
+            "certificateOwnershipToken": "tok-2"}).encode())]
+
+    peer = Peer(_combined_with(pki, another))
+    machine = m.ProvisioningMachine(plan(pki, flow="combined", template="nrfprov"))
+    with pytest.raises(ReplyConflict) as info:
+        run(machine, peer)
+    assert info.value.certificate_ids == ("ab" * 32, "99" * 32)
+    names = kinds(peer.log)
+    assert "SaveBundle" in names  # the first is journaled and kept ...
+    assert not any(isinstance(e, m.WriteCredential | m.SetFunctionalMode) and getattr(e, "mode", 4) == 4
+                   for e in peer.log[names.index("SaveBundle"):])  # ... and nothing reaches the modem
+
+
+def test_a_repeated_delivery_of_the_same_reply_is_harmless(pki: Pki) -> None:
+    sent: list[tuple[str, bytes]] = []
+    base = _combined_cloud(pki, "json")
+
+    def cloud(eff: m.Effect) -> list[tuple[str, bytes]]:
+        out = base(eff)
+        assert isinstance(eff, m.Publish)
+        if eff.topic == "$aws/certificates/create/json":
+            sent.extend(out)
+            return out + out  # QoS 1 redelivery: the very same message twice
+        return out
+
+    peer = Peer(cloud)
+    machine = m.ProvisioningMachine(plan(pki, flow="combined", template="nrfprov"))
+    run(machine, peer)
+    assert machine.state is m.State.DONE
+    assert any(isinstance(e, m.MessageIgnored) and "repeated" in e.reason for e in peer.log)
+    assert sum(isinstance(e, m.SaveReply) for e in peer.log) == 1
+
+
+def test_a_retained_message_is_not_a_reply(pki: Pki) -> None:
+    machine = m.ProvisioningMachine(plan(pki))
+    peer = Peer(split_cloud(pki))
+    stale_cert, stale_key = pki.issue("dev-1")
+    machine.receive_event(m.Started(NOW), 0)
+    while not isinstance(eff := machine.next_effect(), m.Publish):
+        assert eff is not None
+        ev = peer.answer(eff)
+        if ev is not None:
+            machine.receive_event(ev, 0)
+    assert eff.discard_queued == ("certificate/dev-1/create/accepted/+", "certificate/dev-1/create/rejected")
+    peer.answer(eff)
+    machine.receive_event(m.Published(), 0)
+    for topic, payload in (("certificate/dev-1/create/accepted/key", stale_key.encode()),
+                           ("certificate/dev-1/create/accepted/cert", stale_cert.encode())):
+        machine.receive_event(m.MessageReceived(topic, payload, NOW, retained=True), 0)
+    pending = []
+    while (e := machine.next_effect()) is not None:
+        pending.append(e)
+    ignored = [e for e in pending if isinstance(e, m.MessageIgnored)]
+    assert len(ignored) == 2 and not any(isinstance(e, m.SaveReply) for e in pending) and machine.state is m.State.AWAIT_CREDENTIALS
+    run_rest(machine, peer)
+    assert machine.bundle is not None and machine.bundle.private_key_pem != stale_key.strip() + "\n"
+
+
+def run_rest(machine: m.ProvisioningMachine, peer: Peer) -> None:
+    while True:
+        eff = machine.next_effect()
+        if eff is not None:
+            ev = peer.answer(eff)
+            if ev is not None:
+                machine.receive_event(ev, peer.now)
+            continue
+        if machine.finished:
+            return
+        topic, payload = peer.inbox.pop(0)
+        machine.receive_event(m.MessageReceived(topic, payload, NOW), peer.now)
+
+
+def test_every_request_is_journaled_as_an_intent_before_it_is_published(pki: Pki) -> None:
+    peer = Peer(_combined_cloud(pki, "json"))
+    run(m.ProvisioningMachine(plan(pki, flow="combined", template="nrfprov", parameters={"SerialNumber": "7"})),
+        peer)
+    intents = [(i, e) for i, e in enumerate(peer.log) if isinstance(e, m.SaveIntent)]
+    assert [e.intent.operation for _, e in intents] == ["create", "register"]
+    for i, e in intents:
+        follower = peer.log[i + 1]
+        assert isinstance(follower, m.Publish) and follower.topic == e.intent.topic
+    assert intents[1][1].intent.parameters == (("SerialNumber", "7"),)
+    assert "tok-1" not in repr(peer.log)  # the token is in no effect's repr (a -vv dump)
+
+
+# --- RegisterThing in doubt -------------------------------------------------------------------------
+
+
+class ProbePeer(Peer):
+    """A peer whose cloud knows whether the certificate is active and under which thing."""
+
+    def __init__(self, on_publish: Reply, *, active_thing: str | None) -> None:
+        super().__init__(on_publish)
+        self.active_thing = active_thing
+        self.probed: list[str] = []
+
+    def answer(self, eff: m.Effect) -> m.Event | None:
+        if isinstance(eff, m.ConnectMqtt) and eff.probe:
+            self.log.append(eff)
+            self.probed.append(eff.client_id)
+            if self.active_thing is None:
+                return m.ProbeFailed("connect", "TLS handshake refused: certificate not active")
+            return m.Connected()
+        if isinstance(eff, m.Publish) and eff.probe:
+            self.log.append(eff)
+            ok = self.active_thing is not None and eff.topic == f"$aws/things/{self.active_thing}/shadow/update"
+            return m.Published() if ok else m.ProbeFailed("publish", "PUBACK 0x87 not authorized")
+        return super().answer(eff)
+
+
+def _doubt_plan(pki: Pki, **kw: object) -> m.Plan:
+    return plan(pki, flow="combined", template="nrfprov", resume=_issued_bundle(pki), register_in_doubt=True,
+                thing_candidates=("dev-1", "SN-42"), **kw)
+
+
+def test_doubt_settled_by_the_new_identity_when_registration_happened(pki: Pki) -> None:
+    seen: list[dict[str, object]] = []
+    peer = ProbePeer(_combined_cloud(pki, "json", seen=seen), active_thing="SN-42")
+    machine = m.ProvisioningMachine(_doubt_plan(pki))
+    run(machine, peer, resume=True)
+    assert machine.state is m.State.DONE and machine.reconnect_client_id == "SN-42"
+    assert peer.probed == ["dev-1", "SN-42"] and seen == []  # proven without asking the cloud again
+    names = kinds(peer.log)
+    assert names.index("WriteCredential") < names.index("EraseKeyMaterial")
+    saves = [e.bundle.thing_name for e in peer.log if isinstance(e, m.SaveBundle)]
+    assert saves == ["SN-42"]
+
+
+def test_doubt_settled_by_registering_when_the_certificate_is_not_active(pki: Pki) -> None:
+    seen: list[dict[str, object]] = []
+    peer = ProbePeer(_combined_cloud(pki, "json", seen=seen), active_thing=None)
+    machine = m.ProvisioningMachine(_doubt_plan(pki))
+    run(machine, peer, resume=True)
+    assert machine.state is m.State.DONE and machine.reconnect_client_id == "SN-42"
+    assert [s["topic"] for s in seen] == ["$aws/provisioning-templates/nrfprov/provision/json"]
+    writes = [e for e in peer.log if isinstance(e, m.WriteCredential)]
+    assert len(writes) == 3  # written once, before the probe; the registration reuses them
+
+
+def test_doubt_with_an_active_certificate_under_an_unknown_thing_is_a_typed_error(pki: Pki) -> None:
+    peer = ProbePeer(_combined_cloud(pki, "json"), active_thing="Prefix-SN-42")
+    machine = m.ProvisioningMachine(_doubt_plan(pki))
+    with pytest.raises(ThingNameUnknown) as info:
+        run(machine, peer, resume=True)
+    assert info.value.tried == ("dev-1", "SN-42") and "list-principal-things" in str(info.value)
+    assert "--thing" in str(info.value)
+    assert not any(isinstance(e, m.EraseKeyMaterial) for e in peer.log)
+
+
+def test_response_timeout_says_what_is_true(pki: Pki) -> None:
+    with pytest.raises(ResponseTimeout) as info:
+        run(m.ProvisioningMachine(plan(pki, response_timeout=5)), Peer(lambda eff: []))
+    text = str(info.value)
+    assert "repeated safely" not in text
+    assert "may have issued an ACTIVE certificate for thing dev-1" in text and "--resume" in text

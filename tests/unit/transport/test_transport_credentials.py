@@ -91,3 +91,12 @@ def test_packaged_cas_are_amazon_root_ca_1_and_3(tmp_path: Path) -> None:
     both = (PACKAGE_CAS / "AmazonRootCA1.pem").read_text() + (PACKAGE_CAS / "AmazonRootCA3.pem").read_text()
     (tmp_path / "ca-cert.pem").write_text(both)  # Nordic's aws_iot_provisioning sample's certs-folder layout, CA 1 + 3
     assert len(TlsCredentials.from_folder(tmp_path).trust_store()) == 2
+
+
+def test_an_empty_ca_file_is_named_not_its_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    (folder / "ca-cert.pem").write_text("")
+    with pytest.raises(ConfigError) as info:
+        TlsCredentials.from_folder(folder)
+    assert str(folder / "ca-cert.pem") in str(info.value) and "holds no PEM certificate" in str(info.value)
