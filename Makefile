@@ -8,7 +8,7 @@ STAMP := $(VENV)/.nrfprov-installed
 # Re-install when packaging or C sources change: editable installs rebuild the .so only on install.
 INSTALL_DEPS := pyproject.toml $(wildcard setup.py native/build_ffi.py native/include/*.h native/src/*.c)
 
-.PHONY: setup test lint bench demo sanitize fuzz mosquitto plugin clean
+.PHONY: setup test lint bench demo reliability sanitize fuzz mosquitto plugin clean
 
 setup: $(STAMP) mosquitto plugin
 
@@ -49,6 +49,18 @@ test: setup
 # AWS IoT stand-in, all in-process on 127.0.0.1; prints the table. ~30 s.
 demo: setup
 	$(PY) -m nrfprov demo
+
+# Reliability (docs/reliability.md): the long harnesses (pytest marker "reliability": every crash point
+# of three flows, 100 random kills, 20 modems at once, ...), then the table of their figures. Each
+# harness writes JSON rows into NRFPROV_RELIABILITY_OUT; report.py prints them. < 20 minutes.
+RELIABILITY_OUT ?= $(VENV)/reliability
+reliability: setup
+	@rm -rf $(RELIABILITY_OUT) && mkdir -p $(RELIABILITY_OUT)
+	@status=0; \
+	NRFPROV_RELIABILITY_OUT=$(abspath $(RELIABILITY_OUT)) $(PY) -m pytest -q -p no:cacheprovider -m reliability \
+		tests/reliability || status=$$?; \
+	$(PY) tests/reliability/report.py $(RELIABILITY_OUT) || status=$$?; \
+	exit $$status
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

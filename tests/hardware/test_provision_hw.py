@@ -6,13 +6,19 @@
 Optional: ``NRFPROV_HW_CONF=prj.conf`` (client id, template, certs folder, ... as for
 ``nrfprov provision``). Every test skips with the reason when what it needs is not given. These tests
 change the modem: they write the provisioned sec tag (``CONFIG_NRFPROV_PROVISIONED_SEC_TAG``, default
-50) and a scratch tag, and create one certificate per run on your AWS account.
+50) and a scratch tag, and create one certificate per run on your AWS account. Each run replaces the
+previous run's identity (``--force``); where the cloud issues one active certificate per thing
+(nrfprov's deployed handler, docs/aws.md), set ``NRFPROV_HW_REPROVISION`` to the operator's command
+that allows another (``nrfprov aws reprovision``, or ``nrfprov cloud reprovision --state DIR`` for
+the local stand-in): the test runs it with each thing name the run may use.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +32,7 @@ from nrfprov.config import Settings, load_settings
 from nrfprov.errors import DialectError
 from nrfprov.modem import Modem
 from nrfprov.provisioning.bundle import CredentialBundle, check_bundle, sha256_hex
+from nrfprov.provisioning import flows, plan
 from nrfprov.provisioning.driver import Driver
 
 pytestmark = pytest.mark.hardware
@@ -114,9 +121,22 @@ def test_chain_against_real_aws(modem: Modem, hw_settings: Settings, tmp_path: P
             modem.check_raw_binary_safe()
         except DialectError as exc:  # names the firmware setting to change
             pytest.skip(f"native TLS cannot cross this modem's data mode: {exc}")
-    result = Driver(settings, modem, state_dir=tmp_path / "journal", flow=flow).run()
+    allow_another_certificate(settings, modem.imei())
+    result = Driver(settings, modem, state_dir=tmp_path / "journal", flow=flow, force=True).run()
     assert result.ok and result.certificate_id
     listed = {int(c.type): c.sha256 for c in modem.credentials(settings.provisioned_sec_tag)}
     assert {0, 1, 2} <= set(listed)
     journal = (tmp_path / "journal" / "provisioning.json").read_text()
     assert "PRIVATE KEY" not in journal
+
+
+def allow_another_certificate(settings: Settings, imei: str) -> None:
+    """The operator's step between two provisionings of one device, where the cloud requires it."""
+    command = os.environ.get("NRFPROV_HW_REPROVISION")
+    if not command:
+        return
+    client_id = settings.device_client_id(imei)
+    params = flows.expand_parameters(settings.parameters(), imei=imei, client_id=client_id)
+    for thing in plan.thing_candidates(client_id, params, None):
+        # A thing that does not exist yet needs no permission: that refusal is expected and harmless.
+        subprocess.run([*shlex.split(command), thing], capture_output=True, check=False, timeout=60)

@@ -19,6 +19,7 @@ Killer = Callable[[], None]
 #: An arm sets up the moment of the kill for one case: (environment for nrfprov, undo).
 Arm = Callable[[Lab, Device, Killer], tuple[dict[str, str], Callable[[], None]]]
 
+RUNS: list[Device] = []  # every device of this process, for a look after a failure
 SCENARIOS = (Scenario("split", "offload"), Scenario("combined", "native"), Scenario("csr", "offload"))
 COMBINED_NATIVE = SCENARIOS[1]
 REQUEST_OP = {"split": "split", "combined": "create", "csr": "create-from-csr"}
@@ -107,6 +108,8 @@ class CaseResult:
     audit: Audit
     key_windows: list[float]
     operator_steps: int = 0
+    power_cycles: int = 0
+    last_words: str = ""  # the last line the last run wrote to stderr
 
 
 def run_case(lab: Lab, sc: Scenario, point: str, arm: Arm) -> CaseResult:
@@ -132,12 +135,15 @@ def run_case(lab: Lab, sc: Scenario, point: str, arm: Arm) -> CaseResult:
         holder.pop("proc", None)
     killed = first.returncode == -9
     if first.returncode != 0:
-        finish_as_user(dev, operator=lambda thing: lab.cloud.allow_reprovision(thing))
+        finish_as_user(dev, operator=lambda thing: lab.cloud.allow_reprovision(thing), power_cycle=lab.power_cycle)
     keys, tokens = lab.cloud.secrets()
     result = audit(dev, lab.cloud, before, keys, tokens)
     windows = [float(o.summary["key_window_ms"]) for o in dev.runs
                if o.summary.get("key_window_ms") is not None]
-    return CaseResult(sc, point, killed, result, windows, dev.operator_steps)
+    RUNS.append(dev)
+    last = dev.runs[-1].stderr.strip().splitlines()[-1:] if dev.runs else []
+    return CaseResult(sc, point, killed, result, windows, dev.operator_steps, dev.power_cycles,
+                      last[0][:160] if last else "")
 
 
 def clean_run(lab: Lab, sc: Scenario) -> tuple[int, float, list[float]]:
@@ -180,14 +186,16 @@ class Tally:
         crashes = sum(c.audit.tracebacks for c in self.cases)
         problems = [c for c in self.cases if c.audit.problems]
 
-        def names(cs: list[CaseResult]) -> str:
-            return ", ".join(f"{c.scenario.name} {c.point}" for c in cs[:6]) or "-"
+        def names(cs: list[CaseResult], *, why: bool = False) -> str:
+            return ", ".join(f"{c.scenario.name} {c.point}" + (f" ({c.last_words})" if why else "")
+                             for c in cs[:6]) or "-"
 
         by_flow = ", ".join(f"{sc.name} {sum(c.scenario == sc for c in self.cases)}"
                             for sc in dict.fromkeys(c.scenario for c in self.cases))
         rows = [
             {"figure": f"runs that cannot finish after a kill ({self.label})", "value": f"{len(unfinished)} of {n}",
-             "goal": "0", "detail": f"{killed} killed; cases per flow: {by_flow}; unfinished: {names(unfinished)}"},
+             "goal": "0", "detail": f"{killed} killed; cases per flow: {by_flow}; unfinished: "
+             f"{names(unfinished, why=True)}"},
             {"figure": f"issued certificates with the key nowhere ({self.label})",
              "value": f"{nowhere} of {issued}", "goal": "only inside the unavoidable window, each one named",
              "detail": f"not named to the user: {sum(len(c.audit.unreported) for c in unnamed)} ({names(unnamed)})"},
@@ -197,6 +205,11 @@ class Tally:
              "goal": "0", "detail": "; ".join(f"{c.point}: {c.audit.key_leaks}" for c in leaks[:4]) or "-"},
             {"figure": f"tracebacks or hangs ({self.label})", "value": str(crashes), "goal": "0",
              "detail": f"other problems: {names(problems)}"},
+            {"figure": f"reruns that needed a modem reset ({self.label})",
+             "value": f"{sum(c.power_cycles > 0 for c in self.cases)} of {n}", "goal": "0",
+             "detail": "the kill left the serial modem in data mode and nrfprov said the modem does not answer "
+             "AT; the user's power cycle, then --resume: "
+             + names([c for c in self.cases if c.power_cycles], why=False)},
             {"figure": f"reruns that needed an operator's permission ({self.label})",
              "value": f"{sum(c.operator_steps > 0 for c in self.cases)} of {n}", "goal": "only after a lost reply",
              "detail": "nrfprov aws reprovision THING, as nrfprov's message says: the deployed handler issues one "

@@ -30,8 +30,8 @@ from cases import (
     run_case,
     sim_command,
 )
-from conftest import write_rows
 
+from conftest import write_rows
 from fixtures.crashrig import Lab, Scenario
 
 pytestmark = pytest.mark.integration
@@ -95,6 +95,7 @@ def test_crash_point_subset(lab: Lab, tally: Tally, sc: Scenario, point: str, ar
 
 
 @pytest.mark.reliability
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("sc", SCENARIOS, ids=[s.name for s in SCENARIOS])
 def test_crash_point_matrix(lab: Lab, tally: Tally, sc: Scenario) -> None:
     writes, _, windows = clean_run(lab, sc)

@@ -14,15 +14,16 @@ import os
 from collections import Counter
 
 import pytest
-from cases import COMBINED_NATIVE
-from conftest import write_rows
+from cases import COMBINED_NATIVE, SCENARIOS
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from conftest import write_rows
 from fixtures.crashrig import TAG, Lab, _cert_id
 
 pytestmark = pytest.mark.integration
 
+SPLIT_OFFLOAD = SCENARIOS[0]
 MODEMS = int(os.environ.get("NRFPROV_PARALLEL_MODEMS", "20"))
 
 
@@ -76,7 +77,21 @@ def test_four_modems_at_once(lab: Lab) -> None:
 
 
 @pytest.mark.reliability
+@pytest.mark.timeout(900)
 def test_twenty_modems_at_once(lab: Lab) -> None:
     r = _parallel(lab, MODEMS)
     write_rows("parallel", _rows(r))
     assert not r["shared"] and not r["problems"] and r["ok"] == MODEMS and not r["tracebacks"], r
+
+
+def test_a_split_fleet_without_a_static_client_id_shares_nothing(lab: Lab) -> None:
+    """The split flow's replies are addressed by client id alone: with the old fleet-wide default every
+    device asked for the same thing. Now each device is ``nrf-<IMEI>`` and gets its own."""
+    devices = [lab.device(SPLIT_OFFLOAD, f"split-fleet-{i}") for i in range(3)]
+    procs = [d.start() for d in devices]
+    outcomes = [d.wait(p) for d, p in zip(devices, procs, strict=True)]
+    assert [o.returncode for o in outcomes] == [0, 0, 0], [o.stderr[-300:] for o in outcomes]
+    things = [o.summary["thing_name"] for o in outcomes]
+    assert things == [f"nrf-{d.sim.identity.imei}" for d in devices]
+    held = [_cert_id(d.sim.stored(TAG)[1]) for d in devices]
+    assert len(set(held)) == 3

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 from cases import SCENARIOS, Tally, after_delay, clean_run, run_case
-from conftest import write_rows
 
+from conftest import write_rows
 from fixtures.crashrig import Lab
 
 pytestmark = pytest.mark.integration
@@ -55,5 +55,6 @@ def test_random_kills_smoke(lab: Lab, tally: Tally) -> None:
 
 
 @pytest.mark.reliability
+@pytest.mark.timeout(900)
 def test_random_kills(lab: Lab, tally: Tally) -> None:
     assert not _kill_at_random(lab, tally, KILLS, SEED)
