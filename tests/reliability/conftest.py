@@ -10,40 +10,11 @@ of each, which writes its rows too.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from fixtures.crashrig import Lab, open_lab
-
-OUT_ENV = "NRFPROV_RELIABILITY_OUT"
-
-
-def out_dir() -> Path:
-    """Where figures go: ``$NRFPROV_RELIABILITY_OUT``, else one temporary directory per session."""
-    chosen = os.environ.get(OUT_ENV)
-    if not chosen:
-        chosen = tempfile.mkdtemp(prefix="nrfprov-reliability-")
-        os.environ[OUT_ENV] = chosen
-    path = Path(chosen)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def write_rows(harness: str, rows: list[dict[str, Any]]) -> Path:
-    """Append ``rows`` (each with figure, value, goal, detail) to ``<out>/<harness>.jsonl``."""
-    path = out_dir() / f"{harness}.jsonl"
-    with open(path, "a", encoding="utf-8") as f:
-        for row in rows:
-            missing = {"figure", "value", "goal", "detail"} - set(row)
-            assert not missing, f"figure row lacks {missing}"
-            f.write(json.dumps(row) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")

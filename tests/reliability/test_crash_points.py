@@ -30,8 +30,8 @@ from cases import (
     run_case,
     sim_command,
 )
+from figures import write_rows
 
-from conftest import write_rows
 from fixtures.crashrig import Lab, Scenario
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ import pytest
 from cases import COMBINED_NATIVE, SCENARIOS
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from figures import write_rows
 
-from conftest import write_rows
 from fixtures.crashrig import TAG, Lab, _cert_id
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 from cases import SCENARIOS, Tally, after_delay, clean_run, run_case
+from figures import write_rows
 
-from conftest import write_rows
 from fixtures.crashrig import Lab
 
 pytestmark = pytest.mark.integration

@@ -173,6 +173,11 @@ def _spki_of_key(pem: str) -> bytes | None:
         return None
 
 
+def certificate_spki(pem: str) -> bytes | None:
+    """The DER SubjectPublicKeyInfo of a PEM certificate, or None when it does not parse."""
+    return _spki_of_cert(pem)
+
+
 def _spki_of_cert(pem: str) -> bytes | None:
     try:
         cert = x509.load_pem_x509_certificate(pem.encode())

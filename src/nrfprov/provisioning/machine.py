@@ -20,9 +20,6 @@ import json
 from collections import deque
 from dataclasses import replace
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from nrfprov.errors import (
     CloudRejected,
     CredentialBundleError,
@@ -86,46 +83,12 @@ S = State
 
 # The events and effects are re-exported: a driver or a test needs only this module.
 __all__ = [
-    "ClearSubscriptions",
-    "ConnectMqtt",
-    "Connected",
-    "CredentialDeleted",
-    "CredentialWritten",
-    "DeleteCredential",
-    "Disconnect",
-    "Disconnected",
-    "Effect",
-    "EraseKeyMaterial",
-    "Event",
-    "FunctionalModeSet",
-    "GenerateKey",
-    "Identity",
-    "KeyGenerated",
-    "LteRegistered",
-    "MessageIgnored",
-    "MessageReceived",
-    "Plan",
-    "ProbeFailed",
-    "ProvisioningMachine",
-    "ProvisioningStateError",
-    "Publish",
-    "Published",
-    "ReplySaved",
-    "RequestIntent",
-    "Resumed",
-    "SaveBundle",
-    "SaveIntent",
-    "SaveReply",
-    "SetFunctionalMode",
-    "Started",
-    "State",
-    "StepFinished",
-    "Subscribe",
-    "Subscribed",
-    "SubscriptionsCleared",
-    "WaitForRegistration",
-    "WriteCredential",
-    "check_plan",
+    "ClearSubscriptions", "ConnectMqtt", "Connected", "CredentialDeleted", "CredentialWritten", "DeleteCredential",
+    "Disconnect", "Disconnected", "Effect", "EraseKeyMaterial", "Event", "FunctionalModeSet", "GenerateKey",
+    "Identity", "KeyGenerated", "LteRegistered", "MessageIgnored", "MessageReceived", "Plan", "ProbeFailed",
+    "ProvisioningMachine", "ProvisioningStateError", "Publish", "Published", "ReplySaved", "RequestIntent", "Resumed",
+    "SaveBundle", "SaveIntent", "SaveReply", "SetFunctionalMode", "Started", "State", "StepFinished", "Subscribe",
+    "Subscribed", "SubscriptionsCleared", "WaitForRegistration", "WriteCredential", "check_plan",
 ]
 
 
@@ -343,7 +306,7 @@ class ProvisioningMachine:
         issued = self._collector.feed(event.topic, event.payload)
         if issued is None:
             return
-        if self._csr_spki is not None and _certificate_spki(issued.certificate_pem) != self._csr_spki:
+        if self._csr_spki is not None and flows.certificate_spki(issued.certificate_pem) != self._csr_spki:
             # Provably not this modem's reply: its certificate carries another key than our CSR.
             self._emit(MessageIgnored(event.topic, "a certificate for another key than this modem's CSR"))
             return
@@ -361,7 +324,7 @@ class ProvisioningMachine:
         except NrfprovError:
             issued = None
         if issued is not None:
-            if self._csr_spki is not None and _certificate_spki(issued.certificate_pem) != self._csr_spki:
+            if self._csr_spki is not None and flows.certificate_spki(issued.certificate_pem) != self._csr_spki:
                 self._emit(MessageIgnored(event.topic, "a certificate for another key than this modem's CSR"))
                 return
             other = issued.certificate_id or "?"
@@ -381,7 +344,7 @@ class ProvisioningMachine:
         for topic, payload in self.plan.journaled_replies:
             found = collector.feed(topic, payload)
             if found is not None and (self._csr_spki is None
-                                      or _certificate_spki(found.certificate_pem) == self._csr_spki):
+                                      or flows.certificate_spki(found.certificate_pem) == self._csr_spki):
                 issued = found
         if issued is None:
             raise CredentialBundleError(
@@ -562,13 +525,5 @@ def _digest(payload: bytes) -> str:
 
 def _shadow_topic(thing: str) -> str:
     return f"$aws/things/{thing}/shadow/update"
-
-
-def _certificate_spki(pem: str) -> bytes | None:
-    try:
-        cert = x509.load_pem_x509_certificate(pem.encode())
-    except ValueError:
-        return None
-    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
