@@ -31,8 +31,8 @@ from cryptography.x509.oid import NameOID
 from nrfprov.config import Settings, load_settings
 from nrfprov.errors import DialectError
 from nrfprov.modem import Modem
-from nrfprov.provisioning.bundle import CredentialBundle, check_bundle, sha256_hex
 from nrfprov.provisioning import flows, plan
+from nrfprov.provisioning.bundle import CredentialBundle, check_bundle, sha256_hex
 from nrfprov.provisioning.driver import Driver
 
 pytestmark = pytest.mark.hardware

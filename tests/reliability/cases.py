@@ -192,10 +192,12 @@ class Tally:
 
         by_flow = ", ".join(f"{sc.name} {sum(c.scenario == sc for c in self.cases)}"
                             for sc in dict.fromkeys(c.scenario for c in self.cases))
+        missed = n - killed
+        also = f" (+{missed} runs the moment missed, audited too)" if missed else ""
         rows = [
-            {"figure": f"runs that cannot finish after a kill ({self.label})", "value": f"{len(unfinished)} of {n}",
-             "goal": "0", "detail": f"{killed} killed; cases per flow: {by_flow}; unfinished: "
-             f"{names(unfinished, why=True)}"},
+            {"figure": f"runs that cannot finish after a kill ({self.label})",
+             "value": f"{len(unfinished)} of {killed}", "goal": "0",
+             "detail": f"{killed} kills{also}; cases per flow: {by_flow}; unfinished: {names(unfinished, why=True)}"},
             {"figure": f"issued certificates with the key nowhere ({self.label})",
              "value": f"{nowhere} of {issued}", "goal": "only inside the unavoidable window, each one named",
              "detail": f"not named to the user: {sum(len(c.audit.unreported) for c in unnamed)} ({names(unnamed)})"},

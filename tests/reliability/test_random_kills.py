@@ -1,6 +1,7 @@
 """100 SIGKILLs at random moments of real ``nrfprov provision`` runs, each followed by the rerun a user
 would make (docs/reliability.md). The moments are uniform over the length of an uninterrupted run of
-the same flow (measured first, process start included); the seed is in the figures' detail.
+the same flow (measured first, process start included); a moment after the run had ended kills
+nothing and is drawn again (that run is still audited). The seed is in the figures' detail.
 
 ``make reliability`` only (marker ``reliability``); ``make test`` runs three (one per flow).
 """
@@ -38,15 +39,20 @@ def _kill_at_random(lab: Lab, tally: Tally, kills: int, seed: int) -> list[str]:
         lengths[sc] = seconds
         tally.extra_windows.setdefault(sc.flow, []).extend(windows)
     failed = []
-    for i in range(kills):
-        sc = SCENARIOS[i % len(SCENARIOS)]
+    killed = attempts = 0
+    # A moment after the end of a run kills nothing: draw again until ``kills`` kills landed.
+    while killed < kills and attempts < 3 * kills:
+        sc = SCENARIOS[attempts % len(SCENARIOS)]
+        attempts += 1
         delay = rng.uniform(0.0, lengths[sc])
-        case = run_case(lab, sc, f"random-{i}-{delay:.3f}s", after_delay(delay))
+        case = run_case(lab, sc, f"random-{attempts}-{delay:.3f}s", after_delay(delay))
         tally.add(case)
+        killed += case.killed
         a = case.audit
         if not (a.finished and a.cfun == 1 and not a.unreported and not a.key_leaks and not a.tracebacks
                 and not a.problems):
             failed.append(f"{sc.name} at {delay:.3f} s: {a}")
+    assert killed == kills, f"only {killed} of {attempts} random moments landed inside a run"
     return failed
 
 

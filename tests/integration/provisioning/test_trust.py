@@ -16,6 +16,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fixtures.crashrig import TAG, Device, Lab, Scenario, _cert_id, audit, finish_as_user, kill, open_lab
@@ -187,3 +189,37 @@ def test_a_rerun_on_a_provisioned_modem_stops_and_force_replaces_naming_the_old(
     assert forced.returncode == 0, forced.stderr
     assert forced.summary["replaced"]["certificate_id"] == old_id and old_id in forced.stderr
     assert _cert_id(dev.sim.stored(TAG)[1]) == forced.summary["certificate_id"] != old_id
+
+
+def test_csr_a_certificate_for_another_key_is_not_this_modems(lab: Lab) -> None:
+    """Before the real reply, the stand-in sends an accepted reply whose certificate carries another
+    key than the modem's CSR: provably another device's, it is ignored and the run takes its own."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509 import CertificateSigningRequestBuilder, Name, NameAttribute
+    from cryptography.x509.oid import NameOID
+
+    other = CertificateSigningRequestBuilder().subject_name(Name([NameAttribute(NameOID.COMMON_NAME, "other")])) \
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    def foreign_first(topic: str, payload: bytes, handle: Any) -> Any:
+        reply = handle(topic, payload)
+        if reply is not None and topic.startswith("$aws/certificates/create-from-csr/json"):
+            foreign = handle(topic, json.dumps({"certificateSigningRequest": other.decode()}).encode())
+            return type(reply)(foreign.messages + reply.messages, sequential=True)
+        return reply
+
+    dev = lab.device(CSR, "csr-foreign")
+    lab.cloud.wrap_handle = foreign_first
+    try:
+        out = dev.run()
+    finally:
+        lab.cloud.wrap_handle = None
+    assert out.returncode == 0, out.stderr
+    assert "a certificate for another key than this modem's CSR" in out.stderr
+    stored = dev.sim.stored(TAG)
+    key = serialization.load_pem_private_key(stored[2].encode(), password=None)
+    cert = x509.load_pem_x509_certificate(stored[1].encode())
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert key.public_key().public_bytes(serialization.Encoding.DER, spki) == \
+        cert.public_key().public_bytes(serialization.Encoding.DER, spki)
