@@ -294,7 +294,8 @@ class ModemTlsHandshakeError(ConnectError):
             f"certificate chain of at most 4 KB ({self.SERVER_CHAIN_LIMIT} bytes of DER): a longer "
             "chain (e.g. an RSA leaf with intermediates) fails exactly like this; otherwise sec tag "
             f"{sec_tag} lacks the server's CA (type 0), '{hostname}' does not match the server "
-            "certificate, or the server refused the client certificate",
+            "certificate, or the server refused the client certificate (an expired or revoked claim "
+            "certificate, or a policy refusing the connection)",
             hint="use the native TLS backend (CONFIG_NRFPROV_TLS_BACKEND=\"native\"), which has no chain "
             "limit, or a server that sends a shorter (ECC) chain; check the CA in the sec tag",
         )

@@ -114,7 +114,7 @@ def provision_trial(cloud: LocalAwsIot, sim: SimulatedModem, work: Path, sig: st
     trial.exit_code = proc.returncode
     trial.final_cfun = sim.cfun
     if "Traceback" in (err or ""):
-        trial.notes.append("traceback")
+        trial.notes.append("traceback: " + (err or "").strip().splitlines()[-1][:200])
     journal_path = state / "provisioning.json"
     journal = json.loads(journal_path.read_text()) if journal_path.exists() else None
     if trial.interrupted and journal is not None and "Interrupted" not in journal.get("error", ""):
@@ -156,7 +156,7 @@ def creds_trial(sim: SimulatedModem, work: Path, pem_old: str, pem_new: Path, si
     trial.exit_code = proc.returncode
     trial.final_cfun = sim.cfun
     if "Traceback" in (err or ""):
-        trial.notes.append("traceback")
+        trial.notes.append("traceback: " + (err or "").strip().splitlines()[-1][:200])
     stored = normalize_pem(sim.stored(SCRATCH_TAG).get(0, ""))
     if stored not in (normalize_pem(pem_old), normalize_pem(pem_new.read_text())):
         trial.notes.append("sec tag holds neither the old nor the new content")

@@ -40,7 +40,7 @@ def int_range(lo: int, hi: int) -> Any:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{value} is outside {lo}..{hi}")
+            raise argparse.ArgumentTypeError(f"must be {lo}..{hi}, not {value}")
         return value
     return parse
 
@@ -56,7 +56,7 @@ def float_range(lo: float, hi: float, *, above_lo: bool = False) -> Any:
         low_ok = value > lo if above_lo else value >= lo
         if not (low_ok and value <= hi):  # also refuses nan (every comparison is False)
             shown = f"more than {lo:g} and at most {hi:g}" if above_lo else f"{lo:g}..{hi:g}"
-            raise argparse.ArgumentTypeError(f"{text} is outside {shown}")
+            raise argparse.ArgumentTypeError(f"must be {shown}, not {text}")
         return value
     return parse
 

@@ -385,7 +385,8 @@ class NativeTlsStream:
             if not self.credentials.has_client_cert:
                 hint = "no client certificate was configured; the server requires one"
             else:
-                hint = "the server refused our client certificate or parameters (wrong CA, revoked, expired)"
+                hint = ("the server refused our client certificate or parameters: an expired or revoked (claim) "
+                        "certificate, one from a CA the server does not trust, or a policy refusing it")
             return self._fail(TlsError(f"{self.server_name} aborted the TLS handshake with {alert}",
                                        err=code, hint=hint))
         if code in (ERR_SSL_CONN_EOF, ERR_SSL_PEER_CLOSE_NOTIFY):
