@@ -28,6 +28,7 @@ from nrfprov.errors import (
     NrfprovError,
     RegistrationTimeout,
 )
+from nrfprov.interrupts import critical
 from nrfprov.modem.attestation import parse_keygen_output
 from nrfprov.modem.channel import AtChannel
 from nrfprov.modem.credentials import (
@@ -145,10 +146,10 @@ class Modem:
         landed between the two), close the port, release the port lock."""
         try:
             if self._restore_mode is not None:
-                mode, self._restore_mode = self._restore_mode, None
+                mode = self._restore_mode
                 try:
                     log.warning("restoring CFUN=%d before closing", mode)
-                    self.set_cfun(mode)
+                    self._restore(mode)
                 except NrfprovError as exc:
                     log.warning("the modem is still offline: %s; bring it back with "
                                 "nrfprov at --port PORT AT+CFUN=%d", exc, mode)
@@ -247,16 +248,20 @@ class Modem:
             self._offline_depth = 0
             if changed:  # the failure (or interrupt) that got here matters more than a failed restore
                 try:
-                    log.info("restoring CFUN=%d", previous)
-                    self.set_cfun(previous)
-                    self._restore_mode = None
+                    self._restore(previous)
                 except NrfprovError as exc:
                     log.warning("could not restore CFUN=%d: %s", previous, exc)
             raise
         self._offline_depth = 0
         if changed:
-            log.info("restoring CFUN=%d", previous)
-            self.set_cfun(previous)
+            self._restore(previous)
+
+    def _restore(self, mode: int) -> None:
+        # One critical section around the command and the bookkeeping: a signal held during the
+        # command is raised after the debt is cleared, or close() would set this mode again later.
+        with critical():
+            log.info("restoring CFUN=%d", mode)
+            self.set_cfun(mode)
             self._restore_mode = None
 
     def _on_urc(self, ev: Urc | RawData) -> None:

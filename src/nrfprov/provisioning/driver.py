@@ -205,8 +205,10 @@ class Driver:
             raise
         finally:
             try:
-                self._close_session()
-                self._restore_functional_mode(result.ok)
+                try:
+                    self._close_session()
+                finally:  # whatever closing the session did, the modem gets its mode back
+                    self._restore_functional_mode(result.ok)
             finally:
                 result.seconds = self._clock() - t0
                 result.uart_bytes = self._uart_bytes() - uart0
