@@ -18,11 +18,11 @@ lock before the driver does), and refused to any other thread.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 import re
 import stat
+import sys
 import threading
 from pathlib import Path
 
@@ -58,7 +58,7 @@ class FileLock:
                 return self
             fd = self._open()
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_fd(fd)
             except OSError as exc:
                 pid = _read_pid(fd)
                 os.close(fd)
@@ -108,6 +108,23 @@ class FileLock:
         return fd
 
 
+def _lock_fd(fd: int) -> None:
+    """Exclusive, non-blocking; OSError (EWOULDBLOCK / EACCES) when another process holds it."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        # Windows locks are mandatory: lock one byte far past the PID so the PID stays readable.
+        os.lseek(fd, _WIN_LOCK_OFFSET, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+_WIN_LOCK_OFFSET = 1 << 20
+
+
 def _read_pid(fd: int) -> int | None:
     try:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
@@ -120,17 +137,24 @@ def _read_pid(fd: int) -> int | None:
 
 
 def lock_dir() -> Path:
-    """A private folder for port lock files: ``$XDG_RUNTIME_DIR/nrfprov`` (per user, tmpfs, 0700 by
-    the XDG Base Directory Specification), else ``/tmp/nrfprov-<uid>``, created 0700 and checked to be
-    ours, so no other user can plant a file there."""
+    """A private folder for port lock files: ``$XDG_RUNTIME_DIR/nrfprov`` (per user, 0700 by the XDG
+    Base Directory Specification), else ``/tmp/nrfprov-<uid>``, created 0700 and checked to be ours,
+    so no other user can plant a file there."""
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    base = Path(runtime) / "nrfprov" if runtime and os.path.isabs(runtime) else Path(f"/tmp/nrfprov-{os.getuid()}")
+    if runtime and os.path.isabs(runtime):
+        base = Path(runtime) / "nrfprov"
+    elif sys.platform == "win32":  # per-user already; Windows opens a COM port for one program only
+        base = Path(os.environ.get("LOCALAPPDATA") or os.path.expanduser("~")) / "nrfprov" / "locks"
+    else:
+        base = Path(f"/tmp/nrfprov-{os.getuid()}")
     try:
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = os.lstat(base)
     except OSError as exc:
         raise UsageError(f"cannot create nrfprov's lock folder {base}: {exc.strerror}") from exc
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+    if sys.platform != "win32" and (
+        not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077
+    ):
         raise UsageError(f"{base} (nrfprov's lock folder) is not a private folder of this user",
                          hint="remove it, or set XDG_RUNTIME_DIR")
     return base

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -451,7 +452,7 @@ def _open_port(url: str, *, baud: int, rtscts: bool) -> Any:
 
     from nrfprov.locks import flock_holders, is_device_path
 
-    exclusive = is_device_path(url)
+    exclusive = is_device_path(url) and os.name == "posix"  # pyserial's exclusive flock is POSIX only
     try:
         port = serial.serial_for_url(url, baudrate=baud, rtscts=rtscts, timeout=None, write_timeout=30,
                                      **({"exclusive": True} if exclusive else {}))
