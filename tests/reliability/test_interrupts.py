@@ -186,11 +186,17 @@ def report(trials: list[Trial], name: str) -> list[dict[str, object]]:
     interrupted = [t for t in trials if t.interrupted]
     by_sig = Counter(t.sig for t in interrupted)
     in_write = [t for t in interrupted if t.moment.startswith("write")]
+    per_signal = []
+    for sig in SIGNALS:
+        mine = [t for t in trials if t.sig == sig]
+        writes = [t for t in mine if t.moment.startswith("write")]
+        per_signal.append(f"{sig}: {sum(t.cfun_wrong for t in mine)} of {len(mine)} "
+                          f"({sum(t.cfun_wrong for t in writes)} of {len(writes)} in a %CMNG write)")
     rows: list[dict[str, object]] = [
         {"figure": FIGURE, "value": f"{len(wrong)} of {len(trials)}", "goal": "0",
-         "detail": f"{len(interrupted)} runs interrupted ({', '.join(f'{k} {v}' for k, v in sorted(by_sig.items()))}), "
-                   f"{len(in_write)} of them inside a %CMNG write; modem back at its CFUN in "
-                   f"{len(trials) - len(wrong)}"},
+         "detail": f"not back at the CFUN it had: {'; '.join(per_signal)}. {len(interrupted)} runs ended by the "
+                   f"signal ({', '.join(f'{k} {v}' for k, v in sorted(by_sig.items()))}), the others had finished "
+                   f"or died of it; {len(in_write)} interrupted inside a %CMNG write"},
         {"figure": "interrupted runs that cannot finish when run again", "goal": "0",
          "value": f"{sum(1 for t in trials if not t.finished_after_rerun)} of {len(trials)}",
          "detail": "provision: --resume when the journal holds credentials, else a plain run; "

@@ -14,6 +14,7 @@ first takes it out (:meth:`AtChannel.leave_data_mode`). Either way the next comm
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -263,12 +264,24 @@ class AtChannel:
             return
         try:
             self._port.write(data)
-            self._port.flush()
+            self._drain_output()
         except Exception as exc:  # pyserial raises SerialException/OSError/SerialTimeoutException
             self._fail(ModemLinkError(f"cannot write to {self._name}: {exc}"))
             raise ModemLinkError(f"cannot write to {self._name}: {exc}") from exc
         with self._cond:
             self.bytes_sent += len(data)
+
+    def _drain_output(self) -> None:
+        """``flush()``: wait until the bytes left the UART. On POSIX that is ``tcdrain``, which a signal
+        interrupts with EINTR and Python's termios does not retry (PEP 475 covers ``os``, not
+        ``termios``), so a Ctrl-C held during an AT exchange would otherwise kill the link."""
+        while True:
+            try:
+                self._port.flush()
+                return
+            except Exception as exc:  # termios.error on POSIX (not an OSError), OSError elsewhere
+                if _errno_of(exc) != errno.EINTR:
+                    raise
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
@@ -346,6 +359,13 @@ class AtChannel:
                     handler(ev)
                 except Exception:  # a handler bug must not kill the reader
                     log.exception("URC handler failed on %r", ev)
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    code = getattr(exc, "errno", None)
+    if code is None and exc.args and isinstance(exc.args[0], int):
+        code = exc.args[0]  # termios.error carries (errno, text) as its args
+    return code if isinstance(code, int) else None
 
 
 def raise_for(reply: Reply) -> None:
