@@ -9,7 +9,14 @@ import sys
 import threading
 from typing import Any
 
-from nrfprov.cli.options import add_json_option, add_old_spelling, add_state_option, state_dir
+from nrfprov.cli.options import (
+    add_json_option,
+    add_old_spelling,
+    add_state_option,
+    float_range,
+    int_range,
+    state_dir,
+)
 
 UP_EPILOG = """\
 examples:
@@ -42,29 +49,29 @@ def register(sub: Any) -> None:
         epilog=UP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _state_arg(up)
-    up.add_argument("--broker-port", type=int, default=None, metavar="PORT",
+    up.add_argument("--broker-port", type=int_range(1, 65535), default=None, metavar="PORT",
                     help="the broker's TCP port on 127.0.0.1 (default: a free one)")
-    add_old_spelling(up, "--port", "broker_port", type=int)
+    add_old_spelling(up, "--port", "broker_port", type=int_range(1, 65535))
     up.add_argument("--device-key", choices=["rsa", "ec"], default="rsa",
                     help="key type the responder generates for devices (AWS: RSA-2048)")
     up.add_argument("--split-order", choices=["parallel", "key-first", "cert-first"], default="parallel",
                     help="split flow: order of the key and cert replies (parallel = random, as on AWS)")
-    up.add_argument("--split-duplicates", type=int, default=0, metavar="N",
+    up.add_argument("--split-duplicates", type=int_range(0, 100), default=0, metavar="N",
                     help="split flow: send the key/cert pair N extra times (at-least-once delivery)")
     aws = up.add_argument_group("AWS IoT fidelity (defaults mirror AWS; see docs/stand-in.md)")
     aws.add_argument("--server-chain", choices=["ec", "rsa"], default="ec",
                      help="certificate chain the broker presents: ec (P-256 leaf + root) or rsa (RSA-2048 leaf + "
                      "intermediate, shaped like AWS's Amazon Root CA 1 chain); rsa adds its root to ca.pem")
-    aws.add_argument("--server-chain-min-bytes", type=_int_range(0, 65536), default=0, metavar="N",
+    aws.add_argument("--server-chain-min-bytes", type=int_range(0, 65536), default=0, metavar="N",
                      help="pad the chain's TLS Certificate message to at least N bytes (the nRF91 takes 4 KB)")
-    aws.add_argument("--connect-interval", type=_float_range(0, 3600), default=1.0, metavar="SECONDS",
+    aws.add_argument("--connect-interval", type=float_range(0, 3600), default=1.0, metavar="SECONDS",
                      help="refuse a CONNECT sooner than this after the last one with the same client ID "
                      "(AWS: 1 s; 0 = off)")
-    aws.add_argument("--request-rate", type=_float_range(0, 1e6), default=10.0, metavar="PER_SECOND",
+    aws.add_argument("--request-rate", type=float_range(0, 1e6), default=10.0, metavar="PER_SECOND",
                      help="provisioning requests per second per operation before ThrottlingException (0 = off)")
-    aws.add_argument("--request-burst", type=_int_range(1, 1_000_000), default=10, metavar="N",
+    aws.add_argument("--request-burst", type=int_range(1, 1_000_000), default=10, metavar="N",
                      help="requests allowed at once before the rate applies")
-    aws.add_argument("--token-lifetime", type=_float_range(1, 1e9), default=3600.0, metavar="SECONDS",
+    aws.add_argument("--token-lifetime", type=float_range(1, 1e9), default=3600.0, metavar="SECONDS",
                      help="certificate ownership token lifetime (AWS: one hour)")
     issuing = up.add_argument_group("the issuing side (the handler nrfprov aws deploy deploys; same options)")
     issuing.add_argument("--allow", action="append", default=[], metavar="ID",
@@ -83,7 +90,7 @@ def register(sub: Any) -> None:
         "or not the stand-in of --state is running.",
     )
     rp.add_argument("thing", metavar="THING", help="thing name (= device id)")
-    rp.add_argument("--hours", type=_float_range(0.001, 720), default=24.0,
+    rp.add_argument("--hours", type=float_range(0.001, 720), default=24.0,
                     help="the permission expires after this (default 24)")
     _state_arg(rp)
     rp.set_defaults(func=_reprovision)
@@ -103,30 +110,6 @@ def register(sub: Any) -> None:
     _state_arg(ls)
     add_json_option(ls, "one JSON array on stdout")
     ls.set_defaults(func=_list)
-
-
-def _int_range(lo: int, hi: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{value} is outside {lo}..{hi}")
-        return value
-    return parse
-
-
-def _float_range(lo: float, hi: float) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not lo <= value <= hi:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"{value:g} is outside {lo:g}..{hi:g}")
-        return value
-    return parse
 
 
 def stand_in_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from nrfprov.errors import JournalError, ReplyConflict
+from nrfprov.locks import FileLock, folder_lock
 from nrfprov.provisioning.bundle import CredentialBundle
 
 JOURNAL_NAME = "provisioning.json"
@@ -134,6 +135,12 @@ class Journal:
         self._failpoints = _parse_failpoints(os.environ.get(FAILPOINT_ENV, ""))
         #: What ``load`` did with temp files a killed run left behind, in words (for the log).
         self.recovered: list[str] = []
+
+    def lock(self) -> FileLock:
+        """The exclusive lock on the journal folder (``nrfprov.locks``): one run per folder, a second
+        one is refused (``LockHeld``, exit 2) before it asks the cloud for anything. Re-entrant for
+        the thread holding it; use as a context manager or ``acquire()``/``release()``."""
+        return folder_lock(self.dir, "journal folder")
 
     # --- reading --------------------------------------------------------------------------------
 

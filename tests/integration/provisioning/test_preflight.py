@@ -84,7 +84,8 @@ def test_a_ca_file_that_is_not_a_certificate(rig_factory: Callable[..., Rig], tm
 def test_dev_zero_as_the_ca_file(rig_factory: Callable[..., Rig]) -> None:
     rig = rig_factory("sm")
     s = rig.settings(backend="offload", flow="split", extra=("CONFIG_NRFPROV_CA_FILE=/dev/zero",))
-    _refused_before_anything(rig, s, "/dev/zero: CA file: not a regular file")
+    err = _refused_before_anything(rig, s, "not a regular file")
+    assert "/dev/zero" in str(err)
 
 
 def test_a_bundle_holding_an_expired_ca(rig_factory: Callable[..., Rig], tmp_path: Path) -> None:
