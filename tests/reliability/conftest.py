@@ -1,9 +1,8 @@
 """Fixtures of the reliability harnesses (docs/reliability.md).
 
-Convention every harness here follows: it writes its figures as JSON rows ``{"figure", "value",
-"goal", "detail"}``, one per line, into ``<harness>.jsonl`` in the directory named by
-``$NRFPROV_RELIABILITY_OUT`` (default: a fresh temporary directory, printed at the end of the
-session); ``tests/reliability/report.py DIR`` prints them as one table. ``make reliability`` runs
+Convention every harness here follows (``figures.py``): it writes its figures as JSON rows
+``{"figure", "value", "goal", "detail"}`` into the directory named by ``$NRFPROV_RELIABILITY_OUT``;
+``tests/reliability/report.py DIR`` prints them as one table. ``make reliability`` runs
 the long harnesses (marker ``reliability``) and then the report; ``make test`` runs a bounded subset
 of each, which writes its rows too.
 """

@@ -1,8 +1,9 @@
 """Where the reliability harnesses put their figures (the convention of docs/reliability.md).
 
-Each harness writes JSON rows ``{"figure", "value", "goal", "detail"}``, one per line, into
-``<harness>.jsonl`` in the directory named by ``$NRFPROV_RELIABILITY_OUT`` (default: a fresh temporary
-directory); ``tests/reliability/report.py DIR`` prints them as one table.
+Each harness writes JSON rows ``{"figure", "value", "goal", "detail"}`` into the directory named by
+``$NRFPROV_RELIABILITY_OUT`` (default: a fresh temporary directory): one per line in
+``<harness>.jsonl`` (``write_rows``), or as one JSON list in ``<harness>.json``;
+``tests/reliability/report.py DIR`` prints them all as one table.
 """
 
 from __future__ import annotations

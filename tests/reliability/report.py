@@ -2,7 +2,8 @@
 
     python tests/reliability/report.py [DIR]     # DIR: $NRFPROV_RELIABILITY_OUT by default
 
-Each ``*.jsonl`` file in DIR holds rows ``{"figure", "value", "goal", "detail"}`` from one harness.
+Each harness writes rows ``{"figure", "value", "goal", "detail"}`` into DIR: one per line in
+``<harness>.jsonl``, or as one JSON list in ``<harness>.json``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from pathlib import Path
 
 def load(directory: Path) -> list[tuple[str, dict[str, str]]]:
     rows = []
-    for path in sorted(directory.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                doc = json.loads(line)
-                rows.append((path.stem, {k: str(doc.get(k, "")) for k in ("figure", "value", "goal", "detail")}))
+    for path in sorted([*directory.glob("*.jsonl"), *directory.glob("*.json")]):
+        text = path.read_text(encoding="utf-8")
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        docs = json.loads(text) if path.suffix == ".json" else [json.loads(ln) for ln in lines]
+        for doc in docs if isinstance(docs, list) else [docs]:
+            rows.append((path.stem, {k: str(doc.get(k, "")) for k in ("figure", "value", "goal", "detail")}))
     return rows
 
 
@@ -43,7 +45,7 @@ def main(argv: list[str]) -> int:
         return 2
     rows = load(directory)
     if not rows:
-        print(f"report: no *.jsonl figures in {directory}", file=sys.stderr)
+        print(f"report: no *.jsonl / *.json figures in {directory}", file=sys.stderr)
         return 1
     print(render(rows))
     return 0
