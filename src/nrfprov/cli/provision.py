@@ -43,8 +43,8 @@ Refused before anything is requested (exit 2): combined/csr without CONFIG_NRFPR
 (AWS activates such certificates only in RegisterThing); offload without CONFIG_AWS_IOT_SEC_TAG;
 claim tag == provisioned tag; a CA file that is no PEM certificate, expired, or too large for one
 AT%CMNG command; a certs folder whose key does not match its certificate; sec tags out of range.
-combined over offloaded TLS is allowed but fails (exit 4, ModemTlsLimitError): its ~3.5 KB reply
-does not fit the modem's 2 KB TLS buffer; use the native backend or split."""
+combined over offloaded TLS is refused the same way, as ModemTlsLimitError (exit 4): its ~3.5 KB
+reply does not fit the modem's 2 KB TLS buffer; use the native backend or split."""
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -127,7 +127,7 @@ def _provision(args: argparse.Namespace) -> int:
     settings = load_settings_from(args)
     flow = args.flow or settings.flow
     # Refuse what cannot work before the port is even opened (exit 2).
-    check_combination(settings, flow, settings.tls_backend)
+    check_combination(settings, flow, settings.tls_backend, will_request=not args.resume)
     progress = _Progress(enabled=not args.json)
     # A --state folder two runs may share is locked before the modem hears a byte; the default folder
     # is per IMEI, so the driver locks it once the IMEI is known (Driver.run). Both: nrfprov.locks.

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from nrfprov.config import Settings
-from nrfprov.errors import AlreadyProvisioned, JournalError, NrfprovError, UsageError
+from nrfprov.errors import AlreadyProvisioned, JournalError, ModemTlsLimitError, NrfprovError, UsageError
 from nrfprov.names import BACKENDS, FLEET_FLOWS, FLOWS, FORMATS, Backend, Flow, PayloadFormat
 from nrfprov.provisioning import flows, preflight
 from nrfprov.provisioning import machine as m
@@ -32,8 +32,11 @@ from nrfprov.provisioning.inputs import LocalInputs
 from nrfprov.provisioning.journal import JournalRecord
 
 
-def check_combination(settings: Settings, flow: str, backend: str, *, claim_tag_needed: bool = True) -> None:
-    """Refuse, before any I/O, combinations that cannot work (exit 2)."""
+def check_combination(settings: Settings, flow: str, backend: str, *, claim_tag_needed: bool = True,
+                      will_request: bool = True) -> None:
+    """Refuse, before any I/O, combinations that cannot work (exit 2; combined over offload: exit 4, the
+    modem's TLS limit, unless ``will_request`` is False: a resume whose reply is already journaled only
+    writes and reconnects, which offload can do)."""
     if flow not in FLOWS:
         raise UsageError(f"unknown flow {flow!r}", hint=f"use one of {', '.join(FLOWS)}")
     if backend not in BACKENDS:
@@ -45,6 +48,13 @@ def check_combination(settings: Settings, flow: str, backend: str, *, claim_tag_
             hint='set CONFIG_NRFPROV_TEMPLATE_NAME="<template>" and CONFIG_NRFPROV_TEMPLATE_PARAMETERS, '
             'or use --flow split',
         )
+    if flow == "combined" and backend == "offload" and will_request:
+        # CreateKeysAndCertificate answers in one ~3.5 KB message (~3 KB in CBOR), one TLS record larger
+        # than the 2303 bytes the modem's TLS accepts (sdk-nrf known issue, EMSGSIZE). Requesting it would
+        # issue a certificate and key that no device can ever receive.
+        raise ModemTlsLimitError(
+            "the combined flow cannot run over the modem's own TLS: AWS's CreateKeysAndCertificate reply "
+            "(~3.5 KB) is larger than the modem's 2 KB TLS record limit; refused before anything is requested")
     if not settings.broker_host:
         raise UsageError("no broker endpoint", hint='set CONFIG_AWS_IOT_BROKER_HOST_NAME="<xxx>-ats.iot.<region>'
                          '.amazonaws.com" in prj.conf or with --set')
@@ -122,7 +132,8 @@ def choose_run(settings: Settings, existing: JournalRecord | None, journal_path:
                                backend=backend, imei=imei, stored=stored, force=force)
     if not choice.finished:
         flows.check_client_id(choice.client_id)
-        check_combination(settings, choice.flow, backend)
+        check_combination(settings, choice.flow, backend,
+                          will_request=choice.resume is None and not choice.replies)
     return choice
 
 
