@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nrfprov.config import Settings
 from nrfprov.mqtt.session import MqttSession
 from nrfprov.provisioning import flows
 from nrfprov.transport.base import ByteStream
@@ -25,6 +26,7 @@ from nrfprov.transport.native_tls import NativeTlsStream
 from nrfprov.transport.tcp import HostTcpStream
 
 TIMEOUT_S = 15.0
+DEFAULTS = Settings()
 TEMPLATE = "nrfprov"
 
 
@@ -58,7 +60,9 @@ def host_flow(
     serial = serial or f"host-{uuid.uuid4().hex[:12]}"
     claim = TlsCredentials.from_pems(ca_pem, claim_cert_pem, claim_key_pem)
     t0 = time.perf_counter()
-    with MqttSession(_factory(host, port, server_name, claim), serial) as s:
+    # The product's session settings (Settings defaults: packets right behind CONNECT, SUBACK awaited).
+    opts = {"pipeline": DEFAULTS.mqtt_pipeline, "suback_later": DEFAULTS.publish_before_suback}
+    with MqttSession(_factory(host, port, server_name, claim), serial, **opts) as s:
         s.connect(timeout=TIMEOUT_S)
         req = flows.combined_request(fmt)
         reg_base, reg_acc, reg_rej = flows.register_topics(TEMPLATE, fmt)
@@ -78,7 +82,7 @@ def host_flow(
     assert issued.private_key_pem is not None
     device = TlsCredentials.from_pems(ca_pem, issued.certificate_pem, issued.private_key_pem)
     thing = registration.thing_name
-    with MqttSession(_factory(host, port, server_name, device), thing) as d:
+    with MqttSession(_factory(host, port, server_name, device), thing, **opts) as d:
         d.connect(timeout=TIMEOUT_S)
         proof = json.dumps({"state": {"reported": {"provisioned": True}}}).encode()
         d.publish(f"$aws/things/{thing}/shadow/update", proof, qos=1, timeout=TIMEOUT_S)

@@ -215,6 +215,9 @@ _SYMBOLS: dict[str, _Symbol] = {
     "CONFIG_NRFPROV_SLM_TERMINATOR": _Symbol("slm_terminator", str),
     "CONFIG_NRFPROV_RESPONSE_TIMEOUT_S": _Symbol("response_timeout", int, _range(1, 3600)),
     "CONFIG_NRFPROV_LTE_TIMEOUT_S": _Symbol("lte_timeout", int, _range(1, 3600)),
+    "CONFIG_NRFPROV_MQTT_PIPELINE": _Symbol("mqtt_pipeline", bool),
+    "CONFIG_NRFPROV_PUBLISH_BEFORE_SUBACK": _Symbol("publish_before_suback", bool),
+    "CONFIG_NRFPROV_DNS_REUSE_S": _Symbol("dns_reuse_s", int, _range(0, 3600)),
 }
 
 #: Field -> the symbol named when no fragment set the field: the first (legacy NCS) name above.
@@ -267,6 +270,12 @@ class Settings:
     slm_terminator: str = "+++"  # CONFIG_SLM_DATAMODE_TERMINATOR default
     response_timeout: int = 60  # the workaround's device script waits 60 s for both parts
     lte_timeout: int = 300
+    # Round trips on the air (docs/provisioning.md, "Round trips"): MQTT packets right behind CONNECT
+    # (MQTT 3.1.1 / 5.0 §3.1.4 allow it); the request right behind its SUBSCRIBE (off: AWS documents
+    # subscribe-before-publish); the broker's address looked up once and reused for this many seconds.
+    mqtt_pipeline: bool = True
+    publish_before_suback: bool = False
+    dns_reuse_s: int = 60
     #: field name → the fragment line that set it (absent: default).
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: field name → the symbol that set it (absent: default).
