@@ -74,25 +74,47 @@ class AirLog:
         return out
 
 
+class Port:
+    """The host's side of the serial port, opened afresh for every round (untimed), as every
+    ``nrfprov provision`` opens it: nothing a round learnt (an address, the modem's socket settings)
+    carries over to the next."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.modem: Any = None
+
+    def reopen(self) -> Any:
+        from nrfprov.modem.facade import Modem
+
+        self.close()
+        self.modem = Modem.open(self.url, baud=BAUD, dialect="sm")
+        return self.modem
+
+    def close(self) -> None:
+        if self.modem is not None:
+            self.modem.close()
+            self.modem = None
+
+
 @contextmanager
-def _modem(tmp_path: Path, network: str, stand_in: Any, backend: str) -> Iterator[tuple[Any, Any, AirLog]]:
-    from nrfprov.modem.facade import Modem
+def _modem(tmp_path: Path, network: str, stand_in: Any, backend: str) -> Iterator[tuple[Any, Port, AirLog]]:
     from nrfprov.sim.modem import SimulatedModem
 
     log = AirLog()
     with SimulatedModem(tmp_path / "sim", dialect="sm", baud=BAUD, attach_delay=0.0, network=network) as sim:
         sim.link.observer = log
-        modem = Modem.open(sim.port_url, baud=BAUD, dialect="sm")
+        port = Port(sim.port_url)
         try:
+            modem = port.reopen()
             if backend == "offload":  # the claim identity lives in the modem (setup, untimed)
                 with modem.offline():
                     modem.write_credential(CLAIM_TAG, 0, Path(stand_in.ca_path).read_text())
                     modem.write_credential(CLAIM_TAG, 1, Path(stand_in.claim_cert_path).read_text())
                     modem.write_credential(CLAIM_TAG, 2, Path(stand_in.claim_key_path).read_text())
             log.take()
-            yield sim, modem, log
+            yield sim, port, log
         finally:
-            modem.close()
+            port.close()
 
 
 def _settings(stand_in: Any, relay: CountingRelay, certs: Path, flow: str, fmt: str, backend: str) -> Any:
@@ -148,7 +170,7 @@ def test_p7_on_the_simulated_modem(benchmark: Any, stand_in: Any, relay: Countin
     rounds: list[dict[str, Any]] = []
     state: dict[str, Any] = {}
     before = stand_in.request_counts()
-    with _modem(tmp_path, network, stand_in, backend) as (sim, modem, log):
+    with _modem(tmp_path, network, stand_in, backend) as (sim, port, log):
 
         def collect() -> None:
             if not state:
@@ -169,12 +191,13 @@ def test_p7_on_the_simulated_modem(benchmark: Any, stand_in: Any, relay: Countin
             collect()
             n = next(counter)
             client_id = f"p7-{flow[:2]}{backend[:2]}-{n}-{uuid.uuid4().hex[:6]}"
+            modem = port.reopen()
             relay.reset()
             log.take()
             state.update(sim=sim.stats.snapshot(), log0=len(sim.command_log))
-            return (client_id,), {}
+            return (client_id, modem), {}
 
-        def run(client_id: str) -> None:
+        def run(client_id: str, modem: Any) -> None:
             state["t0"] = time.monotonic()
             if client == "nrfprov":
                 settings = dataclasses.replace(base, client_id=client_id)

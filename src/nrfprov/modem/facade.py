@@ -370,6 +370,13 @@ class Modem:
         data mode safely: legacy SLM with a short terminator such as ``+++``."""
         self._socket_dialect().check_raw_binary_safe()
 
+    def resolve(self, host: str, *, max_age: float) -> str:
+        """The IPv4 address of ``host``, reused if looked up less than ``max_age`` s ago (``AT#XGETADDRINFO``)."""
+        return self._socket_dialect().resolve(host, max_age=max_age)
+
+    def forget_address(self, host: str) -> None:
+        self._socket_dialect().forget_address(host)
+
     def open_tcp(self, host: str, port: int, timeout: float = 30.0) -> ModemSocket:
         handle = self._socket_dialect().open(host, port, tls=None, timeout=timeout)
         return ModemSocket(self._socket_dialect(), handle, host=host, port=port, tls=False)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import abc
 import errno as errno_mod
+import ipaddress
 import logging
 import re
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from nrfprov.at import RawData, Urc
+from nrfprov.at import RawData, Urc, command, quote
+from nrfprov.at.commands import Command
 from nrfprov.errors import (
+    AtProtocolError,
     ConnectError,
     LinkClosed,
     ModemTlsHandshakeError,
@@ -27,6 +31,10 @@ log = logging.getLogger(__name__)
 # poll(2) revents as the modem reports them (the ones read here: IN 1, ERR 8, HUP 16)
 # [ncs-serial-modem at_socket.rst, #XAPOLL].
 POLLIN, POLLERR, POLLHUP = 1, 8, 16
+
+#: A DNS lookup by the modem: one round trip on the air, more when the resolver retries (our bound;
+#: the AT documentation gives none).
+LOOKUP_TIMEOUT_S = 60.0
 
 EMSGSIZE = 122  # nrf_errno / Linux value the modem reports for an oversized TLS record
 # SO_ERROR after a failed modem TLS handshake: users report connect() failing with EOPNOTSUPP (95 in the
@@ -51,6 +59,7 @@ class Dialect(abc.ABC):
 
     def __init__(self, channel: AtChannel) -> None:
         self.ch = channel
+        self._addresses: dict[str, tuple[str, float]] = {}  # host -> (IPv4, monotonic time looked up)
         self._rx: dict[int, bytearray] = {}  # bytes received but not yet returned, per handle
         self._failed: dict[int, TransportError] = {}  # sticky per-socket failure
         self._eof: set[int] = set()
@@ -84,6 +93,36 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def check_raw_binary_safe(self) -> None:
         """Raise DialectError if arbitrary binary payload (TLS ciphertext) cannot be sent."""
+
+    def resolve(self, host: str, *, max_age: float) -> str:
+        """The IPv4 address of ``host``: the one looked up less than ``max_age`` seconds ago, else a new
+        lookup by the modem (``AT#XGETADDRINFO``, one DNS round trip on the air). An address literal is
+        returned as it is."""
+        if _is_ip(host):
+            return host
+        now = time.monotonic()
+        with self.ch.condition:
+            cached = self._addresses.get(host)
+        if cached is not None and now - cached[1] < max_age:
+            return cached[0]
+        with self._lock:
+            # Family 1 = IPv4, as the sockets this dialect opens [ncs-serial-modem at_socket.rst].
+            reply = self.ch.execute(self._cmd(f"AT#XGETADDRINFO={quote(host)},1", timeout=LOOKUP_TIMEOUT_S))
+        ip = _first_ipv4(reply.lines)
+        if ip is None:
+            raise AtProtocolError(f"no IPv4 address in the reply to AT#XGETADDRINFO: {reply.lines!r}")
+        with self.ch.condition:
+            self._addresses[host] = (ip, now)
+        return ip
+
+    def forget_address(self, host: str) -> None:
+        """Drop a looked-up address (a connect to it failed: it may be stale)."""
+        with self.ch.condition:
+            self._addresses.pop(host, None)
+
+    def _cmd(self, text: str, **kw: Any) -> Command:
+        """A command as this modem's build expects it (the Serial Modem dialect changes the terminator)."""
+        return command(text, **kw)
 
     def recv(self, handle: int, max_bytes: int, timeout: float | None) -> bytes:
         """1..max_bytes bytes, b"" at EOF; ResponseTimeout after ``timeout`` s with nothing."""
@@ -165,6 +204,26 @@ def connect_failed(
     else:
         hint = "check the host name, the port and that the modem is registered (AT+CEREG?)"
     return ConnectError(host, port, f"modem answered {cause}", hint=hint)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_ipv4(lines: list[str]) -> str | None:
+    """The first IPv4 address in ``#XGETADDRINFO: "<ip_addresses>"`` [ncs-serial-modem at_socket.rst]."""
+    for line in lines:
+        for token in re.split(r'[\s",]+', line.split(":", 1)[-1]):
+            try:
+                if isinstance(ipaddress.ip_address(token), ipaddress.IPv4Address):
+                    return token
+            except ValueError:
+                continue
+    return None
 
 
 _INT_RE = re.compile(r"-?\d+")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from nrfprov.at import LengthData, Ok, Urc, command, quote
 from nrfprov.at.commands import Command
@@ -69,8 +70,8 @@ class SerialModemDialect(Dialect):
         self._drained: set[int] = set()
         self._pollin_at: dict[int, float] = {}  # auto-receive: when a POLLIN came that no push has followed yet
 
-    def _cmd(self, text: str, **kw: object) -> Command:
-        c = command(text, **kw)  # type: ignore[arg-type]
+    def _cmd(self, text: str, **kw: Any) -> Command:
+        c = command(text, **kw)
         return _Terminated(c.text, c.expect, c.bare, c.timeout, c.data_mode, self.line_end)
 
     def _on_urc(self, ev: Urc | RawData) -> None:
