@@ -64,6 +64,7 @@ class ModemCommands:
             "%KEYGEN": self.keygen,
             "%ATTESTTOKEN": self.attesttoken,
             "#XGETADDRINFO": self.xgetaddrinfo,
+            "#XRESET": self.xreset,
         }
         if modem.dialect == "sm":
             self._table["#XSMVER"] = lambda c: self._exec_only(c, f'#XSMVER: "{SM_VERSION}","{MFW_VERSION}"')
@@ -120,6 +121,20 @@ class ModemCommands:
             key_type=self.m.signing_key_type,
         )
         return self._exec_only(c, f'%ATTESTTOKEN: "{tok}"')
+
+    def xreset(self, c: Command) -> bytes:
+        """``AT#XRESET``: the application restarts: ``OK``, then the boot banner ``Ready``; sockets, their
+        poll and receive settings, CFUN, +CEREG and +CMEE reporting start from scratch
+        [ncs-serial-modem at_generic.rst; sdk-nrf serial_lte_modem Generic_AT_commands.rst]."""
+        if c.form != "exec":
+            raise AtFail()
+        m = self.m
+        m._attach_gen += 1  # a pending attach belongs to the modem before the restart
+        m.sockets.close_all()
+        m.sockets.reset()
+        m.cfun, m.reg_stat, m.cereg_n, m.cmee = 0, 0, 0, 0
+        m.call_soon(lambda: m.respond(b"\r\nReady\r\n"))  # after the OK
+        return ok()
 
     def xgetaddrinfo(self, c: Command) -> bytes:
         """``AT#XGETADDRINFO="<host>"[,<family>]`` → ``#XGETADDRINFO: "<ip>"``: a DNS lookup over the radio

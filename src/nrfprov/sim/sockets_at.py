@@ -140,6 +140,12 @@ class SocketCommands:
         for h in list(self.socks):
             self._close(h)
 
+    def reset(self) -> None:
+        """Forget the settings for sockets opened later (a restart of the application)."""
+        with self._lock:
+            self._recvcfg_default = 0
+            self._apoll_default = 0
+
     # --- open / options ------------------------------------------------------------------------
 
     def xsocket(self, c: Command) -> bytes:
