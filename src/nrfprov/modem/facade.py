@@ -78,6 +78,12 @@ class Modem:
         self._sm_auto_receive = sm_auto_receive
         self._reg_status: int | None = None
         self._reg_updates = 0
+        # What this host last set or read of the modem, so each credential operation need not ask again
+        # (one UART round trip each): the functional mode, and whether +CEREG URCs are on. Only this
+        # object drives the port; a raw ``at()`` command or a modem restart (its Ready banner) makes
+        # them unknown again.
+        self._cfun_known: int | None = None
+        self._cereg_urcs = False
         self._offline_depth = 0
         channel.add_urc_handler(self._on_urc)
 
@@ -171,7 +177,12 @@ class Modem:
 
     def at(self, text: str, timeout: float | None = None) -> list[str]:
         """Run one AT command; return its information lines. Raises ``CommandError``."""
+        self._forget_state()  # it may change the functional mode or the URC settings
         return self._ch.execute(command(text, timeout=timeout)).lines
+
+    def _forget_state(self) -> None:
+        self._cfun_known = None
+        self._cereg_urcs = False
 
     # --- functional mode, registration, identity ------------------------------------------------
 
@@ -180,10 +191,13 @@ class Modem:
         values = ints(lines[0]) if lines else []
         if not values:
             raise AtProtocolError(f"no +CFUN line in the reply to AT+CFUN?: {lines!r}")
+        self._cfun_known = values[0]
         return values[0]
 
     def set_cfun(self, mode: int) -> None:
+        self._cfun_known = None  # unknown until the modem says OK
         self._ch.execute(cmds.cfun_set(mode))
+        self._cfun_known = mode
 
     @contextlib.contextmanager
     def offline(self) -> Iterator[None]:
@@ -199,7 +213,7 @@ class Modem:
             finally:
                 self._offline_depth -= 1
             return
-        previous = self.cfun()
+        previous = self._cfun_known if self._cfun_known is not None else self.cfun()
         changed = previous in ACTIVE_MODES
         if changed:
             log.info("modem in CFUN=%d: switching to CFUN=4 for credential work", previous)
@@ -214,6 +228,8 @@ class Modem:
                 self.set_cfun(previous)
 
     def _on_urc(self, ev: Urc | RawData) -> None:
+        if isinstance(ev, Urc) and ev.line == "Ready":  # the boot banner: the modem restarted
+            self._forget_state()
         if isinstance(ev, Urc) and ev.line.startswith("+CEREG:"):
             values = ints(ev.line.split(",", 1)[0])
             if values:
@@ -226,16 +242,18 @@ class Modem:
         return self._reg_status
 
     def wait_registered(self, timeout: float) -> int:
-        """Wait for +CEREG stat 1 (home) or 5 (roaming); return it. Enables ``AT+CEREG=5`` URCs."""
-        self._ch.execute(cmds.cereg_set(5))
+        """Wait for +CEREG stat 1 (home) or 5 (roaming); return it. Enables ``AT+CEREG=5`` URCs (once per
+        modem start: the setting lasts until the modem restarts [3GPP TS 27.007 §10.1.22])."""
+        if not self._cereg_urcs:
+            self._ch.execute(cmds.cereg_set(5))
+            self._cereg_urcs = True
         with self._ch.condition:
             updates = self._reg_updates
-        lines = self._ch.execute(cmds.cereg_read()).lines
-        values = ints(lines[0]) if lines else []
+        stat = _cereg_read_stat(self._ch.execute(cmds.cereg_read()).lines)
         with self._ch.condition:
-            # The read form is "+CEREG: <n>,<stat>,..."; a URC seen since then is newer: keep it.
-            if len(values) >= 2 and self._reg_updates == updates:
-                self._reg_status = values[1]
+            # A URC seen since the read was sent is newer than its answer: keep it.
+            if stat is not None and self._reg_updates == updates:
+                self._reg_status = stat
         self._ch.wait_for(
             lambda: self._reg_status in REGISTERED or self._reg_status == REG_DENIED, timeout
         )
@@ -397,6 +415,17 @@ _WRITE_HINTS = {
     "each line ending in a real line break",
     515: "the modem's credential storage is full; delete unused sec tags (nrfprov creds delete)",
 }
+
+
+def _cereg_read_stat(lines: list[str]) -> int | None:
+    """<stat> of the read form ``+CEREG: <n>,<stat>[,"<tac>",...]`` [3GPP TS 27.007 §10.1.22]. A +CEREG
+    URC that the modem sent while the read was pending also starts with ``+CEREG:`` and so arrives among
+    its lines; it has ``<stat>`` first and a quoted ``"<tac>"`` (or nothing) second, so it is skipped."""
+    for line in lines:
+        fields = [f.strip() for f in line.split(":", 1)[-1].split(",")]
+        if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
+            return int(fields[1])
+    return None
 
 
 def _assert_dtr(port: Any) -> None:
