@@ -206,6 +206,12 @@ class MqttSession:
         client.on_subscribe = self._on_subscribe
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        # paho calls these when it queues a packet and once it has written it to the tunnel: the pump
+        # then sends it at once instead of after its poll timeout (tunnel.py, modem streams). Both,
+        # because paho's thread may write a packet before the queueing thread has registered it, and
+        # then the "written" edge is skipped [paho-mqtt client.py, _packet_queue / loop_write].
+        client.on_socket_register_write = self._on_written
+        client.on_socket_unregister_write = self._on_written
         self._client = client
         kwargs: dict[str, Any] = {"keepalive": self.keepalive}
         if self.mqtt_v5:
@@ -500,6 +506,11 @@ class MqttSession:
         with self._cond:
             self._pubacks[mid] = reason_code
             self._cond.notify_all()
+
+    def _on_written(self, client: Any, userdata: Any, sock: Any) -> None:
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.kick()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         payload = bytes(message.payload)

@@ -64,6 +64,7 @@ class Dialect(abc.ABC):
         self._failed: dict[int, TransportError] = {}  # sticky per-socket failure
         self._eof: set[int] = set()
         self._tls: set[int] = set()
+        self._woken: set[int] = set()  # handles whose recv should return now (wake())
         self._lock = threading.RLock()  # multi-command socket operations run one at a time
         channel.add_urc_handler(self._on_urc)
 
@@ -124,6 +125,13 @@ class Dialect(abc.ABC):
         """A command as this modem's build expects it (the Serial Modem dialect changes the terminator)."""
         return command(text, **kw)
 
+    def wake(self, handle: int) -> None:
+        """Any thread: the ``recv`` waiting for ``handle`` (or the next one) returns now, with
+        ``ResponseTimeout`` unless data or EOF is there; the caller has something to send."""
+        with self.ch.condition:
+            self._woken.add(handle)
+            self.ch.condition.notify_all()
+
     def recv(self, handle: int, max_bytes: int, timeout: float | None) -> bytes:
         """1..max_bytes bytes, b"" at EOF; ResponseTimeout after ``timeout`` s with nothing."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -138,8 +146,12 @@ class Dialect(abc.ABC):
                 if handle in self._eof:
                     return b""
                 failure = self._failed.get(handle)
+                woken = handle in self._woken
+                self._woken.discard(handle)
             if failure is not None:
                 raise failure
+            if woken:
+                raise ResponseTimeout(f"data on modem socket {handle} (woken to send)", timeout or 0.0)
             if asked and deadline is not None and time.monotonic() >= deadline:
                 raise ResponseTimeout(f"data on modem socket {handle}", timeout or 0.0)
             self._recv_some(handle, deadline)
@@ -164,6 +176,7 @@ class Dialect(abc.ABC):
 
     def _forget(self, handle: int) -> None:
         with self.ch.condition:
+            self._woken.discard(handle)
             self._rx.pop(handle, None)
             self._failed.pop(handle, None)
             self._eof.discard(handle)

@@ -218,7 +218,7 @@ class SerialModemDialect(Dialect):
         timeout = None if wait_end is None else max(0.0, wait_end - time.monotonic())
 
         def arrived() -> bool:
-            return bool(self._rx.get(handle)) or handle in self._eof or (
+            return bool(self._rx.get(handle)) or handle in self._eof or handle in self._woken or (
                 since is None and handle in self._pollin_at
             )
 
@@ -226,8 +226,8 @@ class SerialModemDialect(Dialect):
         return True
 
     def _wake(self, handle: int) -> bool:
-        """Something for ``handle`` arrived (condition held): readiness, pushed data or EOF."""
-        return handle in self._revents or bool(self._rx.get(handle)) or handle in self._eof
+        """Something for ``handle`` arrived (condition held): readiness, pushed data, EOF, or a wake()."""
+        return handle in self._revents or bool(self._rx.get(handle)) or handle in self._eof or handle in self._woken
 
     def _so_error(self, handle: int) -> int:
         """SO_ERROR of the socket (0 = none; -1 when the modem cannot say, e.g. handle gone)."""
