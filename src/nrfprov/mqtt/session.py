@@ -103,24 +103,46 @@ class ConnectSpacer:
 
     ``wait_turn`` reserves the slot under a lock before it sleeps, so concurrent sessions with one
     client ID queue up one interval apart. Entries older than the interval are forgotten.
+
+    The broker counts CONNECTs as they arrive. The previous one arrived before its CONNACK left, so a
+    CONNECT sent one ``quota`` after that CONNACK was received (``acknowledged``) cannot come too soon,
+    whatever the latency of either path; without a CONNACK the send time plus ``interval`` (the quota
+    and a margin) decides. The earlier of the two applies.
     """
 
     def __init__(self, interval: float = CONNECT_INTERVAL_S + CONNECT_MARGIN_S, *,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 quota: float = CONNECT_INTERVAL_S) -> None:
         self.interval = interval
+        self.quota = min(quota, interval)
         self._clock = clock
         self._sleep = sleep
         self._last: dict[str, float] = {}
+        self._acked: dict[str, float] = {}  # client ID -> when the CONNACK of its last CONNECT came
         self._lock = threading.Lock()
+
+    def acknowledged(self, client_id: str) -> None:
+        """The CONNACK for ``client_id``'s last CONNECT has just been received."""
+        with self._lock:
+            if client_id in self._last:
+                self._acked[client_id] = self._clock()
 
     def wait_turn(self, client_id: str) -> float:
         """Sleep until ``client_id`` may CONNECT again, record the CONNECT as sent now; seconds waited."""
         with self._lock:
             now = self._clock()
             self._last = {cid: t for cid, t in self._last.items() if now - t < self.interval}
+            self._acked = {cid: t for cid, t in self._acked.items() if cid in self._last}
             last = self._last.get(client_id)
-            delay = 0.0 if last is None else max(0.0, last + self.interval - now)
+            delay = 0.0
+            if last is not None:
+                earliest = last + self.interval
+                acked = self._acked.get(client_id)
+                if acked is not None and acked >= last:
+                    earliest = min(earliest, acked + self.quota)
+                delay = max(0.0, earliest - now)
             self._last[client_id] = now + delay
+            self._acked.pop(client_id, None)
         if delay > 0:
             log.debug("waiting %.3f s before CONNECT as %s (one CONNECT per second per client ID)", delay, client_id)
             self._sleep(delay)
@@ -481,6 +503,7 @@ class MqttSession:
     # paho callbacks (paho's network thread) ------------------------------------------------------
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        self._spacer.acknowledged(self.client_id)
         with self._cond:
             self._connack = reason_code
             self._cond.notify_all()
