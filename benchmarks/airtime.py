@@ -126,3 +126,36 @@ def server_wait(traces: Iterable[Sequence[tuple[float, str, int]]]) -> float:
         for i in waited(fl):
             total += max(0.0, fl[i].first - fl[i - 1].last)
     return total
+
+
+#: AWS IoT allows one CONNECT per second per client ID [AWS IoT Core quotas]; the stand-in enforces it.
+CONNECT_INTERVAL_S = 1.0
+
+
+def quota_floor(samples: Sequence[tuple[AirEvent, float]], start: float, end: float) -> float | None:
+    """The shortest run the one-CONNECT-per-second quota allows when the reconnect reuses the claim's
+    client ID: the UART line time up to the claim's MQTT CONNECT, the quota's second, and the line time
+    from the reconnect's CONNECT to the end. ``samples`` pair each AirEvent with the UART line time
+    (seconds, both directions) at that moment; ``start`` / ``end`` are the line times of the run's ends.
+
+    A connection's MQTT CONNECT is its third up flight (after ClientHello and the client's TLS 1.2
+    flight). None when the run had fewer than two connections through the modem.
+    """
+    connects: list[float] = []
+    by_conn: dict[int, list[tuple[AirEvent, float]]] = {}
+    for e, line in samples:
+        if e.kind in ("up", "down") and e.nbytes:
+            by_conn.setdefault(e.conn, []).append((e, line))
+    for conn in sorted(by_conn):
+        ups = 0
+        last_up = False
+        for e, line in by_conn[conn]:
+            if e.kind == "up" and not last_up:
+                ups += 1
+                if ups == 3:
+                    connects.append(line)
+                    break
+            last_up = e.kind == "up"
+    if len(connects) < 2:
+        return None
+    return (connects[0] - start) + CONNECT_INTERVAL_S + (end - connects[-1])

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from nrfprov.config import Settings
 from nrfprov.mqtt.session import MqttSession
@@ -88,3 +89,26 @@ def host_flow(
         d.publish(f"$aws/things/{thing}/shadow/update", proof, qos=1, timeout=TIMEOUT_S)
         seconds = time.perf_counter() - t0
     return HostRun(seconds=seconds, thing_name=thing, certificate_id=issued.certificate_id)
+
+
+class Port:
+    """The host's side of the serial port, opened afresh for every round (untimed), as every
+    ``nrfprov provision`` opens it: nothing a round learnt (an address, the modem's socket settings)
+    carries over to the next."""
+
+    def __init__(self, url: str, baud: int = 115200) -> None:
+        self.url = url
+        self.baud = baud
+        self.modem: Any = None
+
+    def reopen(self) -> Any:
+        from nrfprov.modem.facade import Modem
+
+        self.close()
+        self.modem = Modem.open(self.url, baud=self.baud, dialect="sm")
+        return self.modem
+
+    def close(self) -> None:
+        if self.modem is not None:
+            self.modem.close()
+            self.modem = None

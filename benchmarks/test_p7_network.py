@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 from airtime import AirCount, count, server_wait
+from provisioning_runs import Port
 from relay import CountingRelay
 
 from nrfprov.sim.network import PROFILES, AirEvent
@@ -72,28 +73,6 @@ class AirLog:
         with self._lock:
             out, self._events = self._events, []
         return out
-
-
-class Port:
-    """The host's side of the serial port, opened afresh for every round (untimed), as every
-    ``nrfprov provision`` opens it: nothing a round learnt (an address, the modem's socket settings)
-    carries over to the next."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.modem: Any = None
-
-    def reopen(self) -> Any:
-        from nrfprov.modem.facade import Modem
-
-        self.close()
-        self.modem = Modem.open(self.url, baud=BAUD, dialect="sm")
-        return self.modem
-
-    def close(self) -> None:
-        if self.modem is not None:
-            self.modem.close()
-            self.modem = None
 
 
 @contextmanager
