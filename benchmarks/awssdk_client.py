@@ -97,15 +97,18 @@ def provision_once(
     """
     from awscrt import mqtt
 
-    serial = serial or f"sdk-{uuid.uuid4().hex[:12]}"
+    client_id = f"sdk-{uuid.uuid4().hex[:12]}"
+    # The thing's serial differs from the claim's client ID, as in the SDK's fleet-provisioning sample (the
+    # split workaround names the thing after the client ID, so it reconnects with the same one).
+    serial = serial or f"sn-{client_id}"
     t0 = time.perf_counter()
     if on_start is not None:
         on_start()
-    conn = _connect(host, port, ca_path, serial, cert_path=claim_cert_path, key_path=claim_key_path)
+    conn = _connect(host, port, ca_path, client_id, cert_path=claim_cert_path, key_path=claim_key_path)
     claim_connected = time.monotonic()
     qos = mqtt.QoS.AT_LEAST_ONCE
     if flow == "split":
-        cert_pem, key_pem, cert_id, thing_name = _split(conn, serial, qos)
+        cert_pem, key_pem, cert_id, thing_name = _split(conn, client_id, qos)
     else:
         cert_pem, key_pem, cert_id, thing_name = _fleet(conn, flow, template, serial, qos, csr)
     _wait(conn.disconnect(), "disconnect claim")
@@ -118,7 +121,7 @@ def provision_once(
     key_file.touch(mode=0o600)
     key_file.write_text(key_pem)
 
-    if thing_name == serial:
+    if thing_name == client_id:
         # Same client ID again: AWS IoT allows one CONNECT per second per client ID; nrfprov waits its
         # turn the same way (mqtt/session.py ConnectSpacer).
         time.sleep(max(0.0, claim_connected + CONNECT_SPACING_S - time.monotonic()))

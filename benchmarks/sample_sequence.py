@@ -86,7 +86,7 @@ def run(modem: Any, settings: Settings, *, flow: str, fmt: str, backend: str, cl
             collector_fn = flows.combined_collector if flow == "combined" else flows.csr_collector
             issued = collector_fn(fmt_).feed(msg.topic, msg.payload)
             assert issued is not None
-            reg = flows.register_request("nrfprov", fmt_, issued.ownership_token, {"SerialNumber": client_id})
+            reg = flows.register_request("nrfprov", fmt_, issued.ownership_token, {"SerialNumber": f"sn-{client_id}"})
             claim.publish(reg.topic, reg.payload, REQUEST_QOS, TIMEOUT_S)
             msg = claim.wait_any(list(reg.subscribe), TIMEOUT_S)
             registration = flows.RegisterCollector("nrfprov", fmt_).feed(msg.topic, msg.payload)
