@@ -43,6 +43,9 @@ def summarize(benches: list[Any]) -> dict[str, Any]:
         if e.get("suite") != "p7":
             continue
         row: dict[str, Any] = {k: e.get(k) for k in ("client", "flow", "format", "backend", "network")}
+        # Variants: the modem dialect (default sm) and a round-trip option switched on (default none).
+        row["dialect"] = e.get("dialect") or ("-" if row["client"] == "awsiotsdk" else "sm")
+        row["option"] = e.get("option") or ""
         for k in FIGURES:
             if k in e:
                 m = _med(e[k])
@@ -60,14 +63,22 @@ def summarize(benches: list[Any]) -> dict[str, Any]:
 
 
 def _find(rows: list[dict[str, Any]], **key: str) -> list[dict[str, Any]]:
+    """Rows matching ``key``; without a dialect / option in it, the default variant only."""
+    key = {"option": "", **key}
+    if key.get("client") != "awsiotsdk":
+        key.setdefault("dialect", "sm")
     return [r for r in rows if all(r.get(k) == v for k, v in key.items())]
+
+
+def _ours(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return _find(rows, client="nrfprov")
 
 
 def goals(p7: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     """The issue's goals that P7 decides: round trips and NB-IoT time (P1, P2, P4 are in report.py)."""
     out: dict[str, Any] = {}
     rows = p7.get("rows", [])
-    ours = [r for r in rows if r["client"] == "nrfprov"]
+    ours = _ours(rows)
     if not ours:
         out["p7_round_trips"] = {"label": "round trips on the air ≤ protocol minimum + 1, and fewer than the "
                                  "sample's sequence and awsiotsdk (same flow)", "target": "min + 1; < sample; "
@@ -118,9 +129,7 @@ def bytes_goal(p7: dict[str, Any]) -> dict[str, Any]:
     hardly depend on the profile; the worst profile counts), TCP payload both ways."""
     rows = p7.get("rows", [])
     ratios: dict[str, float] = {}
-    for r in rows:
-        if r["client"] != "nrfprov":
-            continue
+    for r in _ours(rows):
         sdk = _find(rows, client="awsiotsdk", flow=r["flow"], network=r["network"])
         if sdk:
             key = f"{r['flow']}/{r['format']}/{r['backend']}"
@@ -149,7 +158,8 @@ def markdown(p7: dict[str, Any], png_rel: Path | None) -> list[str]:
         return ["## P7: provisioning over LTE-M and NB-IoT", "", "_not measured_", ""]
     rows = p7["rows"]
     order = {c: i for i, c in enumerate(CLIENTS)}
-    rows = sorted(rows, key=lambda r: (r["network"], r["flow"], r["backend"], r["format"], order.get(r["client"], 9)))
+    rows = sorted(rows, key=lambda r: (r["network"], r["flow"], r["backend"], r["format"], order.get(r["client"], 9),
+                                       r["dialect"], r["option"]))
     out = [
         "## P7: provisioning over LTE-M and NB-IoT (simulated radio)",
         "",
@@ -167,19 +177,22 @@ def markdown(p7: dict[str, Any], png_rel: Path | None) -> list[str]:
     table = []
     for r in rows:
         m = p7["minimum"].get(r["flow"], {})
-        table.append([r["network"], r["flow"], r["format"], r["backend"], r["client"], r.get("seconds"),
+        client = r["client"] + (f" ({r['dialect']})" if r["dialect"] not in ("sm", "-") else "") + (
+            f" + {r['option']}" if r["option"] else "")
+        table.append([r["network"], r["flow"], r["format"], r["backend"], client, r.get("seconds"),
                       r.get("seconds_spread"), r.get("round_trips"), m.get("total"), r.get("dns"), r.get("tcp"),
                       r.get("exchanges"), r.get("up"), r.get("down"), r.get("uart_commands"), r.get("rounds")])
     out += [_t(["network", "flow", "format", "backend", "client", "seconds", "spread s", "RT", "minimum", "DNS",
-                "TCP", "exchanges", "bytes up", "bytes down", "UART", "rounds"], table), ""]
+                "TCP", "exchanges", "bytes up", "bytes down", "UART", "rounds"], table), "",
+            "`+ publish_before_suback`: `CONFIG_NRFPROV_PUBLISH_BEFORE_SUBACK=y` (off by default, see",
+            "docs/provisioning.md). `(slm)`: legacy SLM dialect (default: Serial Modem). The goals judge the",
+            "defaults.", ""]
     if png_rel is not None:
         out += [f"![time to provisioned per flow and profile]({png_rel})", ""]
     out += [MINIMUM_MD.read_text().strip(), "",
             "Ours against the minimum, the sample's sequence and awsiotsdk (round trips, same flow):", ""]
     cmp_rows = []
-    for r in rows:
-        if r["client"] != "nrfprov":
-            continue
+    for r in _ours(rows):
         sample = _find(p7["rows"], client="sample", flow=r["flow"], backend=r["backend"], format=r["format"],
                        network=r["network"])
         sdk = _find(p7["rows"], client="awsiotsdk", flow=r["flow"], network=r["network"])
@@ -202,7 +215,7 @@ def plot(p7: dict[str, Any], path: Path) -> None:
     networks = sorted({r["network"] for r in p7.get("rows", [])})
     fig, axes = plt.subplots(1, max(1, len(networks)), figsize=(12, 4.4), squeeze=False)
     for ax, net in zip(axes[0], networks, strict=False):
-        rows = [r for r in p7["rows"] if r["network"] == net]
+        rows = [r for r in p7["rows"] if r["network"] == net and not r["option"] and r["dialect"] in ("sm", "-")]
         combos = sorted({(r["flow"], r["format"], r["backend"]) for r in rows if r["client"] != "awsiotsdk"})
         width = 0.27
         for i, client in enumerate(CLIENTS):

@@ -99,16 +99,18 @@ class Port:
     ``nrfprov provision`` opens it: nothing a round learnt (an address, the modem's socket settings)
     carries over to the next."""
 
-    def __init__(self, url: str, baud: int = 115200) -> None:
+    def __init__(self, url: str, baud: int = 115200, *, dialect: str = "sm", slm_terminator: str = "+++") -> None:
         self.url = url
         self.baud = baud
+        self.dialect = dialect
+        self.slm_terminator = slm_terminator
         self.modem: Any = None
 
     def reopen(self) -> Any:
         from nrfprov.modem.facade import Modem
 
         self.close()
-        self.modem = Modem.open(self.url, baud=self.baud, dialect="sm")
+        self.modem = Modem.open(self.url, baud=self.baud, dialect=self.dialect, slm_terminator=self.slm_terminator)
         return self.modem
 
     def close(self) -> None:

@@ -76,13 +76,18 @@ class AirLog:
 
 
 @contextmanager
-def _modem(tmp_path: Path, network: str, stand_in: Any, backend: str) -> Iterator[tuple[Any, Port, AirLog]]:
+def _modem(tmp_path: Path, network: str, stand_in: Any, backend: str,
+           dialect: str = "sm") -> Iterator[tuple[Any, Port, AirLog]]:
+    from nrfprov.cli.demo import SLM_TERMINATOR
     from nrfprov.sim.modem import SimulatedModem
 
     log = AirLog()
-    with SimulatedModem(tmp_path / "sim", dialect="sm", baud=BAUD, attach_delay=0.0, network=network) as sim:
+    # Legacy SLM with a long data-mode terminator, as `nrfprov demo` runs it (docs/modem-tools.md).
+    terminator = SLM_TERMINATOR if dialect == "slm" else "+++"
+    with SimulatedModem(tmp_path / "sim", dialect=dialect, baud=BAUD, attach_delay=0.0, network=network,
+                        terminator=terminator) as sim:
         sim.link.observer = log
-        port = Port(sim.port_url)
+        port = Port(sim.port_url, BAUD, dialect=dialect, slm_terminator=terminator)
         try:
             modem = port.reopen()
             if backend == "offload":  # the claim identity lives in the modem (setup, untimed)
@@ -140,19 +145,44 @@ def _record(benchmark: Any, rounds: list[dict[str, Any]], warmup: int, **info: A
 @pytest.mark.benchmark(group="p7-network")
 def test_p7_on_the_simulated_modem(benchmark: Any, stand_in: Any, relay: CountingRelay, tmp_path: Path,
                                    network: str, flow: str, fmt: str, backend: str, client: str) -> None:
+    _modem_client(benchmark, stand_in, relay, tmp_path, network, flow, fmt, backend, client)
+
+
+# One combination per flow for the variants: the round trip the AWS-dependent overlap saves, and the UART
+# turnarounds of legacy SLM (LTE-M only: its polls scale with the waiting, its round trips are the same).
+VARIANT_COMBOS = [("split", "pem", "offload"), ("combined", "json", "native"), ("csr", "json", "offload")]
+VARIANTS = [(n, "sm", "publish_before_suback") for n in NETWORKS] + [("lte-m", "slm", "")]
+
+
+@pytest.mark.parametrize(("network", "dialect", "option"), VARIANTS, ids=["-".join(filter(None, v)) for v in VARIANTS])
+@pytest.mark.parametrize(("flow", "fmt", "backend"), VARIANT_COMBOS, ids=["-".join(c) for c in VARIANT_COMBOS])
+@pytest.mark.benchmark(group="p7-network")
+def test_p7_variants(benchmark: Any, stand_in: Any, relay: CountingRelay, tmp_path: Path, network: str,
+                     dialect: str, option: str, flow: str, fmt: str, backend: str) -> None:
+    _modem_client(benchmark, stand_in, relay, tmp_path, network, flow, fmt, backend, "nrfprov", dialect=dialect,
+                  option=option)
+
+
+def _modem_client(benchmark: Any, stand_in: Any, relay: CountingRelay, tmp_path: Path, network: str, flow: str,
+                  fmt: str, backend: str, client: str, *, dialect: str = "sm", option: str = "") -> None:
     from sample_sequence import run as run_sample
 
     from nrfprov.provisioning.driver import Driver
 
     certs = stand_in.write_certs_folder(tmp_path / "certs")
     base = _settings(stand_in, relay, certs, flow, fmt, backend)
+    if option:
+        base = dataclasses.replace(base, **{option: True})
+    if dialect == "slm":
+        from nrfprov.cli.demo import SLM_TERMINATOR
+
+        base = dataclasses.replace(base, modem_dialect="slm", slm_terminator=SLM_TERMINATOR)
     ca_pem = Path(stand_in.ca_path).read_text()
     counter = itertools.count()
     rounds: list[dict[str, Any]] = []
     state: dict[str, Any] = {}
     before = stand_in.request_counts()
-    with _modem(tmp_path, network, stand_in, backend) as (sim, port, log):
-
+    with _modem(tmp_path, network, stand_in, backend, dialect) as (sim, port, log):
         def collect() -> None:
             if not state:
                 return
@@ -200,7 +230,7 @@ def test_p7_on_the_simulated_modem(benchmark: Any, stand_in: Any, relay: Countin
     after = stand_in.request_counts()
     assert after[REQUEST_KIND[flow]] - before[REQUEST_KIND[flow]] == len(rounds)  # each round provisioned
     _record(benchmark, rounds, WARMUP[network], client=client, flow=flow, format=fmt, backend=backend,
-            network=network, dialect="sm", baud=BAUD)
+            network=network, dialect=dialect, option=option, baud=BAUD)
 
 
 SDK_FLOWS = ["split", "combined", "csr"]
