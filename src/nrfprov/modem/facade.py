@@ -183,6 +183,7 @@ class Modem:
     def _forget_state(self) -> None:
         self._cfun_known = None
         self._cereg_urcs = False
+        self._reg_status = None
 
     # --- functional mode, registration, identity ------------------------------------------------
 
@@ -198,6 +199,10 @@ class Modem:
         self._cfun_known = None  # unknown until the modem says OK
         self._ch.execute(cmds.cfun_set(mode))
         self._cfun_known = mode
+        if mode in (0, OFFLINE_MODE):  # the radio is off: not registered, whenever its +CEREG: 0 comes
+            with self._ch.condition:
+                self._reg_status = 0
+                self._reg_updates += 1
 
     @contextlib.contextmanager
     def offline(self) -> Iterator[None]:
@@ -244,16 +249,18 @@ class Modem:
     def wait_registered(self, timeout: float) -> int:
         """Wait for +CEREG stat 1 (home) or 5 (roaming); return it. Enables ``AT+CEREG=5`` URCs (once per
         modem start: the setting lasts until the modem restarts [3GPP TS 27.007 §10.1.22])."""
+        tracked = self._cereg_urcs and self._reg_status is not None
         if not self._cereg_urcs:
             self._ch.execute(cmds.cereg_set(5))
             self._cereg_urcs = True
-        with self._ch.condition:
-            updates = self._reg_updates
-        stat = _cereg_read_stat(self._ch.execute(cmds.cereg_read()).lines)
-        with self._ch.condition:
-            # A URC seen since the read was sent is newer than its answer: keep it.
-            if stat is not None and self._reg_updates == updates:
-                self._reg_status = stat
+        if not tracked:  # else every change since the URCs were switched on has been reported
+            with self._ch.condition:
+                updates = self._reg_updates
+            stat = _cereg_read_stat(self._ch.execute(cmds.cereg_read()).lines)
+            with self._ch.condition:
+                # A URC seen since the read was sent is newer than its answer: keep it.
+                if stat is not None and self._reg_updates == updates:
+                    self._reg_status = stat
         self._ch.wait_for(
             lambda: self._reg_status in REGISTERED or self._reg_status == REG_DENIED, timeout
         )

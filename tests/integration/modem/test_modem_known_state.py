@@ -59,6 +59,7 @@ def test_credential_work_after_set_cfun_asks_no_cfun(sim: SimulatedModem, tmp_pa
         m.set_cfun(1)
         m.wait_registered(30)
         assert _count(sim, "AT+CEREG=5") == 1  # once per modem start
+        assert _count(sim, "AT+CEREG?") == 1  # the second attach is followed by its URCs alone
         # Behind the facade's back (a raw command): the mode is unknown again, so it is read, and the
         # write goes offline and back as before, instead of answering 518.
         m.at("AT+CFUN=1")
@@ -69,7 +70,7 @@ def test_credential_work_after_set_cfun_asks_no_cfun(sim: SimulatedModem, tmp_pa
         m.at("AT#XRESET")
         m.set_cfun(1)
         m.wait_registered(30)
-        assert _count(sim, "AT+CEREG=5") == 2
+        assert (_count(sim, "AT+CEREG=5"), _count(sim, "AT+CEREG?")) == (2, 2)
         m.write_credential(55, 0, ca)
         assert 0 in sim.stored(55)
 
