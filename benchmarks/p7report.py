@@ -230,7 +230,7 @@ def plot(p7: dict[str, Any], path: Path) -> None:
         ax.set_xticks(range(len(combos)), [f"{f}\n{fm}/{b}" for f, fm, b in combos], fontsize=7)
         ax.set(ylabel="seconds to the reconnect proof", title=f"{net}")
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3)
     fig.suptitle("P7 time to provisioned (simulated radio; awsiotsdk: same flow, TLS 1.3)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -3,8 +3,10 @@
 - The relay forwards and counts exactly, both ways, and half-closes like TCP.
 - It reads the negotiated TLS version, and what it calls TLS 1.3 session tickets is exactly what the
   server's tickets cost: the same exchange with ``num_tickets = 0`` is lighter by that many bytes.
-- report.py turns a pytest-benchmark export into summary.json and RESULTS.md with the right ratios (the
-  PNG needs matplotlib from the bench extra, so ``make bench`` exercises it, not the normal suite).
+- report.py turns a pytest-benchmark export into summary.json and RESULTS.md with the right ratios and
+  goals, P7 included (the PNGs need matplotlib from the bench extra, so ``make bench`` draws them).
+- P7's plumbing: round trips counted from radio events as airtime.py defines them, and the shaped relay
+  puts the profile's delay, the TCP handshake and a DNS lookup between a client and a server.
 
 Real peers only: Python's ssl (OpenSSL) on 127.0.0.1 on both ends of the relay.
 """
