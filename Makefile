@@ -87,11 +87,14 @@ clean:
 # fuzz: atheris (libFuzzer) with json/cbor2 as oracle for FUZZ_SECONDS, on a copy of the extension built
 # with gcc -fsanitize-coverage=trace-cmp (C comparisons guide libFuzzer via -use_value_profile=1; edge
 # coverage would need clang). Corpus in native/fuzz/corpus (git-ignored), crashes in native/build/fuzz.
+# Then the sans-IO AT core (tests/unit/at/fuzz_at.py): AT_FUZZ_RUNS programs of arbitrary modem bytes and
+# commands, each fed whole and in small chunks; corpus in build/fuzz-at/corpus, crashes in build/fuzz-at.
 NATIVE_BUILD := native/build
 SAN_CFLAGS := -std=c99 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 SAN_MUTATIONS ?= 3000
 PLUGIN_ASAN := $(NATIVE_BUILD)/plugin-asan
 FUZZ_SECONDS ?= 600
+AT_FUZZ_RUNS ?= 1000000
 
 sanitize: $(STAMP)
 	@mkdir -p $(NATIVE_BUILD)
@@ -132,3 +135,6 @@ fuzz: $(STAMP)
 	NRFPROV_NATIVE_SO="$$(ls $(CURDIR)/$(NATIVE_BUILD)/fuzzcmp/nrfprov/_native*.so)" \
 		$(PY) tests/native/fuzz_extractor.py native/fuzz/corpus $(NATIVE_BUILD)/corpus -use_value_profile=1 \
 		-max_total_time=$(FUZZ_SECONDS) -max_len=16384 -artifact_prefix=$(NATIVE_BUILD)/fuzz/ -print_final_stats=1
+	@mkdir -p build/fuzz-at/corpus
+	$(PY) tests/unit/at/fuzz_at.py build/fuzz-at/corpus -dict=tests/unit/at/at.dict -runs=$(AT_FUZZ_RUNS) \
+		-max_len=4096 -artifact_prefix=build/fuzz-at/ -print_final_stats=1

@@ -120,6 +120,8 @@ class StandInProcess:
         registry = Registry(self.state_dir)
         data = registry.snapshot()  # one consistent read under the registry's shared lock
         for entry in data["certificates"].values():
+            if entry.get("deleted"):  # rolled back by the split handler: not an accepted request
+                continue
             op = Registry.record(entry).operation
             if op in counts:
                 counts[op] += 1

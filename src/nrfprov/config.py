@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nrfprov.errors import ConfigError
+from nrfprov.errors import ConfigError, InputFileError
 from nrfprov.names import BACKENDS, DIALECT_CHOICES, FLOWS, FORMATS, Backend, DialectChoice, Flow, PayloadFormat
 
 Value = bool | int | str
@@ -112,13 +112,16 @@ def parse_fragment(text: str, path: str = "<fragment>") -> list[Assignment]:
 
 
 def read_fragment(path: str | Path) -> list[Assignment]:
+    """Read and parse one fragment: a regular file of at most FRAGMENT_LIMIT bytes (``nrfprov.files``)."""
+    from nrfprov.files import FRAGMENT_LIMIT, read_text_bounded
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError("no such configuration file", path=str(p)) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read configuration file: {exc}", path=str(p)) from exc
+        text = read_text_bounded(p, FRAGMENT_LIMIT, "configuration file", encoding="utf-8")
+    except InputFileError as exc:
+        reason = "no such configuration file" if exc.reason == "no such file" else \
+            f"cannot read configuration file: {exc.reason}"
+        raise ConfigError(reason, path=str(p), hint=exc.hint) from exc
     return parse_fragment(text, str(p))
 
 
@@ -218,6 +221,7 @@ _SYMBOLS: dict[str, _Symbol] = {
     "CONFIG_NRFPROV_MQTT_PIPELINE": _Symbol("mqtt_pipeline", bool),
     "CONFIG_NRFPROV_PUBLISH_BEFORE_SUBACK": _Symbol("publish_before_suback", bool),
     "CONFIG_NRFPROV_DNS_REUSE_S": _Symbol("dns_reuse_s", int, _range(0, 3600)),
+    "CONFIG_NRFPROV_CONNECT_TIMEOUT_S": _Symbol("connect_timeout", int, _range(1, 3600)),
 }
 
 #: Field -> the symbol named when no fragment set the field: the first (legacy NCS) name above.
@@ -276,6 +280,10 @@ class Settings:
     mqtt_pipeline: bool = True
     publish_before_suback: bool = False
     dns_reuse_s: int = 60
+    #: Seconds for one broker connection: TCP or modem socket connect, TLS handshake and MQTT CONNACK.
+    #: A broker that accepts TCP and never speaks TLS fails after this. 90 s covers a handshake over
+    #: a 115200-baud UART on NB-IoT (RTT 1.6 s, 26 kbit/s down: the simulator's nb-iot profile).
+    connect_timeout: int = 90
     #: field name → the fragment line that set it (absent: default).
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: field name → the symbol that set it (absent: default).

@@ -15,8 +15,11 @@ Messages name the cause and, where there is one, the fix. They never contain pri
 
 from __future__ import annotations
 
-#: 128 + SIGINT: what a shell reports for a job stopped by Ctrl-C.
+#: 128 + the signal number: what a shell reports for a job a signal stopped (POSIX ``wait`` status,
+#: as bash prints it). SIGHUP 1 (the terminal closed), SIGINT 2 (Ctrl-C), SIGTERM 15 (``kill``).
+EXIT_HANGUP = 129
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 #: Every exit status of ``nrfprov``, with its meaning (0, 1, 2 and 130 besides the error classes:
 #: 2 is also argparse's status for a bad option; 130 is 128 + SIGINT, the shell's convention).
@@ -30,7 +33,11 @@ EXIT_CODES: dict[int, str] = {
     6: "payload invalid (malformed, oversized or unusable credentials received)",
     7: "credential write or verify in the modem failed",
     8: "provisioning journal unreadable or unwritable (disk); issued credentials may be at risk",
+    EXIT_HANGUP: "hung up (SIGHUP); handled like Ctrl-C: the modem is restored, a provisioning run stays "
+    "resumable",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); an interrupted provisioning run stays resumable",
+    EXIT_TERMINATED: "terminated (SIGTERM); handled like Ctrl-C: the modem is restored, a provisioning run "
+    "stays resumable",
 }
 
 
@@ -48,6 +55,25 @@ class NrfprovError(Exception):
         if self.hint:
             return f"{self.message} ({self.hint})"
         return self.message
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived (``nrfprov.interrupts``). A ``KeyboardInterrupt``, so code that
+    handles Ctrl-C handles all three; ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        try:
+            self.signal_name = signal.Signals(signum).name
+        except ValueError:
+            self.signal_name = f"signal {signum}"
+        super().__init__(self.signal_name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 # --- 1: local protocol error (a bug) -------------------------------------------------------------
@@ -94,6 +120,31 @@ class UsageError(NrfprovError):
     """The command line asks for something that cannot work (e.g. a flow the backend cannot carry)."""
 
     exit_code = 2
+
+
+class LockHeld(UsageError):
+    """Another process holds the serial port or the journal folder (an exclusive ``flock``)."""
+
+    def __init__(self, what: str, path: str, pid: int | None, *, hint: str | None = None) -> None:
+        holder = f"process {pid}" if pid is not None else "another process (PID unknown)"
+        super().__init__(
+            f"{what} is in use by {holder}; nothing was sent",
+            hint=hint or (f"wait for it to finish or stop it (kill {pid}); " if pid is not None else "")
+            + "a crashed holder releases the lock by itself",
+        )
+        self.what = what
+        self.path = path
+        self.pid = pid
+
+
+class InputFileError(UsageError):
+    """A file given to nrfprov cannot be read: missing, not a regular file, too large, not text."""
+
+    def __init__(self, path: str, what: str, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{what} {path}: {reason}", hint=hint)
+        self.path = path
+        self.what = what
+        self.reason = reason
 
 
 class AwsSetupError(ConfigError):
@@ -243,7 +294,8 @@ class ModemTlsHandshakeError(ConnectError):
             f"certificate chain of at most 4 KB ({self.SERVER_CHAIN_LIMIT} bytes of DER): a longer "
             "chain (e.g. an RSA leaf with intermediates) fails exactly like this; otherwise sec tag "
             f"{sec_tag} lacks the server's CA (type 0), '{hostname}' does not match the server "
-            "certificate, or the server refused the client certificate",
+            "certificate, or the server refused the client certificate (an expired or revoked claim "
+            "certificate, or a policy refusing the connection)",
             hint="use the native TLS backend (CONFIG_NRFPROV_TLS_BACKEND=\"native\"), which has no chain "
             "limit, or a server that sends a shorter (ECC) chain; check the CA in the sec tag",
         )

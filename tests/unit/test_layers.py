@@ -23,8 +23,9 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "nrfprov"
 
 LAYERS = ["at", "modem", "transport", "mqtt", "provisioning", "station", "cli"]
 #: Top-level modules every room may import: the exception tree, domain names, paths, configuration,
-#: AWS IoT Core facts, the extractor's Python face (``__main__`` is the entry point: it sits above cli).
-BASE = {"errors", "names", "paths", "config", "iotcore", "extractor", "__init__"}
+#: AWS IoT Core facts, the extractor's Python face, bounded file reads, port/folder locks, signal handling
+#: (``__main__`` is the entry point: it sits above cli).
+BASE = {"errors", "names", "paths", "config", "iotcore", "extractor", "files", "locks", "interrupts", "__init__"}
 #: What an independent witness may share with the client: nothing that parses or decides.
 NEUTRAL = {"nrfprov", "nrfprov.errors", "nrfprov.names", "nrfprov.paths"}
 DEVICE_LAYERS = ["at", "modem", "transport", "mqtt", "provisioning", "station", "sim", "cloud", "cli"]

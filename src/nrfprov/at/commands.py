@@ -59,6 +59,10 @@ class Command:
     bare: bool = False
     timeout: float = DEFAULT_TIMEOUT
     data_mode: DataMode | None = None
+    #: The reply always carries an info line (``+CMEE: 1`` for ``AT+CMEE?``): a final result that
+    #: comes without one is a late answer to an earlier command, and the session keeps waiting.
+    #: The handshake's sync probe uses this to drain answers owed to a killed host program.
+    requires_info: bool = False
 
     @property
     def name(self) -> str:
@@ -84,6 +88,7 @@ def command(
     expect: tuple[str, ...] | None = None,
     bare: bool | None = None,
     data_mode: DataMode | None = None,
+    requires_info: bool = False,
 ) -> Command:
     """Validate ``text`` and derive what its reply looks like.
 
@@ -103,7 +108,7 @@ def command(
         timeout = _TIMEOUTS.get(name, DEFAULT_TIMEOUT)
         if name == "+CFUN" and "?" in text:
             timeout = DEFAULT_TIMEOUT
-    return Command(text, expect, bare, timeout, data_mode)
+    return Command(text, expect, bare, timeout, data_mode, requires_info)
 
 
 def _check_text(text: str) -> None:
@@ -161,6 +166,12 @@ def _check_type(cred_type: int) -> None:
 
 def cmee(mode: int = 1) -> Command:
     return command(f"AT+CMEE={mode}")
+
+
+def cmee_read() -> Command:
+    """``AT+CMEE?``: always answered ``+CMEE: <n>`` then ``OK`` [3GPP TS 27.007 §9.1], so it serves as
+    the sync probe: an ``OK`` without the ``+CMEE:`` line is owed to an earlier command."""
+    return command("AT+CMEE?", requires_info=True)
 
 
 def cfun_read() -> Command:

@@ -8,7 +8,8 @@ for the SM pushed (auto-receive) form, which has no command in flight.
 
 Verbs (shared by every core): ``receive_data(bytes)`` (``b""`` = EOF), ``next_event()``,
 ``send(command, now) -> bytes``, ``send_data(bytes) -> bytes``, ``end_data_mode(now) -> bytes``,
-``handle_timer(now)``, ``next_deadline()``. The caller owns the clock and the port.
+``handle_timer(now)``, ``next_deadline()``; ``abandon()`` when an interrupt broke a wait. The caller
+owns the clock and the port.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Step(enum.Enum):
     SEND_TERMINATOR = "send_terminator"
     DATAMODE_URC = "datamode_urc"
     TIMEOUT = "timeout"
+    ABANDON = "abandon"
     EOF = "eof"
 
 
@@ -71,6 +73,10 @@ _TRANSITIONS: dict[tuple[State, Step], State] = {
     (State.DATA_MODE, Step.SEND_TERMINATOR): State.LEAVING_DATA,
     (State.LEAVING_DATA, Step.DATAMODE_URC): State.IDLE,
     (State.LEAVING_DATA, Step.TIMEOUT): State.IDLE,
+    (State.IDLE, Step.ABANDON): State.IDLE,
+    (State.AWAITING, Step.ABANDON): State.IDLE,
+    (State.DATA_MODE, Step.ABANDON): State.IDLE,
+    (State.LEAVING_DATA, Step.ABANDON): State.IDLE,
     (State.IDLE, Step.EOF): State.CLOSED,
     (State.AWAITING, Step.EOF): State.CLOSED,
     (State.DATA_MODE, Step.EOF): State.CLOSED,
@@ -107,6 +113,7 @@ class AtSession:
         # so the next final result belongs to the timed-out command, not to the one now in flight.
         self._stale = 0
         self._absorbed = False  # a final result was taken as a late answer during this command
+        self._info_seen = False  # the command in flight got an info line (see Command.requires_info)
 
     # --- state machine ------------------------------------------------------------------------
 
@@ -143,6 +150,7 @@ class AtSession:
         self._command = command
         self._deadline = now + command.timeout
         self._absorbed = False
+        self._info_seen = False
         return command.encode()
 
     def send_data(self, data: bytes) -> bytes:
@@ -188,6 +196,27 @@ class AtSession:
         self._tail = b""
         self._deadline = now + timeout
         return mode.terminator
+
+    def abandon(self) -> bool:
+        """The caller stopped waiting for the command in flight (an interrupt broke the wait).
+
+        Awaiting a final result: it is owed, as after a timeout, so it cannot be taken for the next
+        command's answer. In data mode (or leaving it): the session returns to idle and True is
+        returned, meaning the modem may still be in data mode and the caller must take it out
+        (finish a counted send, send the terminator) before the next command. Idle: nothing to do.
+        """
+        self._check_alive()
+        if self.state is State.CLOSED:
+            return False
+        in_data = self.state in (State.DATA_MODE, State.LEAVING_DATA)
+        if self.state is State.AWAITING:
+            self._stale = 0 if (self._stale or self._absorbed) else 1
+        self._step(Step.ABANDON)
+        self._command = None
+        self._deadline = None
+        self._remaining = 0
+        self._tail = b""
+        return in_data
 
     def forget_owed(self) -> None:
         """The caller knows timed-out commands will never be answered (e.g. they went into a data
@@ -302,6 +331,12 @@ class AtSession:
             return
         if cmd is not None:
             final = _final_result(line, cmd.text)
+            if final is not None and cmd.requires_info and not self._info_seen:
+                # The modem answers in order and this command's reply always carries an info line:
+                # a bare final result before it belongs to an earlier command (a killed host's).
+                self._absorbed = True
+                self._events.append(Urc(line))
+                return
             if final is not None:
                 if isinstance(final, Ok) and cmd.data_mode is not None:
                     self._step(Step.ENTER_DATA)
@@ -319,9 +354,12 @@ class AtSession:
                 self._events.append(final)
                 return
         if line.startswith("#XRECV:"):
-            self._start_count(line, pushed=not (cmd is not None and "#XRECV:" in cmd.expect))
+            pushed = not (cmd is not None and "#XRECV:" in cmd.expect)
+            self._info_seen = self._info_seen or not pushed
+            self._start_count(line, pushed=pushed)
             return
         if cmd is not None and _belongs(line, cmd):
+            self._info_seen = True
             if line.count('"') % 2 == 1:
                 # A quoted value with line breaks inside (PEM from %CMNG read): keep reading.
                 self._quoted = raw

@@ -179,6 +179,18 @@ def check_device_id(device_id: str, config: Config) -> None:
         raise Refusal(403, "DeviceNotAllowed", f"The device id {device_id} is not on the allowlist.")
 
 
+#: AWS's error code for a throttled API call [AWS IoT API reference, Common Errors].
+THROTTLED = "ThrottlingException"
+
+
+def _failure(exc: BaseException) -> Refusal:
+    """The refusal for an AWS call that failed: the device may retry later either way; a throttled one
+    says so (on Lambda, botocore's standard retry mode has already retried the call)."""
+    if error_code(exc) == THROTTLED:
+        return Refusal(429, THROTTLED, "AWS IoT is throttling certificate requests; try again later.")
+    return Refusal(500, "InternalFailure", "The certificate could not be issued; try again later.")
+
+
 def _cert_id_from_arn(arn: str) -> str | None:
     # arn:aws:iot:<region>:<account>:cert/<64 hex>
     _, sep, cert_id = arn.rpartition(":cert/")
@@ -256,7 +268,14 @@ class Issuer:
         """
         thing = self._thing(device_id)
         if thing is None:
-            self.iot.create_thing(thingName=device_id)  # succeeds again for an identical thing
+            try:
+                self.iot.create_thing(thingName=device_id)  # succeeds again for an identical thing
+            except Exception as exc:
+                # Another request created it and already claimed it (its attributes differ now).
+                if error_code(exc) == "ResourceAlreadyExistsException":
+                    raise Refusal(409, "ConcurrentRequest",
+                                  f"Another request for thing {device_id} is being served; try again.") from exc
+                raise
             thing = self._thing(device_id)
             if thing is None:
                 raise Refusal(500, "InternalFailure", "The thing could not be created.")
@@ -326,6 +345,12 @@ class Issuer:
             old, permission = self.claim(device_id)
         except Refusal as ref:
             return self._refuse(device_id, ref)
+        except Exception as exc:
+            # A registry call failed before anything was issued: tell the device now rather than let
+            # it wait for its timeout (a raised error would only reach the function's log).
+            log.error("device=%s certificate=none registry check failed: %s", device_id[:128],
+                      error_code(exc) or type(exc).__name__)
+            return self._refuse(device_id, _failure(exc))
         return self._issue(device_id, old, permission)
 
     def _refuse(self, device_id: str, ref: Refusal) -> Outcome:
@@ -372,8 +397,7 @@ class Issuer:
             if created is not None:
                 self._rollback(device_id, created["certificateArn"], created["certificateId"], steps)
             self._restore_permission(device_id, permission)
-            return self._refuse(device_id, Refusal(500, "InternalFailure",
-                                                   "The certificate could not be issued; try again later."))
+            return self._refuse(device_id, _failure(exc))
         replaced = self.deactivate(device_id, old, cert_id) if permission is not None else ()
         log.info("device=%s certificate=%s issued%s", device_id, cert_id,
                  f" replacing {','.join(replaced)}" if replaced else "")

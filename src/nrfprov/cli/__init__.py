@@ -3,7 +3,8 @@
 Every subcommand lives in a module of this package with ``register(subparsers)``; shared options
 are in ``options.py``. Those modules import nothing below ``cli/`` at module level: a handler
 imports the rooms it drives when it runs, so ``nrfprov --help`` loads no modem, TLS or MQTT code.
-The exit codes are ``nrfprov.errors.EXIT_CODES``; ``--help`` prints them.
+The exit codes are ``nrfprov.errors.EXIT_CODES``; ``--help`` prints them. SIGINT, SIGTERM and
+SIGHUP end every command the same way (``nrfprov.interrupts``): exit 130, 143 and 129.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from nrfprov.errors import EXIT_CODES, EXIT_INTERRUPTED, NrfprovError
+from nrfprov.errors import EXIT_CODES, EXIT_INTERRUPTED, Interrupted, NrfprovError
+from nrfprov.interrupts import install as install_interrupts
 
 # Modules that add subcommands, in the order they appear in --help.
 _COMMAND_MODULES = [
@@ -64,11 +66,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    try:
-        return int(handler(args) or 0)
-    except NrfprovError as exc:
-        print(f"nrfprov: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("nrfprov: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    # SIGINT, SIGTERM and SIGHUP all become Interrupted (a KeyboardInterrupt), held while an AT
+    # command is in flight, so every command ends them the same way: modem restored, exit 128 + signal.
+    with install_interrupts():
+        try:
+            return int(handler(args) or 0)
+        except NrfprovError as exc:
+            print(f"nrfprov: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt as exc:
+            code = exc.exit_code if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
+            name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+            print(f"nrfprov: interrupted ({name})", file=sys.stderr)
+            return code

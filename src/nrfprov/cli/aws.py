@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nrfprov.cli.options import add_port_options
+from nrfprov.cli.options import TAG_MAX, add_port_options, float_range, int_range
 
 AWS_EPILOG = """\
 From nothing to a provisioned device (docs/aws.md):
@@ -64,7 +64,8 @@ def register(sub: Any) -> None:
     d.add_argument("--reserve", action="append", default=[], metavar="ID",
                    help="never issue for this device id (case-insensitive); repeatable")
     d.add_argument("--no-hook", action="store_true", help="Fleet Provisioning without the pre-provisioning hook")
-    d.add_argument("--log-retention-days", type=int, default=30, help="function log retention (default 30)")
+    d.add_argument("--log-retention-days", type=int_range(1, 3653), default=30,
+                   help="function log retention (default 30)")
     d.add_argument("--recreate", action="store_true",
                    help="delete the stack first (a failed or damaged one), then deploy; claim certificates are "
                    "kept and attached to the new claim policy")
@@ -77,8 +78,10 @@ def register(sub: Any) -> None:
     c.add_argument("--out", required=True, metavar="DIR", help="folder for ca-cert.pem, client-cert.pem, "
                    "private-key.pem (0600) and aws.conf; must not hold a claim identity yet")
     add_port_options(c, required=False)  # given: also write the claim credentials into this modem
-    c.add_argument("--sec-tag", type=int, default=43, help="claim sec tag (default 43, the NCS sample's)")
-    c.add_argument("--broker-port", type=int, default=8883, help="MQTT port written to aws.conf (default 8883)")
+    c.add_argument("--sec-tag", type=int_range(0, TAG_MAX), default=43,
+                   help="claim sec tag (default 43, the NCS sample's)")
+    c.add_argument("--broker-port", type=int_range(1, 65535), default=8883,
+                   help="MQTT port written to aws.conf (default 8883)")
     c.set_defaults(func=_claim)
 
     s = asub.add_parser("status", help="what is deployed, missing or disabled, and the command that fixes it",
@@ -93,7 +96,8 @@ def register(sub: Any) -> None:
     r = asub.add_parser("reprovision", help="allow one more certificate for an existing thing")
     _common(r)
     r.add_argument("thing", metavar="THING", help="thing name (= device id)")
-    r.add_argument("--hours", type=float, default=24.0, help="the permission expires after this (default 24)")
+    r.add_argument("--hours", type=float_range(0, 8760, above_lo=True), default=24.0,
+                   help="the permission expires after this (default 24)")
     r.set_defaults(func=_reprovision)
 
 

@@ -1,4 +1,4 @@
-"""``nrfprov cloud up|revoke|list``: run the local AWS IoT stand-in and manage its certificates."""
+"""``nrfprov cloud up|revoke|reprovision|list``: run the local AWS IoT stand-in and manage its certificates."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ import sys
 import threading
 from typing import Any
 
-from nrfprov.cli.options import add_json_option, add_old_spelling, add_state_option, state_dir
+from nrfprov.cli.options import (
+    add_json_option,
+    add_old_spelling,
+    add_state_option,
+    float_range,
+    int_range,
+    state_dir,
+)
 
 UP_EPILOG = """\
 examples:
@@ -42,32 +49,51 @@ def register(sub: Any) -> None:
         epilog=UP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _state_arg(up)
-    up.add_argument("--broker-port", type=int, default=None, metavar="PORT",
+    up.add_argument("--broker-port", type=int_range(1, 65535), default=None, metavar="PORT",
                     help="the broker's TCP port on 127.0.0.1 (default: a free one)")
-    add_old_spelling(up, "--port", "broker_port", type=int)
+    add_old_spelling(up, "--port", "broker_port", type=int_range(1, 65535))
     up.add_argument("--device-key", choices=["rsa", "ec"], default="rsa",
                     help="key type the responder generates for devices (AWS: RSA-2048)")
     up.add_argument("--split-order", choices=["parallel", "key-first", "cert-first"], default="parallel",
                     help="split flow: order of the key and cert replies (parallel = random, as on AWS)")
-    up.add_argument("--split-duplicates", type=int, default=0, metavar="N",
+    up.add_argument("--split-duplicates", type=int_range(0, 100), default=0, metavar="N",
                     help="split flow: send the key/cert pair N extra times (at-least-once delivery)")
     aws = up.add_argument_group("AWS IoT fidelity (defaults mirror AWS; see docs/stand-in.md)")
     aws.add_argument("--server-chain", choices=["ec", "rsa"], default="ec",
                      help="certificate chain the broker presents: ec (P-256 leaf + root) or rsa (RSA-2048 leaf + "
                      "intermediate, shaped like AWS's Amazon Root CA 1 chain); rsa adds its root to ca.pem")
-    aws.add_argument("--server-chain-min-bytes", type=_int_range(0, 65536), default=0, metavar="N",
+    aws.add_argument("--server-chain-min-bytes", type=int_range(0, 65536), default=0, metavar="N",
                      help="pad the chain's TLS Certificate message to at least N bytes (the nRF91 takes 4 KB)")
-    aws.add_argument("--connect-interval", type=_float_range(0, 3600), default=1.0, metavar="SECONDS",
+    aws.add_argument("--connect-interval", type=float_range(0, 3600), default=1.0, metavar="SECONDS",
                      help="refuse a CONNECT sooner than this after the last one with the same client ID "
                      "(AWS: 1 s; 0 = off)")
-    aws.add_argument("--request-rate", type=_float_range(0, 1e6), default=10.0, metavar="PER_SECOND",
+    aws.add_argument("--request-rate", type=float_range(0, 1e6), default=10.0, metavar="PER_SECOND",
                      help="provisioning requests per second per operation before ThrottlingException (0 = off)")
-    aws.add_argument("--request-burst", type=_int_range(1, 1_000_000), default=10, metavar="N",
+    aws.add_argument("--request-burst", type=int_range(1, 1_000_000), default=10, metavar="N",
                      help="requests allowed at once before the rate applies")
-    aws.add_argument("--token-lifetime", type=_float_range(1, 1e9), default=3600.0, metavar="SECONDS",
+    aws.add_argument("--token-lifetime", type=float_range(1, 1e9), default=3600.0, metavar="SECONDS",
                      help="certificate ownership token lifetime (AWS: one hour)")
+    issuing = up.add_argument_group("the issuing side (the handler nrfprov aws deploy deploys; same options)")
+    issuing.add_argument("--allow", action="append", default=[], metavar="ID",
+                         help="only these device ids (exact, or prefix*) may be provisioned; repeatable")
+    issuing.add_argument("--reserve", action="append", default=[], metavar="ID",
+                         help="device ids never provisioned (case-insensitive); repeatable")
+    issuing.add_argument("--no-hook", action="store_true",
+                         help="Fleet Provisioning without the pre-provisioning hook")
     add_json_option(up, "print the endpoint and files as one JSON line")
     up.set_defaults(func=_up)
+
+    rp = csub.add_parser(
+        "reprovision", help="allow one more certificate for a thing that already has one",
+        description="Record an operator's permission on THING, as `nrfprov aws reprovision` does on AWS: the "
+        "next request for it gets a new certificate and the old ones are deactivated (CRL). Works whether "
+        "or not the stand-in of --state is running.",
+    )
+    rp.add_argument("thing", metavar="THING", help="thing name (= device id)")
+    rp.add_argument("--hours", type=float_range(0.001, 720), default=24.0,
+                    help="the permission expires after this (default 24)")
+    _state_arg(rp)
+    rp.set_defaults(func=_reprovision)
 
     rv = csub.add_parser(
         "revoke", help="revoke a certificate (CRL) and reload a running broker",
@@ -86,30 +112,6 @@ def register(sub: Any) -> None:
     ls.set_defaults(func=_list)
 
 
-def _int_range(lo: int, hi: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{value} is outside {lo}..{hi}")
-        return value
-    return parse
-
-
-def _float_range(lo: float, hi: float) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not lo <= value <= hi:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"{value:g} is outside {lo:g}..{hi:g}")
-        return value
-    return parse
-
-
 def stand_in_options(args: argparse.Namespace) -> dict[str, Any]:
     """``LocalAwsIot`` keyword arguments from ``cloud up``'s flags."""
     return {
@@ -117,7 +119,8 @@ def stand_in_options(args: argparse.Namespace) -> dict[str, Any]:
         "split_duplicates": args.split_duplicates, "server_chain": args.server_chain,
         "server_chain_min_bytes": args.server_chain_min_bytes, "connect_interval": args.connect_interval,
         "request_rate": args.request_rate, "request_burst": args.request_burst,
-        "token_lifetime": args.token_lifetime,
+        "token_lifetime": args.token_lifetime, "allowed_device_ids": tuple(args.allow),
+        "reserved_device_ids": tuple(args.reserve), "pre_provisioning_hook": not args.no_hook,
     }
 
 
@@ -136,7 +139,7 @@ local AWS IoT stand-in running
   claim cert {cloud.claim_cert_path}
   claim key  {cloud.claim_key_path}   (0600)
   endpoint   {cloud.endpoint_path}
-  templates  {d}/templates/   (default "nrfprov": parameter SerialNumber = thing name)
+  templates  {d}/templates/   ("nrfprov" is the deployed one, aws/fleet_template.json: SerialNumber = thing)
   broker log {d}/mosquitto.log
 
 CreateKeysAndCertificate from another terminal:
@@ -156,7 +159,8 @@ def on_message(c, u, msg):
     if len(got) == 2: c.disconnect()
 c.on_message = on_message; c.connect('{cloud.host}', {port}); c.loop_forever()"
 
-Ctrl-C stops the broker. Revoke: nrfprov cloud revoke CERT_ID --state {d}"""
+Ctrl-C stops the broker. Revoke: nrfprov cloud revoke CERT_ID --state {d}
+A device id gets one certificate; another one for it: nrfprov cloud reprovision THING --state {d}"""
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -198,6 +202,17 @@ def _revoke(args: argparse.Namespace) -> int:
     signalled = revoke_in_state(state_dir(args, "cloud"), args.certificate_id)
     where = "running broker reloaded" if signalled else "no running broker; applies at next start"
     print(f"revoked {args.certificate_id} ({where})")
+    return 0
+
+
+def _reprovision(args: argparse.Namespace) -> int:
+    import time
+
+    from nrfprov.cloud.local import reprovision_in_state
+
+    expires = reprovision_in_state(state_dir(args, "cloud"), args.thing, hours=args.hours)
+    until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires))
+    print(f"thing {args.thing} may get one new certificate until {until}")
     return 0
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from nrfprov.cli.options import add_json_option, add_old_spelling, print_json
+from nrfprov.cli.options import BAUD_MAX, add_json_option, add_old_spelling, int_range, print_json
 from nrfprov.errors import ModemTlsLimitError, NrfprovError
 from nrfprov.names import BACKENDS, DIALECTS, FLOWS, FORMATS, NETWORKS, Backend, Dialect, Flow
 
@@ -211,7 +211,7 @@ def register(sub: Any) -> None:
         epilog=DEMO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_json_option(d, "print a JSON list of rows instead of the table")
-    d.add_argument("--baud", type=int, default=115200,
+    d.add_argument("--baud", type=int_range(0, BAUD_MAX), default=115200,
                    help="simulated UART baud (default 115200, the nRF91 default; 0 = unthrottled)")
     d.add_argument("--flow", choices=FLOWS, help="one flow only (default: every flow)")
     d.add_argument("--network", choices=NETWORKS, default="ideal",

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from nrfprov.cli.options import add_json_option, add_old_spelling, add_port_options, add_tag_argument, print_json
+from nrfprov.cli.options import (
+    TAG_LISTED_MAX,
+    add_json_option,
+    add_old_spelling,
+    add_port_options,
+    add_tag_argument,
+    int_range,
+    print_json,
+    timeout_type,
+)
 
 AT_EPILOG = """\
 examples:
@@ -42,7 +50,7 @@ def register(sub: Any) -> None:
         epilog=AT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_port_options(p)
-    p.add_argument("--timeout", type=float, default=None,
+    p.add_argument("--timeout", type=timeout_type(), default=None,
                    help="seconds to wait per command (default: per command, 5 s for most)")
     p.add_argument("commands", nargs="+", metavar="COMMAND", help="AT command, e.g. AT+CGSN")
     p.set_defaults(func=_at)
@@ -57,8 +65,8 @@ def register(sub: Any) -> None:
     ls = csub.add_parser("list", help="list stored credentials with their SHA-256",
                          description="List stored credentials: sec tag, type, SHA-256 of the content.")
     add_port_options(ls)
-    add_tag_argument(ls, optional=True, what="only this sec tag")
-    add_old_spelling(ls, "--tag", "tag_option", type=int, default=None)
+    add_tag_argument(ls, optional=True, what="only this sec tag", hi=TAG_LISTED_MAX)
+    add_old_spelling(ls, "--tag", "tag_option", type=int_range(0, TAG_LISTED_MAX), default=None)
     ls.add_argument("--type", default=None, help="only this type (needs TAG)")
     add_json_option(ls, "JSON list on stdout")
     ls.set_defaults(func=_list)
@@ -77,7 +85,7 @@ def register(sub: Any) -> None:
                         "(going offline once if needed, then restoring the previous mode). Modem-reserved "
                         "tags (4294967292-4294967294) are refused.")
     add_port_options(d)
-    add_tag_argument(d)
+    add_tag_argument(d, what=f"sec tag, 0..{TAG_LISTED_MAX}", hi=TAG_LISTED_MAX)
     d.add_argument("type", metavar="TYPE", help="credential type (number or name), or 'all'")
     d.add_argument("--strict", action="store_true", help="fail (exit 3) if it does not exist")
     d.set_defaults(func=_delete)
@@ -152,15 +160,19 @@ def _type_name(t: object) -> str:
 
 def _write(args: argparse.Namespace) -> int:
     from nrfprov.errors import UsageError
+    from nrfprov.files import PEM_LIMIT, read_stdin_bounded, read_text_bounded
     from nrfprov.modem import CredentialType
     from nrfprov.modem.credentials import is_private_key
     from nrfprov.modem.facade import ACTIVE_MODES
 
     ctype = CredentialType.parse(args.type)
-    try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {args.file}: {exc}") from exc
+    if args.file == "-":
+        try:
+            text = read_stdin_bounded(PEM_LIMIT, "credential").decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"standard input is not ASCII text (byte {exc.start})") from exc
+    else:
+        text = read_text_bounded(args.file, PEM_LIMIT, "credential file")
     # Catch the classic mix-ups before the modem answers a bare 527.
     if ctype is CredentialType.CLIENT_KEY and not is_private_key(text):
         raise UsageError(f"{args.file} holds no PEM private key, but TYPE is CLIENT_KEY")

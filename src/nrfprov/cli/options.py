@@ -25,6 +25,45 @@ if TYPE_CHECKING:
     from nrfprov.config import Settings
 
 DEFAULT_BAUD = 115200  # the nRF91 serial modem application's default UART speed
+#: Highest baud rate accepted: Linux's highest standard termios rate is B4000000; the nRF91's UARTE
+#: tops out at 1 Mbaud, and a USB CDC ACM port ignores the rate. Larger values only overflow C ints.
+BAUD_MAX = 4_000_000
+#: A timeout longer than an hour is a typo (the longest AT command, a TLS connect, is allowed 60 s).
+TIMEOUT_MAX = 3600.0
+
+
+def int_range(lo: int, hi: int) -> Any:
+    """An argparse ``type`` for a whole number in lo..hi: anything else is a usage error (exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be {lo}..{hi}, not {value}")
+        return value
+    return parse
+
+
+def float_range(lo: float, hi: float, *, above_lo: bool = False) -> Any:
+    """An argparse ``type`` for a number in lo..hi (``above_lo``: lo itself excluded); nan and
+    infinity are refused."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        low_ok = value > lo if above_lo else value >= lo
+        if not (low_ok and value <= hi):  # also refuses nan (every comparison is False)
+            shown = f"more than {lo:g} and at most {hi:g}" if above_lo else f"{lo:g}..{hi:g}"
+            raise argparse.ArgumentTypeError(f"must be {shown}, not {text}")
+        return value
+    return parse
+
+
+def timeout_type() -> Any:
+    """Seconds, more than 0 and at most an hour."""
+    return float_range(0.0, TIMEOUT_MAX, above_lo=True)
 
 
 def add_port_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -32,7 +71,8 @@ def add_port_options(p: argparse.ArgumentParser, *, required: bool = True) -> No
     g = p.add_argument_group("serial port")
     g.add_argument("--port", required=required, metavar="URL",
                    help="device path or pyserial URL: /dev/ttyACM0, COM3, /dev/pts/5, socket://host:port")
-    g.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"baud rate (default {DEFAULT_BAUD})")
+    g.add_argument("--baud", type=int_range(1, BAUD_MAX), default=DEFAULT_BAUD,
+                   help=f"baud rate, 1..{BAUD_MAX} (default {DEFAULT_BAUD})")
     g.add_argument("--rtscts", action="store_true",
                    help="hardware flow control (nRF9160 DK has it; Thingy:91 does not)")
 
@@ -76,15 +116,19 @@ def state_dir(args: argparse.Namespace, *default_parts: str) -> Path:
 
 
 #: %CMNG sec tag range [Nordic nRF91 AT Commands reference, %CMNG].
-TAG_HELP = "sec tag, 0..2147483647"
+TAG_MAX = 2147483647
+TAG_HELP = f"sec tag, 0..{TAG_MAX}"
+#: %CMNG list also shows the modem's own tags 4294967292..4294967294 (a uint32), so commands that
+#: only read or refuse them by name accept the whole uint32 range.
+TAG_LISTED_MAX = 4294967295
 
 
-def add_tag_argument(p: Any, *, optional: bool = False, what: str = TAG_HELP) -> None:
+def add_tag_argument(p: Any, *, optional: bool = False, what: str = TAG_HELP, hi: int = TAG_MAX) -> None:
     """``TAG``: the sec tag, always positional and always spelled the same."""
     if optional:
-        p.add_argument("tag", type=int, nargs="?", default=None, metavar="TAG", help=what)
+        p.add_argument("tag", type=int_range(0, hi), nargs="?", default=None, metavar="TAG", help=what)
     else:
-        p.add_argument("tag", type=int, metavar="TAG", help=what)
+        p.add_argument("tag", type=int_range(0, hi), metavar="TAG", help=what)
 
 
 def add_old_spelling(p: Any, flag: str, dest: str, **kw: Any) -> None:

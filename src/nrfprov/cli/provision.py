@@ -117,8 +117,16 @@ def _provision(args: argparse.Namespace) -> int:
     # Refuse what cannot work before the port is even opened (exit 2).
     check_combination(settings, flow, settings.tls_backend)
     progress = _Progress(enabled=not args.json)
-    modem = Modem.open(args.port, baud=args.baud, dialect=settings.modem_dialect,
-                       slm_terminator=settings.slm_terminator, rtscts=args.rtscts)
+    # A --state folder two runs may share is locked before the modem hears a byte; the default folder
+    # is per IMEI, so the driver locks it once the IMEI is known (Driver.run). Both: nrfprov.locks.
+    journal_lock = _lock_state_folder(args)
+    try:
+        modem = Modem.open(args.port, baud=args.baud, dialect=settings.modem_dialect,
+                           slm_terminator=settings.slm_terminator, rtscts=args.rtscts)
+    except BaseException:
+        if journal_lock is not None:
+            journal_lock.release()
+        raise
     driver: Driver | None = None
     try:
         state = state_dir(args, modem.imei())
@@ -152,3 +160,13 @@ def _provision(args: argparse.Namespace) -> int:
     finally:
         progress.stop()
         modem.close()
+        if journal_lock is not None:
+            journal_lock.release()
+
+
+def _lock_state_folder(args: argparse.Namespace) -> Any:
+    if args.state is None:
+        return None
+    from nrfprov.provisioning.journal import Journal
+
+    return Journal(state_dir(args)).lock().acquire()

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from nrfprov.cli.options import add_state_option, state_dir
+from nrfprov.cli.options import BAUD_MAX, TIMEOUT_MAX, add_state_option, float_range, int_range, state_dir
 from nrfprov.names import DIALECTS, NETWORKS
 
 DESCRIPTION = """\
@@ -52,10 +52,11 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--dialect", choices=DIALECTS, default="sm", help="socket dialect (default sm)")
-    p.add_argument("--baud", type=int, default=115200, help="UART speed in baud, 0 = unthrottled")
+    p.add_argument("--baud", type=int_range(0, BAUD_MAX), default=115200,
+                   help=f"UART speed in baud, 0..{BAUD_MAX}, 0 = unthrottled")
     add_state_option(p, "credentials, IMEI, stats.json; with --count, one subfolder per modem", "sim")
     p.add_argument(
-        "--count", type=int, default=1, metavar="N",
+        "--count", type=int_range(1, 1000), default=1, metavar="N",
         help="serve N modems from this process, each with its own pty, IMEI and state "
         "(--state DIR/modem-000 …); --link and --tty-alias take {n} (default: -<n> appended)",
     )
@@ -68,11 +69,12 @@ def register(sub: Any) -> None:
         "the attach time after CFUN=1; ideal (default) = none. lte-m: RTT 150 ms, up 375 / down 300 "
         "kbit/s, attach 2 s; nb-iot: RTT 1600 ms, up 62.5 / down 26 kbit/s, attach 5 s",
     )
-    p.add_argument("--rtt-ms", type=float, default=None, help="round-trip time in ms (overrides --network)")
-    p.add_argument("--up-kbps", type=float, default=None, help="uplink rate in kbit/s, 0 = unlimited")
-    p.add_argument("--down-kbps", type=float, default=None, help="downlink rate in kbit/s, 0 = unlimited")
+    p.add_argument("--rtt-ms", type=float_range(0, 600_000), default=None,
+                   help="round-trip time in ms (overrides --network)")
+    p.add_argument("--up-kbps", type=float_range(0, 1e7), default=None, help="uplink rate in kbit/s, 0 = unlimited")
+    p.add_argument("--down-kbps", type=float_range(0, 1e7), default=None, help="downlink rate in kbit/s, 0 = unlimited")
     p.add_argument(
-        "--attach-s", "--attach-delay", dest="attach_delay", type=float, default=None,
+        "--attach-s", "--attach-delay", dest="attach_delay", type=float_range(0, TIMEOUT_MAX), default=None,
         help="seconds from CFUN=1 to +CEREG: 1 (default: the --network profile's, 0 for ideal)",
     )
     p.add_argument("--imei", default=None, help="15-digit Luhn-valid IMEI (default: made up once per state)")
@@ -103,7 +105,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--delay", action="append", default=[], metavar="PREFIX=SECONDS", help="hold matching commands"
     )
-    p.add_argument("--drop-link-after", type=int, default=None, metavar="N", help="UART dies after N bytes")
+    p.add_argument("--drop-link-after", type=int_range(0, 1 << 40), default=None,
+                   metavar="N", help="UART dies after N bytes")
     p.add_argument(
         "--resolve",
         action="append",
@@ -152,11 +155,11 @@ def _flag_faults(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
         for item in args.fail:
             prefix, _, code = item.rpartition("=")
-            specs.append({"fail": prefix, "cme": None if code.upper() == "ERROR" else int(code)})
+            specs.append({"fail": prefix, "cme": None if code.upper() == "ERROR" else int_range(0, 65535)(code)})
         for item in args.delay:
             prefix, _, secs = item.rpartition("=")
-            specs.append({"delay": prefix, "seconds": float(secs)})
-    except ValueError as exc:
+            specs.append({"delay": prefix, "seconds": float_range(0, TIMEOUT_MAX)(secs)})
+    except (ValueError, argparse.ArgumentTypeError) as exc:
         raise UsageError(f"bad fault flag: {exc}", hint="--fail AT%CMNG=0=518, --delay AT+CFUN=2.5") from exc
     if any(not (s.get("fail") or s.get("delay")) for s in specs):
         raise UsageError("a fault flag needs a command prefix", hint="--fail AT%CMNG=0=518")

@@ -6,7 +6,14 @@ import argparse
 import json
 from typing import Any
 
-from nrfprov.cli.options import add_config_options, add_json_option, add_port_options, load_settings_from
+from nrfprov.cli.options import (
+    add_config_options,
+    add_json_option,
+    add_port_options,
+    int_range,
+    load_settings_from,
+    timeout_type,
+)
 from nrfprov.names import BACKENDS
 
 EPILOG = """\
@@ -20,7 +27,8 @@ examples:
       --certs ./stand-in-certs --set CONFIG_AWS_IOT_BROKER_HOST_NAME=localhost
 
 Prints the backend and why it was chosen, then for TLS on the host: version 1.2, cipher suite, ALPN,
-handshake bytes up/down and writes. Device-mirror mode (CONFIG_NRFPROV_MIRROR_DEVICE_LIMITS=y) applies
+handshake bytes up/down and writes. The modem's functional mode (CFUN) is put back afterwards.
+Device-mirror mode (CONFIG_NRFPROV_MIRROR_DEVICE_LIMITS=y) applies
 to the handshake records too. Exit code 4 on a TLS/network failure, with the cause and the fix."""
 
 
@@ -36,11 +44,12 @@ def register(sub: Any) -> None:
     p.add_argument("--backend", choices=BACKENDS, help="override the fragments' choice")
     add_port_options(p, required=False)  # not needed for the host backend
     p.add_argument("--host", help="connect here instead of CONFIG_AWS_IOT_BROKER_HOST_NAME")
-    p.add_argument("--broker-port", type=int, help="broker TCP port (default CONFIG_AWS_IOT_PORT)")
+    p.add_argument("--broker-port", type=int_range(1, 65535), help="broker TCP port (default CONFIG_AWS_IOT_PORT)")
     p.add_argument("--server-name", help="name checked in the server certificate (default: the broker name)")
     p.add_argument("--certs", metavar="DIR", help="certs folder (ca-cert.pem, client-cert.pem, private-key.pem)")
     p.add_argument("--mqtt", metavar="CLIENT_ID", help="also send MQTT CONNECT with this client ID")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds for connect + handshake (default 30)")
+    p.add_argument("--timeout", type=timeout_type(), default=None,
+                   help="seconds for connect + handshake (default CONFIG_NRFPROV_CONNECT_TIMEOUT_S, 90)")
     add_json_option(p, "one JSON object on stdout")
     p.set_defaults(func=_check)
 
@@ -53,6 +62,7 @@ def _check(args: argparse.Namespace) -> int:
     from nrfprov.transport import NativeTlsStream, TlsCredentials, describe_backend, layer_counters, open_stream
 
     settings = load_settings_from(args)
+    timeout = args.timeout if args.timeout is not None else float(settings.connect_timeout)
     backend = args.backend or settings.tls_backend
     creds = None
     if args.certs:
@@ -68,16 +78,18 @@ def _check(args: argparse.Namespace) -> int:
             modem = stack.enter_context(Modem.open(args.port, baud=args.baud, rtscts=args.rtscts,
                                                    dialect=settings.modem_dialect,
                                                    slm_terminator=settings.slm_terminator))
+            # A check leaves the modem as it found it: the functional mode it had goes back on every exit.
+            stack.callback(_restore_cfun, modem, modem.cfun())
             modem.set_cfun(1)
             modem.wait_registered(settings.lte_timeout)
 
         def factory() -> Any:
             return open_stream(settings, modem=modem, credentials=creds, host=args.host, port=args.broker_port,
-                               server_name=args.server_name, backend=args.backend, timeout=args.timeout)
+                               server_name=args.server_name, backend=args.backend, timeout=timeout)
 
         if args.mqtt:
             session = stack.enter_context(MqttSession.from_settings(settings, factory, args.mqtt))
-            session.connect(args.timeout)
+            session.connect(timeout)
             stream = session.stream
             report["mqtt"] = {"client_id": args.mqtt, "connack": "accepted", "v5": session.mqtt_v5}
         else:
@@ -104,3 +116,15 @@ def _check(args: argparse.Namespace) -> int:
     if "mqtt" in report:
         print(f"MQTT CONNECT as {args.mqtt}: accepted")
     return 0
+
+
+def _restore_cfun(modem: Any, mode: int) -> None:
+    import logging
+
+    from nrfprov.errors import NrfprovError
+
+    try:
+        if modem.cfun() != mode:
+            modem.set_cfun(mode)
+    except NrfprovError as exc:  # the error that ended the check is already on its way
+        logging.getLogger(__name__).warning("could not put the modem back to CFUN=%d: %s", mode, exc)

@@ -32,8 +32,13 @@
  *    The ACL event of 2.0.11 carries no message properties (security.c sets them to NULL), which is
  *    why the serial travels in the topic and not in a property of the reply.
  *
- * Options (plugin_opt_<name> in mosquitto.conf): marker, route_prefix, request_topics and
- * reply_topics (space-separated topic filters), connect_interval_ms (0 turns rule 2 off).
+ * 4. Who asked. Each request also carries <client marker> = the publishing connection's MQTT client
+ *    ID: the split workaround's topic rule reads it with clientid() [AWS IoT developer guide, SQL
+ *    functions, clientid()] and the pre-provisioning hook's event has it as clientId [AWS IoT developer
+ *    guide, pre-provisioning-hook]. Like the serial, it replaces whatever the client sent.
+ *
+ * Options (plugin_opt_<name> in mosquitto.conf): marker, client_marker, route_prefix, request_topics
+ * and reply_topics (space-separated topic filters), connect_interval_ms (0 turns rule 2 off).
  */
 
 #define _POSIX_C_SOURCE 200809L
@@ -58,7 +63,7 @@
 
 /* Longest commonName we accept: AWS thing names are at most 128 characters [API_CreateThing]. */
 #define CN_MAX 128
-/* Topic filters per option; the stand-in uses 3 request and 6 reply filters. */
+/* Topic filters per option; the stand-in uses 4 request and 6 reply filters. */
 #define FILTERS_MAX 32
 /* A serial is a uint64_t in decimal: at most 20 digits. */
 #define SERIAL_DIGITS_MAX 20
@@ -85,6 +90,7 @@ struct recent {
 struct state {
 	mosquitto_plugin_id_t *pid;
 	char *marker;
+	char *client_marker;
 	char *route_prefix;
 	size_t route_prefix_len;
 	struct filters requests;
@@ -361,20 +367,24 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 
 /* --- 3. Fleet Provisioning replies ---------------------------------------------------------- */
 
-/* A request: replace the message's properties with the one marker naming its connection. */
+/* A request: replace the message's properties with the markers naming its connection and client ID. */
 static int tag_request(struct state *st, struct mosquitto_evt_message *ed)
 {
 	const struct conn *c = conn_find(st, ed->client);
+	const char *client_id = mosquitto_client_id(ed->client);
 	mosquitto_property *props = NULL;
 	char serial[SERIAL_DIGITS_MAX + 1];
 	int rc;
 
-	if(c == NULL){
+	if(c == NULL || client_id == NULL){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "nrfprov plugin: request on %s from an unknown connection", ed->topic);
 		return MOSQ_ERR_ACL_DENIED;
 	}
 	snprintf(serial, sizeof(serial), "%" PRIu64, c->serial);
 	rc = mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, st->marker, serial);
+	if(rc == MOSQ_ERR_SUCCESS){
+		rc = mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, st->client_marker, client_id);
+	}
 	if(rc != MOSQ_ERR_SUCCESS){
 		mosquitto_property_free_all(&props);
 		return rc;
@@ -489,6 +499,7 @@ static void state_free(struct state *st)
 	filters_free(&st->requests);
 	filters_free(&st->replies);
 	mosquitto_free(st->marker);
+	mosquitto_free(st->client_marker);
 	mosquitto_free(st->route_prefix);
 	mosquitto_free(st);
 }
@@ -498,8 +509,8 @@ static int option(struct state *st, const char *key, const char *value)
 	char *endp;
 	long ms;
 
-	if(strcmp(key, "marker") == 0 || strcmp(key, "route_prefix") == 0){
-		char **slot = key[0] == 'm' ? &st->marker : &st->route_prefix;
+	if(strcmp(key, "marker") == 0 || strcmp(key, "client_marker") == 0 || strcmp(key, "route_prefix") == 0){
+		char **slot = key[0] == 'm' ? &st->marker : key[0] == 'c' ? &st->client_marker : &st->route_prefix;
 
 		mosquitto_free(*slot);
 		*slot = mosquitto_strdup(value);
@@ -551,8 +562,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	for(i = 0; i < option_count && rc == MOSQ_ERR_SUCCESS; i++){
 		rc = option(st, options[i].key, options[i].value);
 	}
-	if(rc == MOSQ_ERR_SUCCESS && (st->marker == NULL || st->route_prefix == NULL || st->route_prefix[0] == '\0')){
-		mosquitto_log_printf(MOSQ_LOG_ERR, "nrfprov plugin: plugin_opt_marker and plugin_opt_route_prefix are required");
+	if(rc == MOSQ_ERR_SUCCESS && (st->marker == NULL || st->client_marker == NULL || st->route_prefix == NULL
+				|| st->route_prefix[0] == '\0')){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "nrfprov plugin: plugin_opt_marker, plugin_opt_client_marker and "
+				"plugin_opt_route_prefix are required");
 		rc = MOSQ_ERR_INVAL;
 	}
 	if(rc != MOSQ_ERR_SUCCESS){

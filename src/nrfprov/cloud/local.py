@@ -9,7 +9,7 @@ State directory layout (everything the stand-in knows; reused when it exists)::
     claim-cert.pem/-key.pem      shared claim (bootstrap) identity, CN nrfprov-claim
     responder-cert.pem/-key.pem  privileged responder identity, CN iot-responder
     identities/                  certificates made by issue_identity()
-    templates/<name>.json        provisioning templates (AWS template body subset)
+    templates/<name>.json        provisioning templates besides "nrfprov" (the deployed one, aws/)
     registry.json                certificates, things, token hashes, grants
     acl, crl.pem                 broker policy, rewritten from the registry, then SIGHUP
     mosquitto.conf/.log          generated config and the broker's log
@@ -27,10 +27,13 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from cryptography import x509
+
+import nrfprov.aws.handler as handler
 from nrfprov.cloud import acl, chains, pki, plugin, routing, templates
 from nrfprov.cloud.broker import (
     HOST,
@@ -39,6 +42,8 @@ from nrfprov.cloud.broker import (
     running_broker_pid,
     signal_running_broker,
 )
+from nrfprov.cloud.hosted import HOOK_TIMEOUT_S, HandlerCall, LambdaHost, allow_reprovision
+from nrfprov.cloud.iot_api import DEVICE_POLICY, StandInIot
 from nrfprov.cloud.registry import ACTIVE, REVOKED, TOKEN_LIFETIME_S, CertificateRecord, Registry
 from nrfprov.cloud.responder import Responder
 from nrfprov.cloud.service import KeyPool, ProvisioningService, RateLimiter, Reply
@@ -101,7 +106,7 @@ def write_policy(p: StatePaths, ca: pki.CertificateAuthority, registry: Registry
     data = registry.snapshot()
     text = acl.render(
         claim_cn=CLAIM_CN, responder_cn=RESPONDER_CN,
-        principals=Registry.principals(data), grants=data["grants"],
+        principals=Registry.principals(data), grants=Registry.effective_grants(data, DEVICE_POLICY),
     )
     pki.write_public(p.acl, text.encode())
     entries = [
@@ -124,6 +129,18 @@ def revoke_in_state(state_dir: Path, certificate_id: str, *, now: float | None =
     _mark_revoked(registry, certificate_id, time.time() if now is None else now)
     write_policy(p, pki.CertificateAuthority.load(p.ca, p.ca_key), registry)
     return signal_running_broker(p.dir)
+
+
+def reprovision_in_state(state_dir: Path, thing: str, *, hours: float = 24.0, now: float | None = None) -> float:
+    """``nrfprov cloud reprovision``: record an operator's permission in a state directory's registry.
+
+    The running stand-in reads the registry on every request, so it needs no signal. Returns the expiry.
+    """
+    p = StatePaths(state_dir.resolve())
+    if not p.ca_key.exists():
+        raise UsageError(f"{state_dir} is not a stand-in state directory (no ca-key.pem)",
+                         hint="pass the --state DIR that `nrfprov cloud up` used")
+    return allow_reprovision(Registry(p.dir), thing, hours=hours, now=time.time() if now is None else now)
 
 
 def _mark_revoked(registry: Registry, certificate_id: str, now: float) -> None:
@@ -152,6 +169,12 @@ class LocalAwsIot:
     - ``token_lifetime``: seconds an ownership token is valid (AWS: one hour).
 
     Fleet Provisioning replies reach only the connection that made the request (routing.py).
+
+    The split flow is answered, and RegisterThing checked (``pre_provisioning_hook``), by the product
+    handler ``nrfprov.aws.handler`` (hosted.py), configured as ``nrfprov aws deploy`` configures it:
+    ``allowed_device_ids`` (``--allow``), ``reserved_device_ids`` (``--reserve``; the stand-in's own
+    identities are always reserved). A thing with an active certificate gets no second one until
+    ``allow_reprovision(thing)`` (``nrfprov cloud reprovision THING``, as ``nrfprov aws reprovision``).
     """
 
     host = HOST
@@ -173,6 +196,10 @@ class LocalAwsIot:
         request_rate: float = REQUEST_RATE,
         request_burst: int = REQUEST_BURST,
         token_lifetime: float = TOKEN_LIFETIME_S,
+        allowed_device_ids: Sequence[str] = (),
+        reserved_device_ids: Sequence[str] = (),
+        pre_provisioning_hook: bool = True,
+        hook_timeout: float = HOOK_TIMEOUT_S,
         clock: Callable[[], float] = time.time,
         mosquitto: str | None = None,
         on_broker_exit: Callable[[int], None] | None = None,
@@ -189,6 +216,10 @@ class LocalAwsIot:
             raise UsageError("the request rate must be >= 0 (0 = off) and the burst >= 1")
         if token_lifetime <= 0:
             raise UsageError("the ownership token lifetime must be > 0 seconds")
+        if not 0 < hook_timeout <= HOOK_TIMEOUT_S:
+            raise UsageError(f"the hook timeout must be > 0 and at most AWS's {HOOK_TIMEOUT_S:g} s")
+        if split_order not in ("parallel", "key-first", "cert-first") or split_duplicates < 0:
+            raise UsageError("split order must be parallel, key-first or cert-first; duplicates >= 0")
         self.state_dir = Path(state_dir).resolve()
         self.paths = StatePaths(self.state_dir)
         self._requested_port = port
@@ -203,6 +234,14 @@ class LocalAwsIot:
         self.request_rate = request_rate
         self.request_burst = request_burst
         self.token_lifetime = token_lifetime
+        self.handler_config = handler.Config(
+            device_policy=DEVICE_POLICY, allowed=tuple(allowed_device_ids),
+            # Names of the stand-in's own identities are reserved like the operator's --reserve list.
+            reserved=(CLAIM_CN, RESPONDER_CN, SERVER_NAME, *reserved_device_ids),
+        )
+        self.pre_provisioning_hook = pre_provisioning_hook
+        self.hook_timeout = hook_timeout
+        self._host: LambdaHost | None = None
         self.server_chain: chains.ServerChain | None = None
         self._clock = clock
         self._mosquitto = mosquitto
@@ -266,16 +305,21 @@ class LocalAwsIot:
         self.server_chain = chains.ensure(self.state_dir, self.ca, self.server_chain_kind,
                                           min_bytes=self._server_chain_min_bytes)
         plugin_path = plugin.ensure_plugin()
-        templates.ensure_default(self.state_dir)
+        templates.ensure_dir(self.state_dir)
         write_policy(self.paths, self.ca, self.registry)
         self._keys = KeyPool(self.device_key_type, self._key_pool_size)
+        limiter = RateLimiter(self.request_rate, self.request_burst, self._clock) if self.request_rate else None
+        # The AWS clients the product handler gets: the registry, CA, key pool and broker of this stand-in.
+        iot = StandInIot(registry=self.registry, ca=self.ca, take_key=self._keys.take,
+                         policy_changed=self._apply_policy, clock=self._clock,
+                         allow_issue=lambda: self._service is None or self._service.allow("split"))
+        self._host = LambdaHost(iot, self.handler_config, self._clock, split_order=self.split_order,
+                                split_duplicates=self.split_duplicates, hook_timeout=self.hook_timeout)
+        claim = x509.load_pem_x509_certificate(self.paths.claim_cert.read_bytes())
         self._service = ProvisioningService(
-            state_dir=self.state_dir, ca=self.ca, registry=self.registry, keys=self._keys,
-            grant=self.grant_device, policy_changed=self._apply_policy, clock=self._clock,
-            reserved_names=frozenset({CLAIM_CN, RESPONDER_CN, SERVER_NAME}),
-            split_order=self.split_order, split_duplicates=self.split_duplicates,
-            limiter=RateLimiter(self.request_rate, self.request_burst, self._clock) if self.request_rate else None,
-            token_lifetime=self.token_lifetime,
+            state_dir=self.state_dir, ca=self.ca, registry=self.registry, keys=self._keys, host=self._host,
+            policy_changed=self._apply_policy, clock=self._clock, claim_certificate_id=pki.certificate_id(claim),
+            hook=self.pre_provisioning_hook, limiter=limiter, token_lifetime=self.token_lifetime,
         )
         options = routing.plugin_options(round(self.connect_interval * 1000))
         files = BrokerFiles(self.paths.ca, self.server_chain.cert_path, self.server_chain.key_path, self.paths.crl,
@@ -331,9 +375,9 @@ class LocalAwsIot:
 
     # --- policy ----------------------------------------------------------------------------------
 
-    def _handle(self, topic: str, payload: bytes) -> Reply | None:
+    def _handle(self, topic: str, payload: bytes, client_id: str | None) -> Reply | None:
         assert self._service is not None
-        return self._service.handle(topic, payload)
+        return self._service.handle(topic, payload, client_id)
 
     def _apply_policy(self) -> None:
         assert self.ca is not None
@@ -382,6 +426,16 @@ class LocalAwsIot:
         if self._service is not None:
             counts.update(self._service.throttled_counts())
         return counts
+
+    def handler_calls(self) -> list[HandlerCall]:
+        """Every run of the product handler (``nrfprov.aws.handler``): split requests and hook calls, with
+        the event it got and what it returned (certificate ids, error codes; never key material)."""
+        return self._host.calls() if self._host is not None else []
+
+    def allow_reprovision(self, thing: str, *, hours: float = 24.0) -> float:
+        """An operator's permission for one more certificate for ``thing`` (``nrfprov aws reprovision``);
+        the next request uses it up and the old certificates are deactivated. Returns the expiry."""
+        return allow_reprovision(self.registry, thing, hours=hours, now=self._clock())
 
     def issue_identity(self, cn: str, key_type: str = "ec") -> tuple[Path, Path]:
         """A CA-signed client identity for tests: ACTIVE, no rights until ``grant_device``."""

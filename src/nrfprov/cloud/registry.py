@@ -108,6 +108,7 @@ class Registry:
         operation: str,
         created_at: float,
         thing_name: str | None = None,
+        pem: str | None = None,
     ) -> None:
         data["certificates"][certificate_id] = {
             "certificate_id": certificate_id,
@@ -117,6 +118,9 @@ class Registry:
             "operation": operation,
             "created_at": created_at,
             "thing_name": thing_name,
+            "things": [thing_name] if thing_name else [],
+            "policies": [],
+            "pem": pem,
         }
 
     @staticmethod
@@ -132,8 +136,9 @@ class Registry:
         )
 
     def certificates(self) -> list[CertificateRecord]:
+        """Every certificate but deleted ones (a deleted certificate stays in the CRL only)."""
         data = self.snapshot()
-        recs = [self.record(e) for e in data["certificates"].values()]
+        recs = [self.record(e) for e in data["certificates"].values() if not e.get("deleted")]
         return sorted(recs, key=lambda r: (r.created_at, r.certificate_id))
 
     # --- tokens ----------------------------------------------------------------------------------
@@ -158,18 +163,54 @@ class Registry:
     def use_token(self, data: dict[str, Any], token: str) -> None:
         data["tokens"][_token_key(token)]["used"] = True
 
-    # --- things and grants -----------------------------------------------------------------------
+    # --- things, principals, policies and grants ----------------------------------------------
+    # A thing: {"thing_name", "created_at", "attributes", "version", "certificates": [principal ids]}.
+    # A certificate's "things" and "policies" mirror AttachThingPrincipal / AttachPolicy; "thing_name"
+    # is the first attached thing (what `cloud list` shows). Entries written before these fields
+    # existed read as version 1 / nothing attached.
 
     @staticmethod
-    def upsert_thing(
-        data: dict[str, Any], thing: str, certificate_id: str, now: float, attributes: dict[str, str]
-    ) -> None:
-        entry = data["things"].setdefault(
-            thing, {"thing_name": thing, "created_at": now, "attributes": {}, "certificates": []}
-        )
-        entry["attributes"].update(attributes)
-        if certificate_id not in entry["certificates"]:
-            entry["certificates"].append(certificate_id)
+    def thing(data: dict[str, Any], name: str) -> dict[str, Any] | None:
+        entry: dict[str, Any] | None = data["things"].get(name)
+        if entry is not None:
+            entry.setdefault("version", 1)
+            entry.setdefault("attributes", {})
+            entry.setdefault("certificates", [])
+        return entry
+
+    @staticmethod
+    def create_thing(data: dict[str, Any], name: str, now: float) -> dict[str, Any]:
+        entry = {"thing_name": name, "created_at": now, "attributes": {}, "version": 1, "certificates": []}
+        data["things"][name] = entry
+        return entry
+
+    @staticmethod
+    def attach_thing(data: dict[str, Any], thing: str, certificate_id: str) -> None:
+        t = Registry.thing(data, thing)
+        cert = data["certificates"][certificate_id]
+        assert t is not None
+        if certificate_id not in t["certificates"]:
+            t["certificates"].append(certificate_id)
+        things: list[str] = cert.setdefault("things", [])
+        if thing not in things:
+            things.append(thing)
+        cert["thing_name"] = things[0]
+
+    @staticmethod
+    def detach_thing(data: dict[str, Any], thing: str, certificate_id: str) -> None:
+        t = Registry.thing(data, thing)
+        cert = data["certificates"][certificate_id]
+        if t is not None and certificate_id in t["certificates"]:
+            t["certificates"].remove(certificate_id)
+        things: list[str] = cert.setdefault("things", [])
+        if thing in things:
+            things.remove(thing)
+        cert["thing_name"] = things[0] if things else None
+
+    @staticmethod
+    def attached_policies(entry: dict[str, Any]) -> list[str]:
+        policies: list[str] = entry.setdefault("policies", [])
+        return policies
 
     @staticmethod
     def add_grant(data: dict[str, Any], cn: str, thing: str) -> None:
@@ -178,15 +219,28 @@ class Registry:
             things.append(thing)
 
     @staticmethod
+    def effective_grants(data: dict[str, Any], device_policy: str) -> dict[str, list[str]]:
+        """CN -> things whose topics it may use: grants made directly (``grant_device``), plus every
+        certificate with the device policy attached, for each thing attached to it (as AWS's device
+        policy grants ``$aws/things/${iot:ClientId}/`` with ``iot:Connection.Thing.IsAttached``)."""
+        out: dict[str, list[str]] = {cn: list(things) for cn, things in data["grants"].items()}
+        for e in data["certificates"].values():
+            if e.get("deleted") or device_policy not in e.get("policies", []):
+                continue
+            things = out.setdefault(str(e["common_name"]), [])
+            things += [t for t in e.get("things", []) if t not in things]
+        return out
+
+    @staticmethod
     def principals(data: dict[str, Any]) -> set[str]:
         return {str(e["common_name"]) for e in data["certificates"].values()}
 
     @staticmethod
     def crl_entries(data: dict[str, Any]) -> list[tuple[int, float, bool]]:
-        """(serial, since, on_hold): revoked and inactive certs, and pending ones (held)."""
+        """(serial, since, on_hold): revoked, inactive and deleted certs, and pending ones (held)."""
         out = []
         for e in data["certificates"].values():
-            if e["status"] in (REVOKED, INACTIVE):
+            if e["status"] in (REVOKED, INACTIVE) or e.get("deleted"):
                 out.append((int(e["serial"]), float(e.get("revoked_at", e["created_at"])), False))
             elif e["status"] == PENDING:
                 out.append((int(e["serial"]), float(e["created_at"]), True))

@@ -3,10 +3,10 @@
 paho's network thread only queues requests; one worker thread runs them (key generation, signing,
 grants) and publishes the replies at QoS 1, so a slow RSA key never stalls keep-alives.
 
-Reply routing (routing.py): the broker tags each Fleet Provisioning request with the serial of the
+Reply routing (routing.py): the broker tags each request with the serial and the client ID of the
 connection that sent it; every reply on a Fleet Provisioning reply topic is published below the route
 prefix with that serial, and the broker delivers it to that connection only. The handler (``handle``)
-never sees any of this: it maps a topic and payload to replies, whatever handler the stand-in hosts.
+never sees the serial: it maps a topic, payload and requester's client ID to replies.
 """
 
 from __future__ import annotations
@@ -64,11 +64,11 @@ class Responder:
         cert: Path,
         key: Path,
         client_id: str,
-        handle: Callable[[str, bytes], Reply | None],
+        handle: Callable[[str, bytes, str | None], Reply | None],
     ) -> None:
         self.host, self.port = host, port
         self._handle = handle
-        self._queue: queue.Queue[tuple[str, bytes, int | None] | None] = queue.Queue(MAX_QUEUED)
+        self._queue: queue.Queue[tuple[str, bytes, int | None, str | None] | None] = queue.Queue(MAX_QUEUED)
         self._ready = threading.Event()
         self._failed: str | None = None
         self._client = mqtt.Client(
@@ -102,7 +102,9 @@ class Responder:
         self._ready.set()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._queue.put((msg.topic, bytes(msg.payload), routing.serial_from_properties(msg.properties)))
+        props = msg.properties
+        self._queue.put((msg.topic, bytes(msg.payload), routing.serial_from_properties(props),
+                         routing.client_id_from_properties(props)))
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _reason: Any, _p: Any) -> None:
         # Called by paho while it holds its own message lock: never publish while holding _ack_cond.
@@ -116,8 +118,8 @@ class Responder:
 
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
-            topic, payload, serial = item
-            reply = self._handle(topic, payload)
+            topic, payload, serial, client_id = item
+            reply = self._handle(topic, payload, client_id)
             if reply is None:
                 continue
             for reply_topic, body in reply.messages:

@@ -1,8 +1,12 @@
 """What the stand-in answers to each request: the split workaround and the Fleet Provisioning MQTT API.
 
 Topics, field names and the error shape are AWS's exactly [fleet-provision-api], so an AWS client
-(paho by hand, or the AWS IoT Device SDK v2 ``iotidentity`` client) works unchanged. The split flow
-follows ``coderbyheart/aws-iot-device-credentials-workaround`` (``lambda/createCertificates.ts``).
+(paho by hand, or the AWS IoT Device SDK v2 ``iotidentity`` client) works unchanged.
+
+The split workaround is answered by nrfprov's product handler (``nrfprov.aws.handler``, the function
+``nrfprov aws deploy`` deploys), hosted as AWS hosts it (hosted.py) over the stand-in's registry
+(iot_api.py); this module has no split logic of its own. RegisterThing runs the same handler as its
+pre-provisioning hook and applies the deployed provisioning template (templates.py).
 
 This module decides; ``responder.py`` carries the bytes. Time comes from a ``clock`` parameter.
 """
@@ -11,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import threading
 import uuid
@@ -24,11 +27,12 @@ from typing import Any
 import cbor2
 
 from nrfprov.cloud import acl, pki, templates
-from nrfprov.cloud.registry import ACTIVE, PENDING, TOKEN_LIFETIME_S, Registry, TokenProblem
+from nrfprov.cloud.hosted import LambdaHost
+from nrfprov.cloud.iot_api import DEVICE_POLICY, MAX_THING_ATTRIBUTES, template_arn
+from nrfprov.cloud.registry import PENDING, TOKEN_LIFETIME_S, Registry, TokenProblem
 
 log = logging.getLogger(__name__)
 
-SPLIT_ORDERS = ("parallel", "key-first", "cert-first")
 # Request payloads are bounded by the broker's message_size_limit (AWS's 128 KB) before they reach us.
 
 SPLIT_RE = re.compile(r"certificate/([^/]+)/create")
@@ -160,29 +164,28 @@ class ProvisioningService:
     ca: pki.CertificateAuthority
     registry: Registry
     keys: KeyPool
-    grant: Callable[[str, str], None]  # (thing_name, cn): the "AttachPolicy" step, reloads the broker
+    host: LambdaHost  # the product handler, for the split flow and as pre-provisioning hook
     policy_changed: Callable[[], None]  # rewrite ACL + CRL from the registry and reload the broker
     clock: Callable[[], float]
-    reserved_names: frozenset[str]
-    split_order: str = "parallel"
-    split_duplicates: int = 0
+    claim_certificate_id: str = ""  # for the hook's event (the only identity allowed to use the API)
+    hook: bool = True  # RegisterThing runs the pre-provisioning hook (nrfprov aws deploy's default)
     limiter: RateLimiter | None = None
     token_lifetime: float = TOKEN_LIFETIME_S
-    rng: random.Random = field(default_factory=random.Random)
     counts: dict[str, int] = field(default_factory=dict)
     throttled: dict[str, int] = field(default_factory=dict)
     _count_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        if self.split_order not in SPLIT_ORDERS:
-            raise ValueError(f"split_order must be one of {', '.join(SPLIT_ORDERS)}")
-        if self.split_duplicates < 0:
-            raise ValueError("split_duplicates must be >= 0")
 
     def _count(self, op: str, *, throttled: bool = False) -> None:
         counts = self.throttled if throttled else self.counts
         with self._count_lock:
             counts[op] = counts.get(op, 0) + 1
+
+    def allow(self, op: str) -> bool:
+        """The request rate check; a refusal is counted as throttled."""
+        if self.limiter is None or self.limiter.allow(op):
+            return True
+        self._count(op, throttled=True)
+        return False
 
     def request_counts(self) -> dict[str, int]:
         """Requests received per operation (throttled ones included)."""
@@ -196,11 +199,13 @@ class ProvisioningService:
 
     # --- dispatch --------------------------------------------------------------------------------
 
-    def handle(self, topic: str, payload: bytes) -> Reply | None:
-        """The reply to one request, or None if the topic is not a request we serve."""
+    def handle(self, topic: str, payload: bytes, client_id: str | None = None) -> Reply | None:
+        """The reply to one request, or None if the topic is not a request we serve.
+
+        ``client_id``: the requester's MQTT client ID, from the broker's tag on the request."""
         if m := SPLIT_RE.fullmatch(topic):
-            device_id = m.group(1)
-            return self._guard("split", topic, "json", lambda: self._split(device_id, topic))
+            self._count("split")
+            return self._split(m.group(1), client_id)
         if m := CREATE_RE.fullmatch(topic):
             fmt = m.group(1)
             return self._guard("create", topic, fmt, lambda: self._create(fmt, payload, topic))
@@ -209,14 +214,14 @@ class ProvisioningService:
             return self._guard("create-from-csr", topic, fmt, lambda: self._create_from_csr(fmt, payload, topic))
         if m := REGISTER_RE.fullmatch(topic):
             name, fmt = m.group(1), m.group(2)
-            return self._guard("register", topic, fmt, lambda: self._register(name, fmt, payload, topic))
+            return self._guard("register", topic, fmt,
+                               lambda: self._register(name, fmt, payload, topic, client_id or ""))
         return None
 
     def _guard(self, op: str, topic: str, fmt: str, fn: Callable[[], Reply]) -> Reply:
         self._count(op)
         try:
-            if self.limiter is not None and not self.limiter.allow(op):
-                self._count(op, throttled=True)
+            if not self.allow(op):
                 # The error shape of AWS's throttled API calls; its use on the MQTT API's rejected
                 # topic is our assumption (unconfirmed).
                 raise Rejection(429, "ThrottlingException", "Rate exceeded.")
@@ -230,36 +235,16 @@ class ProvisioningService:
             body = {"statusCode": 500, "errorCode": "InternalFailure", "errorMessage": "Internal error."}
             return Reply([(f"{topic}/rejected", encode(fmt, body))])
 
-    # --- split workaround ------------------------------------------------------------------------
+    # --- split workaround: the product handler ---------------------------------------------------
 
-    def _split(self, device_id: str, topic: str) -> Reply:
-        # The ACL's `certificate/%c/create` makes the topic segment equal the client ID, which is
-        # what the workaround's rule projects with clientid() [workaround, FleetProvisioningStack.ts].
-        if not acl.valid_name(device_id):
-            raise Rejection(400, "InvalidParameters", f"Device ID {device_id!r} is not a valid thing name.")
-        if device_id in self.reserved_names:
-            raise Rejection(403, "Forbidden", f"Device ID {device_id!r} is reserved.")
-        key = self.keys.take()
-        cert = self.ca.issue(key.public_key(), device_id)
-        cert_id = pki.certificate_id(cert)
-        now = self.clock()
-        with self.registry.transaction() as data:
-            self.registry.add_certificate(
-                data, certificate_id=cert_id, common_name=device_id, serial=cert.serial_number,
-                status=ACTIVE, operation="split", created_at=now, thing_name=device_id,
-            )
-            self.registry.upsert_thing(data, device_id, cert_id, now, {})
-        # Grant before the credentials leave, so a device reconnecting at once already has rights.
-        self.grant(device_id, device_id)
-        key_msg = (f"{topic}/accepted/key", pki.key_to_pem(key))
-        cert_msg = (f"{topic}/accepted/cert", pki.cert_to_pem(cert))
-        order = self.split_order
-        if order == "parallel":
-            # AWS publishes both in parallel from a Lambda: the arrival order is not guaranteed.
-            order = self.rng.choice(["key-first", "cert-first"])
-        pair = [key_msg, cert_msg] if order == "key-first" else [cert_msg, key_msg]
-        messages = pair * (1 + self.split_duplicates)
-        return Reply(messages, sequential=self.split_order != "parallel")
+    def _split(self, topic_id: str, client_id: str | None) -> Reply | None:
+        if client_id is None:  # the broker tags every request; without it there is no rule event
+            log.error("split request for %s came without the requester's client id: not answered", topic_id[:128])
+            return None
+        messages = self.host.split(topic_id, client_id)
+        if not messages:
+            return None
+        return Reply(messages, sequential=self.host.split_order != "parallel")
 
     # --- Fleet Provisioning ----------------------------------------------------------------------
 
@@ -271,7 +256,7 @@ class ProvisioningService:
         with self.registry.transaction() as data:
             self.registry.add_certificate(
                 data, certificate_id=cert_id, common_name=cert_cn, serial=cert.serial_number,
-                status=PENDING, operation=operation, created_at=now,
+                status=PENDING, operation=operation, created_at=now, pem=pki.cert_to_pem(cert).decode(),
             )
             self.registry.add_token(data, token, cert_id, now)
         # Before the reply leaves: the pending cert goes on hold in the CRL (AWS refuses it until
@@ -311,10 +296,10 @@ class ProvisioningService:
         }
         return Reply([(f"{topic}/accepted", encode(fmt, body))])
 
-    def _register(self, name: str, fmt: str, payload: bytes, topic: str) -> Reply:
+    def _register(self, name: str, fmt: str, payload: bytes, topic: str, client_id: str) -> Reply:
         req = decode(fmt, payload)
         try:
-            body = templates.load(self.state_dir, name)
+            body = templates.load(self.state_dir, name, device_policy=DEVICE_POLICY)
         except templates.TemplateNotFound as exc:
             raise Rejection(404, "ResourceNotFound", str(exc)) from exc
         token = req.get("certificateOwnershipToken")
@@ -329,29 +314,61 @@ class ProvisioningService:
             for k, v in params.items()
         ):
             raise Rejection(400, "InvalidParameters", "parameters must be a map of strings to strings.")
+        cert_id = self._check_token(self.registry.snapshot(), token)
+        outcome = self._evaluate(body, params, cert_id)  # a request that cannot work fails before the hook
+        if self.hook:
+            # The hook's parameterOverrides join the request's parameters [pre-provisioning-hook].
+            if overrides := self._hook(name, cert_id, client_id, params):
+                outcome = self._evaluate(body, {**params, **overrides}, cert_id)
+        policies = [DEVICE_POLICY if p is None else p for p in outcome.policies]
+        if unknown := [p for p in policies if p != DEVICE_POLICY]:
+            raise Rejection(404, "ResourceNotFound", f"Policy {unknown[0]} does not exist.")
         now = self.clock()
         with self.registry.transaction() as data:
-            try:
-                cert_id = self.registry.check_token(data, token, now, lifetime=self.token_lifetime)
-            except TokenProblem as exc:
-                raise Rejection(400, "InvalidCertificateOwnershipToken", exc.reason) from exc
-            try:
-                outcome = templates.evaluate(body, params, cert_id)
-            except templates.TemplateError as exc:
-                raise Rejection(400, "InvalidParameters", str(exc)) from exc
-            if not acl.valid_name(outcome.thing_name):
-                raise Rejection(400, "InvalidParameters", f"Thing name {outcome.thing_name!r} is not valid.")
-            if outcome.thing_name in self.reserved_names:
-                raise Rejection(403, "Forbidden", f"Thing name {outcome.thing_name!r} is reserved.")
+            cert_id = self._check_token(data, token)  # again: the hook ran outside this transaction
+            thing = Registry.thing(data, outcome.thing_name) or Registry.create_thing(data, outcome.thing_name, now)
+            if outcome.attributes:
+                merged = {**thing["attributes"], **outcome.attributes}
+                if len(merged) > MAX_THING_ATTRIBUTES:
+                    raise Rejection(400, "InvalidParameters",
+                                    f"A thing without a thing type has at most {MAX_THING_ATTRIBUTES} attributes.")
+                thing["attributes"], thing["version"] = merged, int(thing["version"]) + 1
             entry = data["certificates"][cert_id]
             entry["status"] = outcome.certificate_status
-            entry["thing_name"] = outcome.thing_name
-            cn = str(entry["common_name"])
             self.registry.use_token(data, token)
-            self.registry.upsert_thing(data, outcome.thing_name, cert_id, now, outcome.attributes)
-        if outcome.certificate_status == ACTIVE:
-            self.grant(outcome.thing_name, cn)
-        else:
-            self.policy_changed()
+            Registry.attach_thing(data, outcome.thing_name, cert_id)
+            attached = Registry.attached_policies(entry)
+            attached += [p for p in dict.fromkeys(policies) if p not in attached]
+        # Before the reply leaves: the certificate is out of the CRL and its thing's topics are granted.
+        self.policy_changed()
         reply = {"deviceConfiguration": outcome.device_configuration, "thingName": outcome.thing_name}
         return Reply([(f"{topic}/accepted", encode(fmt, reply))])
+
+    @staticmethod
+    def _evaluate(body: dict[str, Any], params: dict[str, str], cert_id: str) -> templates.Outcome:
+        try:
+            outcome = templates.evaluate(body, params, cert_id)
+        except templates.TemplateError as exc:
+            raise Rejection(400, "InvalidParameters", str(exc)) from exc
+        if not acl.valid_name(outcome.thing_name):
+            raise Rejection(400, "InvalidParameters", f"Thing name {outcome.thing_name!r} is not valid.")
+        return outcome
+
+    def _check_token(self, data: dict[str, Any], token: str) -> str:
+        try:
+            return self.registry.check_token(data, token, self.clock(), lifetime=self.token_lifetime)
+        except TokenProblem as exc:
+            raise Rejection(400, "InvalidCertificateOwnershipToken", exc.reason) from exc
+
+    def _hook(self, template: str, cert_id: str, client_id: str, params: dict[str, str]) -> dict[str, str]:
+        """Run the pre-provisioning hook; its parameter overrides, or Rejection when it refuses."""
+        entry = self.registry.snapshot()["certificates"].get(cert_id, {})
+        event = {"claimCertificateId": self.claim_certificate_id, "certificateId": cert_id,
+                 "certificatePem": entry.get("pem") or "", "templateArn": template_arn(template),
+                 "clientId": client_id, "parameters": dict(params)}
+        answer = self.host.pre_provisioning(event)
+        if not answer.allowed:
+            # AWS fails the request when the hook refuses or fails [AWS IoT developer guide,
+            # pre-provisioning-hook]; the exact error code on the MQTT API is unconfirmed.
+            raise Rejection(403, "AccessDenied", f"Provisioning refused: {answer.reason}.")
+        return answer.parameter_overrides

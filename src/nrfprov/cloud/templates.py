@@ -1,11 +1,16 @@
-"""Provisioning templates: a subset of AWS's template body, one JSON file per template.
+"""Provisioning templates: a subset of AWS's template body, one JSON document per template.
 
-Files live in ``<state>/templates/<name>.json`` and use AWS's own shape [provision-template]:
-``Parameters`` (``Type: String``, optional ``Default``), ``Resources`` with an ``AWS::IoT::Thing``
-(``ThingName``, optional ``AttributePayload.attributes``), an optional ``AWS::IoT::Certificate``
-(``Status``), and an optional ``DeviceConfiguration`` string map. Values may be literals, ``{"Ref": P}``
-or ``{"Fn::Join": [delimiter, [parts...]]}``. Policies in the template are not evaluated: a provisioned
-device gets the stand-in's fixed device rights (see acl.device_rules).
+The template ``nrfprov`` is the document ``nrfprov aws deploy`` deploys, ``src/nrfprov/aws/fleet_template.json``,
+with its one CloudFormation substitution (``${DevicePolicyName}``) filled in with the stand-in's device
+policy, as ``Fn::Sub`` fills it in on AWS. Other templates live in ``<state>/templates/<name>.json``.
+
+Both use AWS's own shape [provision-template]: ``Parameters`` (``Type: String``, optional ``Default``),
+``Resources`` with an ``AWS::IoT::Thing`` (``ThingName``, optional ``AttributePayload.attributes``), an
+optional ``AWS::IoT::Certificate`` (``Status``), ``AWS::IoT::Policy`` resources, and an optional
+``DeviceConfiguration`` string map. Values may be literals, ``{"Ref": P}`` or ``{"Fn::Join": [delimiter,
+[parts...]]}``. A policy is attached by name (``PolicyName``); an inline ``PolicyDocument`` is not
+evaluated and stands for the stand-in's device rights (see acl.device_rules). Without a policy a
+provisioned certificate has no rights, as on AWS.
 """
 
 from __future__ import annotations
@@ -13,29 +18,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 DEFAULT_TEMPLATE_NAME = "nrfprov"
-
-DEFAULT_TEMPLATE: dict[str, Any] = {
-    "Parameters": {
-        "SerialNumber": {"Type": "String"},
-        "AWS::IoT::Certificate::Id": {"Type": "String"},
-    },
-    "Resources": {
-        "thing": {
-            "Type": "AWS::IoT::Thing",
-            "Properties": {"ThingName": {"Ref": "SerialNumber"}},
-        },
-        "certificate": {
-            "Type": "AWS::IoT::Certificate",
-            "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"},
-        },
-        "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "nrfprov-device"}},
-    },
-    "DeviceConfiguration": {},
-}
+#: The deployed document and the CloudFormation variable in it that names the device policy.
+PACKAGE_TEMPLATE = ("nrfprov.aws", "fleet_template.json")
+DEVICE_POLICY_VARIABLE = "${DevicePolicyName}"
 
 # Template names as AWS allows them: [0-9A-Za-z_-]{1,36} [API_CreateProvisioningTemplate].
 TEMPLATE_NAME_RE = re.compile(r"[0-9A-Za-z_-]{1,36}")
@@ -60,23 +50,31 @@ class Outcome:
     attributes: dict[str, str]
     certificate_status: str
     device_configuration: dict[str, str]
+    #: Policy names to attach; None for an inline policy document (the stand-in's device rights).
+    policies: tuple[str | None, ...] = ()
 
 
 def template_dir(state_dir: Path) -> Path:
     return state_dir / "templates"
 
 
-def ensure_default(state_dir: Path) -> None:
-    d = template_dir(state_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{DEFAULT_TEMPLATE_NAME}.json"
-    if not path.exists():
-        path.write_text(json.dumps(DEFAULT_TEMPLATE, indent=2) + "\n")
+def ensure_dir(state_dir: Path) -> None:
+    template_dir(state_dir).mkdir(parents=True, exist_ok=True)
 
 
-def load(state_dir: Path, name: str) -> dict[str, Any]:
+def package_template(device_policy: str) -> dict[str, Any]:
+    """The deployed provisioning template with ``${DevicePolicyName}`` filled in."""
+    package, name = PACKAGE_TEMPLATE
+    text = resources.files(package).joinpath(name).read_text(encoding="utf-8")
+    body: dict[str, Any] = json.loads(text.replace(DEVICE_POLICY_VARIABLE, device_policy))
+    return body
+
+
+def load(state_dir: Path, name: str, *, device_policy: str) -> dict[str, Any]:
     if TEMPLATE_NAME_RE.fullmatch(name) is None:
         raise TemplateNotFound(f"Template {name} does not exist.")
+    if name == DEFAULT_TEMPLATE_NAME:
+        return package_template(device_policy)
     path = template_dir(state_dir) / f"{name}.json"
     try:
         raw = path.read_bytes()
@@ -123,6 +121,7 @@ def evaluate(body: dict[str, Any], parameters: dict[str, str], certificate_id: s
     thing_name: str | None = None
     attributes: dict[str, str] = {}
     status = "ACTIVE"
+    policies: list[str | None] = []
     for res in body.get("Resources", {}).values():
         props = res.get("Properties", {})
         if res.get("Type") == "AWS::IoT::Thing":
@@ -131,7 +130,9 @@ def evaluate(body: dict[str, Any], parameters: dict[str, str], certificate_id: s
             attributes = {k: _resolve(v, params) for k, v in attrs.items()}
         elif res.get("Type") == "AWS::IoT::Certificate" and "Status" in props:
             status = _resolve(props["Status"], params)
+        elif res.get("Type") == "AWS::IoT::Policy":
+            policies.append(_resolve(props["PolicyName"], params) if "PolicyName" in props else None)
     if thing_name is None:
         raise TemplateError("template has no AWS::IoT::Thing resource")
     config = {k: _resolve(v, params) for k, v in body.get("DeviceConfiguration", {}).items()}
-    return Outcome(thing_name, attributes, status, config)
+    return Outcome(thing_name, attributes, status, config, tuple(policies))

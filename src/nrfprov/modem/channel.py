@@ -4,10 +4,17 @@ The reader thread is the only code that reads the port. It feeds the session and
 event under one ``Condition``: replies go to the command in flight, URCs (and SM pushed receive
 data) to registered handlers. Callers wait on that condition with a timeout; nothing sleeps to poll.
 A lock keeps one command in flight across threads (the session enforces it too, and dies if not).
+
+Interrupts: each command exchange is an ``nrfprov.interrupts.critical`` section, so SIGINT, SIGTERM
+and SIGHUP are held until its final result is in. An exception that still breaks a wait (Python's own
+``KeyboardInterrupt`` in a program that did not install nrfprov's handlers) abandons the command:
+its answer is owed, like a timed-out one's, and if the modem was in data mode, the next command
+first takes it out (:meth:`AtChannel.leave_data_mode`). Either way the next command gets its own answer.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -27,12 +34,14 @@ from nrfprov.at import (
     InfoLine,
     Ok,
     RawData,
+    State,
     TerminatedData,
     Timeout,
     Urc,
 )
-from nrfprov.at.limits import READ_CHUNK
+from nrfprov.at.limits import DATAMODE_SEND_MAX, READ_CHUNK
 from nrfprov.errors import AtProtocolError, CommandError, CommandTimeout, ModemLinkError
+from nrfprov.interrupts import critical
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,18 @@ UrcHandler = Callable[[Urc | RawData], None]
 # Without cancel_read (socket://), the reader wakes this often to notice close(); it is a blocking
 # read with a timeout, not a sleep.
 _READ_TIMEOUT_NO_CANCEL = 0.5
+
+#: Filler that completes a length-delimited send the modem is still counting (Serial Modem
+#: ``AT#XSEND=<h>,2,<flags>,<len>`` takes exactly <len> bytes, any bytes, and scans for no terminator
+#: [ncs-serial-modem sm_at_host.c raw_rx_handler]). CR is the one byte harmless in AT-command mode
+#: too: the AT host buffers nothing before the "AT" of a command, so surplus CRs are dropped
+#: [sm_at_host.c cmd_rx_handler].
+DATAMODE_FILLER = b"\r"
+#: Quiet time around the data-mode terminator: the SLM of NCS 1.x required
+#: CONFIG_SLM_DATAMODE_SILENCE (default 1 s) of UART silence before and after it [sdk-nrf
+#: serial_lte_modem doc, slm_data_mode.rst]; later SLM and the Serial Modem match it anywhere. The
+#: wait ends early when the modem reports leaving data mode.
+DATAMODE_GUARD_S = 1.0
 
 
 @dataclass
@@ -61,13 +82,18 @@ class AtChannel:
         self._name = name
         self._session = AtSession()
         self._cond = threading.Condition()
-        self._cmd_lock = threading.Lock()
+        self._cmd_lock = threading.RLock()  # re-entrant: a command may first leave an abandoned data mode
         self._reply: Reply | None = None
         self._handlers: list[UrcHandler] = []
         self._failure: BaseException | None = None
         self._closing = False
         self.bytes_sent = 0
         self.bytes_received = 0
+        #: Data-mode terminators to try when leaving a data mode we did not start (Modem sets them).
+        self.datamode_terminators: tuple[bytes, ...] = (b"+++",)
+        self.datamode_exits = 0  # #XDATAMODE: URCs seen (and stray OKs while leaving a data mode)
+        self._leaving = False
+        self._dirty_data_mode = False  # an abandoned data-mode send: leave data mode before the next command
         self._cancellable = hasattr(port, "cancel_read")
         port.timeout = None if self._cancellable else _READ_TIMEOUT_NO_CANCEL
         self._thread = threading.Thread(target=self._reader, name=f"nrfprov-at-{name}", daemon=True)
@@ -97,9 +123,9 @@ class AtChannel:
 
     def execute(self, command: Command, *, check: bool = True) -> Reply:
         """Send ``command`` and wait for its final result (``command.timeout``)."""
-        with self._cmd_lock:
+        with self._cmd_lock, critical():
             reply = self._start(command)
-            self._await(reply)
+            self._guarded_await(reply)
         if check:
             raise_for(reply)
         return reply
@@ -107,32 +133,63 @@ class AtChannel:
     def execute_with_data(self, command: Command, payload: bytes) -> Reply:
         """A data-mode send: the command, its ``OK``, then ``payload`` raw; for terminated (SLM)
         data mode also the terminator and the wait for ``#XDATAMODE:``."""
-        with self._cmd_lock:
+        with self._cmd_lock, critical():
             reply = self._start(command)
-            self._await(reply)
+            self._guarded_await(reply)
             raise_for(reply)
-            with self._cond:
-                out = self._session.send_data(payload) if payload else b""
-            self._write(out)
-            if isinstance(command.data_mode, TerminatedData):
-                exit_reply = Reply(command)
+            try:
                 with self._cond:
-                    self._reply = exit_reply
-                    out = self._session.end_data_mode(time.monotonic())
+                    out = self._session.send_data(payload) if payload else b""
                 self._write(out)
-                self._await(exit_reply)
-                if isinstance(exit_reply.final, Timeout):
-                    raise CommandTimeout(command.text + " (leaving data mode)", command.timeout)
+                if isinstance(command.data_mode, TerminatedData):
+                    exit_reply = Reply(command)
+                    with self._cond:
+                        self._reply = exit_reply
+                        out = self._session.end_data_mode(time.monotonic())
+                    self._write(out)
+                    self._guarded_await(exit_reply)
+                    if isinstance(exit_reply.final, Timeout):
+                        raise CommandTimeout(command.text + " (leaving data mode)", command.timeout)
+            except BaseException:
+                self._abandon(reply)
+                raise
         return reply
 
     def write_raw(self, data: bytes, *, forget_owed: bool = False) -> None:
         """Bytes outside the AT grammar (an empty line to flush the modem's line buffer, a data-mode
         terminator). ``forget_owed``: commands that timed out before will never be answered."""
-        with self._cmd_lock:
+        with self._cmd_lock, critical():
             if forget_owed:
                 with self._cond:
                     self._session.forget_owed()
             self._write(data)
+
+    def leave_data_mode(self, guard: float = DATAMODE_GUARD_S) -> bool:
+        """Take the modem out of a data mode that nobody on this side started (a host program killed
+        mid-send): first filler to complete a length-delimited send (Serial Modem), then, if the
+        modem did not report leaving, each terminator alone between quiet gaps (open-ended Serial
+        Modem send, legacy SLM). Harmless in AT-command mode. True if the modem reported leaving.
+
+        Answers still owed to timed-out commands are forgotten: they went into the data mode as payload.
+        """
+        with self._cmd_lock, critical():
+            with self._cond:
+                self._session.forget_owed()
+                self._dirty_data_mode = False
+                self._leaving = True
+                seen = self.datamode_exits
+            try:
+                self._write(DATAMODE_FILLER * DATAMODE_SEND_MAX)
+                if self.wait_for(lambda: self.datamode_exits > seen, guard):
+                    return True
+                for terminator in self.datamode_terminators:
+                    self._write(terminator)
+                    if self.wait_for(lambda: self.datamode_exits > seen, guard):
+                        return True
+                return False
+            finally:
+                with self._cond:
+                    self._leaving = False
 
     def close(self) -> None:
         with self._cond:
@@ -152,6 +209,9 @@ class AtChannel:
     # --- command plumbing -------------------------------------------------------------------------
 
     def _start(self, command: Command) -> Reply:
+        if self._dirty_data_mode:
+            log.warning("a send was interrupted in data mode: taking the modem out of it")
+            self.leave_data_mode()
         reply = Reply(command)
         with self._cond:
             self._raise_if_failed()
@@ -164,6 +224,22 @@ class AtChannel:
         log.debug("→ %s", _shown(command.text))
         self._write(out)
         return reply
+
+    def _guarded_await(self, reply: Reply) -> None:
+        try:
+            self._await(reply)
+        except BaseException:
+            self._abandon(reply)
+            raise
+
+    def _abandon(self, reply: Reply) -> None:
+        """An exception broke the wait for ``reply`` (or a data-mode send): keep the session in step."""
+        with self._cond:
+            if self._reply is reply:
+                self._reply = None
+            if self._session.state in (State.AWAITING, State.DATA_MODE, State.LEAVING_DATA):
+                if self._session.abandon():
+                    self._dirty_data_mode = True
 
     def _await(self, reply: Reply) -> None:
         with self._cond:
@@ -188,12 +264,24 @@ class AtChannel:
             return
         try:
             self._port.write(data)
-            self._port.flush()
+            self._drain_output()
         except Exception as exc:  # pyserial raises SerialException/OSError/SerialTimeoutException
             self._fail(ModemLinkError(f"cannot write to {self._name}: {exc}"))
             raise ModemLinkError(f"cannot write to {self._name}: {exc}") from exc
         with self._cond:
             self.bytes_sent += len(data)
+
+    def _drain_output(self) -> None:
+        """``flush()``: wait until the bytes left the UART. On POSIX that is ``tcdrain``, which a signal
+        interrupts with EINTR and Python's termios does not retry (PEP 475 covers ``os``, not
+        ``termios``), so a Ctrl-C held during an AT exchange would otherwise kill the link."""
+        while True:
+            try:
+                self._port.flush()
+                return
+            except Exception as exc:  # termios.error on POSIX (not an OSError), OSError elsewhere
+                if _errno_of(exc) != errno.EINTR:
+                    raise
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
@@ -262,11 +350,22 @@ class AtChannel:
         elif isinstance(ev, Urc | RawData):
             if isinstance(ev, Urc):
                 log.debug("URC %s", ev.line)
+                if ev.line.startswith("#XDATAMODE:") or (self._leaving and ev.line in ("OK", "ERROR")):
+                    # Serial Modem and SLM ≥ 2.x report leaving data mode with #XDATAMODE; the SLM of
+                    # NCS 1.x answered the terminator with OK (or ERROR after a failed send).
+                    self.datamode_exits += 1
             for handler in self._handlers:
                 try:
                     handler(ev)
                 except Exception:  # a handler bug must not kill the reader
                     log.exception("URC handler failed on %r", ev)
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    code = getattr(exc, "errno", None)
+    if code is None and exc.args and isinstance(exc.args[0], int):
+        code = exc.args[0]  # termios.error carries (errno, text) as its args
+    return code if isinstance(code, int) else None
 
 
 def raise_for(reply: Reply) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nrfprov.at import Urc, command
 from nrfprov.at import commands as cmds
@@ -22,10 +23,13 @@ from nrfprov.errors import (
     CredentialError,
     CredentialVerifyError,
     DialectError,
+    LockHeld,
     ModemError,
     ModemLinkError,
+    NrfprovError,
     RegistrationTimeout,
 )
+from nrfprov.interrupts import critical
 from nrfprov.modem.attestation import parse_keygen_output
 from nrfprov.modem.channel import AtChannel
 from nrfprov.modem.credentials import (
@@ -39,8 +43,12 @@ from nrfprov.modem.credentials import (
 from nrfprov.modem.dialects.base import Dialect, TlsParams, ints
 from nrfprov.modem.dialects.slm import SlmDialect
 from nrfprov.modem.dialects.sm import SM_LINE_END, SerialModemDialect
+from nrfprov.modem.handshake import handshake
 from nrfprov.modem.socket import ModemSocket
 from nrfprov.names import DIALECT_CHOICES
+
+if TYPE_CHECKING:
+    from nrfprov.locks import FileLock
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +93,8 @@ class Modem:
         self._cfun_known: int | None = None
         self._cereg_urcs = False
         self._offline_depth = 0
+        self._restore_mode: int | None = None  # the mode offline() owes back (see close())
+        self._lock: FileLock | None = None
         channel.add_urc_handler(self._on_urc)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -102,23 +112,24 @@ class Modem:
         sm_line_end: bytes = SM_LINE_END,
         sm_auto_receive: bool = True,
     ) -> Modem:
-        """Open ``url``, check the modem answers ``AT``, and switch on numeric CME errors.
+        """Lock and open ``url``, check the modem answers ``AT``, and switch on numeric CME errors.
 
-        ``rtscts``: hardware flow control (the nRF9160 DK has it; Thingy:91 does not)
-        [sdk-nrf serial_lte_modem, slm_description.rst and board overlays]. Ptys ignore it.
+        The port is locked for this process first (``nrfprov.locks``): a second nrfprov on the same
+        port is refused before it sends a byte (``LockHeld``, exit 2). ``rtscts``: hardware flow control
+        (the nRF9160 DK has it; Thingy:91 does not) [sdk-nrf serial_lte_modem, slm_description.rst and
+        board overlays]. Ptys ignore it.
         """
-        import serial
+        from nrfprov.locks import port_lock
 
+        lock = port_lock(url).acquire()
         try:
-            port = serial.serial_for_url(url, baudrate=baud, rtscts=rtscts, timeout=None, write_timeout=30)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise ModemLinkError(
-                f"cannot open serial port {url!r}: {exc}",
-                hint="check the path (ls /dev/ttyACM*), permissions (dialout group) and that no "
-                "other program holds the port",
-            ) from exc
-        _assert_dtr(port)
+            port = _open_port(url, baud=baud, rtscts=rtscts)
+        except BaseException:
+            lock.release()
+            raise
         channel = AtChannel(port, name=url)
+        # Serial Modem: CONFIG_SM_DATAMODE_TERMINATOR (default "+++"); legacy SLM: the configured one.
+        channel.datamode_terminators = tuple(dict.fromkeys([slm_terminator.encode("ascii"), b"+++"]))
         modem = cls(
             channel,
             dialect=dialect,
@@ -126,6 +137,7 @@ class Modem:
             sm_line_end=sm_line_end,
             sm_auto_receive=sm_auto_receive,
         )
+        modem._lock = lock
         try:
             modem._handshake(ready_timeout)
         except BaseException:
@@ -134,30 +146,25 @@ class Modem:
         return modem
 
     def _handshake(self, ready_timeout: float) -> None:
-        # An empty line flushes whatever half command sits in the modem's line buffer (the modem
-        # skips empty lines), as Nordic's tools do before their first command.
-        self._ch.write_raw(b"\r\n")
-        last: Exception | None = None
-        for attempt in range(3):
-            try:
-                self._ch.execute(command("AT", timeout=ready_timeout))
-                break
-            except (CommandTimeout, CommandError) as exc:
-                last = exc
-            if attempt == 0 and self._dialect_name != "sm":
-                # A legacy SLM left in data mode (a host that died mid-send) swallows AT commands
-                # until its terminator. In AT mode the terminator is noise the modem skips.
-                self._ch.write_raw(self._slm_terminator.encode("ascii") + b"\r\n", forget_owed=True)
-        else:
-            raise ModemLinkError(
-                "the modem does not answer AT",
-                hint="check the port and baud rate, that the serial modem application runs, and "
-                "hardware flow control (--rtscts) for a DK",
-            ) from last
-        self._ch.execute(cmds.cmee(1))
+        handshake(self._ch, ready_timeout)
 
     def close(self) -> None:
-        self._ch.close()
+        """Put back a functional mode :meth:`offline` changed and could not restore (an interrupt
+        landed between the two), close the port, release the port lock."""
+        try:
+            if self._restore_mode is not None:
+                mode = self._restore_mode
+                try:
+                    log.warning("restoring CFUN=%d before closing", mode)
+                    self._restore(mode)
+                except NrfprovError as exc:
+                    log.warning("the modem is still offline: %s; bring it back with "
+                                "nrfprov at --port PORT AT+CFUN=%d", exc, mode)
+        finally:
+            self._ch.close()
+            lock, self._lock = self._lock, None
+            if lock is not None:
+                lock.release()
 
     def __enter__(self) -> Modem:
         return self
@@ -196,13 +203,46 @@ class Modem:
         return values[0]
 
     def set_cfun(self, mode: int) -> None:
-        self._cfun_known = None  # unknown until the modem says OK
-        self._ch.execute(cmds.cfun_set(mode))
+        """``AT+CFUN=<mode>``. If the answer does not come in time, the modem may still switch later
+        (a CFUN=4 answered after the timeout takes effect then): the real mode is read back, waiting
+        for the late answer first, and only a modem that did not reach ``mode`` is an error."""
+        self._cfun_known = None  # unknown until the modem has answered
+        try:
+            self._ch.execute(cmds.cfun_set(mode))
+        except CommandTimeout as exc:
+            actual = self._cfun_after_timeout(exc)
+            if actual == mode:
+                log.warning("AT+CFUN=%d was answered late; the modem is now in CFUN=%d", mode, actual)
+                self._mode_set(mode)
+                return
+            raise CommandTimeout(
+                exc.command, exc.timeout,
+                hint=f"the modem is in CFUN={actual}" if actual is not None else
+                "the functional mode is unknown: check it with nrfprov at --port PORT AT+CFUN?",
+            ) from exc
+        self._mode_set(mode)
+
+    def _mode_set(self, mode: int) -> None:
         self._cfun_known = mode
         if mode in (0, OFFLINE_MODE):  # the radio is off: not registered, whenever its +CEREG: 0 comes
             with self._ch.condition:
                 self._reg_status = 0
                 self._reg_updates += 1
+
+    def _cfun_after_timeout(self, exc: CommandTimeout) -> int | None:
+        """The mode after a timed-out change, once the modem has answered it (None if it never does).
+
+        The modem answers in order, so ``AT+CFUN?`` is answered after the late change: the session
+        takes the late ``OK`` as owed and the ``+CFUN:`` line is the state after the change. A modem
+        still busy with the change does not answer the read either; it is asked again, up to as long
+        again as the change was allowed."""
+        reads = max(1, int(exc.timeout // cmds.cfun_read().timeout))
+        for _ in range(reads):
+            try:
+                return self.cfun()
+            except CommandTimeout:
+                continue
+        return None
 
     @contextlib.contextmanager
     def offline(self) -> Iterator[None]:
@@ -220,17 +260,33 @@ class Modem:
             return
         previous = self._cfun_known if self._cfun_known is not None else self.cfun()
         changed = previous in ACTIVE_MODES
-        if changed:
-            log.info("modem in CFUN=%d: switching to CFUN=4 for credential work", previous)
-            self.set_cfun(OFFLINE_MODE)
         self._offline_depth = 1
         try:
-            yield
-        finally:
-            self._offline_depth = 0
             if changed:
-                log.info("restoring CFUN=%d", previous)
-                self.set_cfun(previous)
+                # Owed before the command is sent: an interrupt between the two must still restore.
+                self._restore_mode = previous
+                log.info("modem in CFUN=%d: switching to CFUN=4 for credential work", previous)
+                self.set_cfun(OFFLINE_MODE)
+            yield
+        except BaseException:
+            self._offline_depth = 0
+            if changed:  # the failure (or interrupt) that got here matters more than a failed restore
+                try:
+                    self._restore(previous)
+                except NrfprovError as exc:
+                    log.warning("could not restore CFUN=%d: %s", previous, exc)
+            raise
+        self._offline_depth = 0
+        if changed:
+            self._restore(previous)
+
+    def _restore(self, mode: int) -> None:
+        # One critical section around the command and the bookkeeping: a signal held during the
+        # command is raised after the debt is cleared, or close() would set this mode again later.
+        with critical():
+            log.info("restoring CFUN=%d", mode)
+            self.set_cfun(mode)
+            self._restore_mode = None
 
     def _on_urc(self, ev: Urc | RawData) -> None:
         if isinstance(ev, Urc) and ev.line == "Ready":  # the boot banner: the modem restarted
@@ -433,6 +489,36 @@ def _cereg_read_stat(lines: list[str]) -> int | None:
         if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
             return int(fields[1])
     return None
+
+
+def _open_port(url: str, *, baud: int, rtscts: bool) -> Any:
+    """pyserial's port for ``url``; a device path also gets ``exclusive=True``, which ``flock``s the
+    tty itself, so a second program using that flock (another user's nrfprov, pyserial tools) is
+    refused too, whatever lock file it used."""
+    import serial
+
+    from nrfprov.locks import flock_holders, is_device_path
+
+    exclusive = is_device_path(url) and os.name == "posix"  # pyserial's exclusive flock is POSIX only
+    try:
+        port = serial.serial_for_url(url, baudrate=baud, rtscts=rtscts, timeout=None, write_timeout=30,
+                                     **({"exclusive": True} if exclusive else {}))
+    except (serial.SerialException, OSError, ValueError, OverflowError) as exc:
+        if exclusive and "exclusively lock" in str(exc):
+            holders = flock_holders(url)
+            raise LockHeld(f"serial port {url}", url, holders[0] if holders else None,
+                           hint="another program holds the port exclusively") from exc
+        raise ModemLinkError(
+            f"cannot open serial port {url!r}: {exc}",
+            hint="check the path (ls /dev/ttyACM*), permissions (dialout group) and that no "
+            "other program holds the port",
+        ) from exc
+    try:
+        _assert_dtr(port)
+    except BaseException:
+        port.close()
+        raise
+    return port
 
 
 def _assert_dtr(port: Any) -> None:

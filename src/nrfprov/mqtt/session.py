@@ -482,8 +482,12 @@ class MqttSession:
                     raise self._dead
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise ResponseTimeout(what, timeout)
+                    raise ResponseTimeout(self._still_missing(what), timeout)
                 self._cond.wait(left)
+
+    def _still_missing(self, what: str) -> str:
+        """Condition held: what a timed-out wait lacked (a pipelined session may still lack its CONNACK)."""
+        return what if self._connack is not None else f"CONNACK (and then {what})"
 
     def _wait_any(self, filters: Sequence[str], deadline: float, what: str, timeout: float) -> Message:
         with self._cond:
@@ -497,7 +501,7 @@ class MqttSession:
                     raise self._dead
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise ResponseTimeout(what, timeout)
+                    raise ResponseTimeout(self._still_missing(what), timeout)
                 self._cond.wait(left)
 
     # paho callbacks (paho's network thread) ------------------------------------------------------

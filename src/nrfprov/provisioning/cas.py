@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nrfprov.config import Settings
-from nrfprov.errors import ConfigError
+from nrfprov.errors import ConfigError, InputFileError
+from nrfprov.files import read_text_bounded
 from nrfprov.paths import builtin_ca_paths
 
 #: A CA bundle is a few KB; 64 KB bounds a wrong path pointing at something large.
@@ -59,8 +60,8 @@ def read_ca(settings: Settings) -> str:
 
 
 def _read_text(path: Path) -> str:
+    # Bounded, regular files only, never blocking on a FIFO (nrfprov.files).
     try:
-        with open(path, encoding="ascii") as f:
-            return f.read(CA_FILE_LIMIT)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the CA file: {exc}", path=str(path)) from exc
+        return read_text_bounded(path, CA_FILE_LIMIT, "CA file")
+    except InputFileError as exc:
+        raise ConfigError(f"cannot read the CA file: {exc.reason}", path=str(path), hint=exc.hint) from exc

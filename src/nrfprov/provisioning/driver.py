@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nrfprov.config import Settings
-from nrfprov.errors import EXIT_INTERRUPTED, LocalProtocolError, NrfprovError, ResponseTimeout
+from nrfprov.errors import EXIT_INTERRUPTED, Interrupted, LocalProtocolError, NrfprovError, ResponseTimeout
 from nrfprov.names import Backend, Flow, PayloadFormat
 from nrfprov.provisioning import machine as m
 from nrfprov.provisioning import plan
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: MQTT CONNECT (incl. TLS handshake over a throttled UART) and per-operation timeouts.
-CONNECT_TIMEOUT = 90.0
+#: Per-operation MQTT timeout (SUBACK, PUBACK). The connect timeout (TCP, TLS handshake, CONNACK) is
+#: CONFIG_NRFPROV_CONNECT_TIMEOUT_S (``Settings.connect_timeout``).
 OPERATION_TIMEOUT = 30.0
 
 
@@ -59,6 +59,8 @@ class ProvisioningModem(ModemLike, Protocol):
     def uart_bytes_received(self) -> int: ...
 
     def imei(self) -> str: ...
+
+    def cfun(self) -> int: ...
 
     def set_cfun(self, mode: int) -> None: ...
 
@@ -141,8 +143,10 @@ class Driver:
         self._filters: list[str] = []
         self._socket_bytes = 0
         self._record: JournalRecord | None = None
-        # True while this run holds the modem offline (CFUN=0/4): undone in run()'s finally.
-        self._offline_by_us = False
+        # The functional mode the modem had when the run started, and whether the run changed it:
+        # a run that does not finish puts exactly that mode back (run()'s finally).
+        self._initial_cfun: int | None = None
+        self._cfun_touched = False
         self.result: RunResult | None = None  # set when run() returns or raises
         self.machine: m.ProvisioningMachine | None = None
 
@@ -159,10 +163,13 @@ class Driver:
 
     def run(self) -> RunResult:
         t0 = self._clock()
+        # One run per journal folder: a second one is refused here, before anything is asked.
+        folder_lock = self.journal.lock().acquire()
         uart0 = self._uart_bytes()
         result = RunResult(False, self.flow, self.payload_format, self.backend, "", self.settings.client_id,
                            resumed=self.resume)
         try:
+            self._initial_cfun = self.modem.cfun()
             if self.backend == "native":
                 self.modem.check_raw_binary_safe()  # legacy SLM with "+++" cannot carry ciphertext
             result.dialect = self.modem.dialect
@@ -186,8 +193,10 @@ class Driver:
                     log.error("%s", jexc)
             raise
         except KeyboardInterrupt as exc:
-            # Journal the interruption; issued credentials stay resumable with --resume.
-            result.error, result.error_type, result.exit_code = "interrupted", "KeyboardInterrupt", EXIT_INTERRUPTED
+            # Ctrl-C, SIGTERM and SIGHUP (nrfprov.interrupts.Interrupted): journal the interruption;
+            # issued credentials stay resumable with --resume.
+            result.error, result.error_type = "interrupted", type(exc).__name__
+            result.exit_code = exc.exit_code if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
             if self._record is not None:
                 try:
                     self.journal.fail(self._record, exc)
@@ -195,12 +204,17 @@ class Driver:
                     log.error("%s", jexc)
             raise
         finally:
-            self._close_session()
-            self._restore_online()
-            result.seconds = self._clock() - t0
-            result.uart_bytes = self._uart_bytes() - uart0
-            result.socket_bytes = self._socket_bytes
-            self.result = result
+            try:
+                try:
+                    self._close_session()
+                finally:  # whatever closing the session did, the modem gets its mode back
+                    self._restore_functional_mode(result.ok)
+            finally:
+                result.seconds = self._clock() - t0
+                result.uart_bytes = self._uart_bytes() - uart0
+                result.socket_bytes = self._socket_bytes
+                self.result = result
+                folder_lock.release()
         return result
 
     def _uart_bytes(self) -> int:
@@ -237,8 +251,8 @@ class Driver:
         log.debug("effect %r", eff)
         modem = self.modem
         if isinstance(eff, m.SetFunctionalMode):
-            modem.set_cfun(eff.mode)
-            self._offline_by_us = eff.mode in (0, 4)
+            self._cfun_touched = True  # before the command: an interrupt during it must still restore
+            modem.set_cfun(eff.mode)  # a timed-out change is checked against the real mode (Modem.set_cfun)
             return m.FunctionalModeSet(eff.mode)
         if isinstance(eff, m.WaitForRegistration):
             modem.wait_registered(eff.timeout)
@@ -294,7 +308,7 @@ class Driver:
         # Keepalive, clean session and (device-mirror mode) the payload limit with its symbol.
         session = MqttSession.from_settings(s, factory, eff.client_id, mqtt_v5=v5)
         self._session = session
-        session.connect(CONNECT_TIMEOUT)
+        session.connect(s.connect_timeout)
 
     def _stream_factory(self, eff: m.ConnectMqtt) -> Callable[[], ByteStream]:
         from nrfprov.transport import TlsCredentials, open_stream
@@ -303,28 +317,36 @@ class Driver:
         if eff.identity is m.Identity.CLAIM:
             # offload: claim sec tag; native/host: the certs folder (open_stream's default).
             return lambda: open_stream(s, modem=self.modem, backend=self.backend, sec_tag=eff.sec_tag,
-                                       timeout=CONNECT_TIMEOUT)
+                                       timeout=s.connect_timeout)
         if self.backend == "offload" or self.flow == "csr":
             # The CSR key exists only inside the modem: its own TLS is the only way to use it.
             return lambda: open_stream(s, modem=self.modem, backend="offload", sec_tag=eff.sec_tag,
-                                       timeout=CONNECT_TIMEOUT)
+                                       timeout=s.connect_timeout)
         assert eff.bundle is not None and eff.bundle.private_key_pem is not None
         creds = TlsCredentials.from_pems(eff.bundle.ca_pem, eff.bundle.certificate_pem,
                                          eff.bundle.private_key_pem, source="issued credentials")
         return lambda: open_stream(s, modem=self.modem, backend=self.backend, credentials=creds,
-                                   timeout=CONNECT_TIMEOUT)
+                                   timeout=s.connect_timeout)
 
-    def _restore_online(self) -> None:
-        """Never leave the modem offline behind the user's back after a failure or Ctrl-C (Nordic's
-        credential tools do, and the device then looks dead). A later --resume goes offline again."""
-        if not self._offline_by_us:
+    def _restore_functional_mode(self, finished: bool) -> None:
+        """A run that did not finish (failure, Ctrl-C, SIGTERM, SIGHUP) puts back the functional mode
+        the modem had when it started; it never leaves the modem offline behind the user's back
+        (Nordic's credential tools do, and the device then looks dead). A later --resume changes it
+        again. A finished run leaves the modem online: the reconnect proved the new identity there.
+
+        The mode is read, not assumed: a CFUN change that timed out may have happened late."""
+        initial = self._initial_cfun
+        if finished or not self._cfun_touched or initial is None:
             return
         try:
-            self.modem.set_cfun(1)
-            self._offline_by_us = False
+            current = self.modem.cfun()
+            if current != initial:
+                log.info("restoring CFUN=%d (the mode before the run; now CFUN=%d)", initial, current)
+                self.modem.set_cfun(initial)
+            self._cfun_touched = False
         except NrfprovError as exc:  # best effort: the error that ended the run is already propagating
-            log.warning("the modem is still offline (CFUN=4): %s; bring it back with AT+CFUN=1 "
-                        "(nrfprov at --port PORT AT+CFUN=1)", exc)
+            log.warning("the modem may not be in CFUN=%d, its mode before the run: %s; set it with "
+                        "nrfprov at --port PORT AT+CFUN=%d", initial, exc, initial)
 
     def _live_session(self) -> MqttSession:
         if self._session is None:

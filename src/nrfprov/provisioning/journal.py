@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nrfprov.errors import JournalError
+from nrfprov.locks import FileLock, folder_lock
 from nrfprov.provisioning.bundle import CredentialBundle
 
 JOURNAL_NAME = "provisioning.json"
@@ -76,6 +77,12 @@ class Journal:
         self.dir = Path(state_dir)
         self.path = self.dir / JOURNAL_NAME
         self._fsync = fsync
+
+    def lock(self) -> FileLock:
+        """The exclusive lock on the journal folder (``nrfprov.locks``): one run per folder, a second
+        one is refused (``LockHeld``, exit 2) before it asks the cloud for anything. Re-entrant for
+        the thread holding it; use as a context manager or ``acquire()``/``release()``."""
+        return folder_lock(self.dir, "journal folder")
 
     # --- reading --------------------------------------------------------------------------------
 

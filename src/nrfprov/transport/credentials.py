@@ -26,7 +26,8 @@ from mbedtls import pk, x509
 from mbedtls.exceptions import TLSError as MbedTLSError
 from mbedtls.tls import TrustStore
 
-from nrfprov.errors import ConfigError, CredentialBundleError, NrfprovError
+from nrfprov.errors import ConfigError, CredentialBundleError, InputFileError, NrfprovError
+from nrfprov.files import read_text_bounded
 
 log = logging.getLogger(__name__)
 
@@ -193,16 +194,14 @@ def _parse_cert(block: str, what: str) -> x509.CRT:
 
 
 def _read_pem(path: Path, *, secret: bool = False) -> str:
+    # Bounded and regular files only (nrfprov.files): a FIFO or /dev/zero in a certs folder must not
+    # hang the run or fill memory.
     try:
-        size = path.stat().st_size
-        if size > MAX_PEM_FILE:
-            raise ConfigError(f"file is {size} bytes, over the {MAX_PEM_FILE}-byte PEM limit", path=str(path))
-        text = path.read_text(encoding="ascii")
-    except FileNotFoundError as exc:
-        raise ConfigError("no such file", path=str(path),
-                          hint=f"a certs folder holds {CA_FILE}, {CERT_FILE} and {KEY_FILE}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", path=str(path)) from exc
+        text = read_text_bounded(path, MAX_PEM_FILE, "PEM file")
+    except InputFileError as exc:
+        hint = f"a certs folder holds {CA_FILE}, {CERT_FILE} and {KEY_FILE}" if exc.reason == "no such file" \
+            else exc.hint
+        raise ConfigError(exc.reason, path=str(path), hint=hint) from exc
     if secret and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("%s is readable by other users; private keys should be mode 0600", path)
     return text

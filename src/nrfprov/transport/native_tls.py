@@ -195,7 +195,7 @@ class NativeTlsStream:
                 self._tls.do_handshake()
             except WantReadError:
                 self._drain(handshake=True)
-                data = self._inner_recv(deadline, "the TLS handshake")
+                data = self._handshake_recv(deadline, timeout)
                 if not data:
                     raise self._handshake_eof() from None
                 self._feed(data)
@@ -334,6 +334,35 @@ class NativeTlsStream:
             if handshake:
                 self.handshake_writes += 1
 
+    def _handshake_recv(self, deadline: float | None, timeout: float | None) -> bytes:
+        """Handshake bytes from the server, with the two silent failures named."""
+        try:
+            return self._inner_recv(deadline, "the TLS handshake")
+        except ResponseTimeout as exc:
+            raise self._fail(ResponseTimeout(
+                f"TLS handshake answer from {self.server_name}", timeout or 0.0,
+                hint="the server accepted the TCP connection but never answered the TLS handshake (not a "
+                "TLS port, or a middlebox holding it); the wait is CONFIG_NRFPROV_CONNECT_TIMEOUT_S",
+            )) from exc
+        except LinkClosed as exc:
+            if not self.credentials.has_client_cert or not self._sent_client_flight():
+                raise
+            # A server that refuses the client certificate sends an alert and closes with the rest of our
+            # flight unread, so its TCP sends a reset [RFC 1122 4.2.2.13], and the reset discards what
+            # the receiving side has not read yet: over the modem's slower path the alert is lost and
+            # the socket reports ECONNRESET (reproduced with an expired claim certificate).
+            raise self._fail(LinkClosed(
+                f"{self.server_name} reset the connection during the TLS handshake, after our client "
+                f"certificate: {exc.message}",
+                hint="the likely cause is that the server refused the client certificate: an expired or "
+                "revoked claim certificate, or a policy refusing the connection; check the certificate's "
+                "validity (openssl x509 -noout -dates -in client-cert.pem) and its status in AWS IoT",
+            )) from exc
+
+    def _sent_client_flight(self) -> bool:
+        """The server has our first flight and asked for more: we are past ClientHello."""
+        return self.inner.bytes_received > 0
+
     def _handshake_eof(self) -> TransportError:
         if not self.credentials.has_client_cert:
             return self._fail(LinkClosed(
@@ -360,7 +389,8 @@ class NativeTlsStream:
             if not self.credentials.has_client_cert:
                 hint = "no client certificate was configured; the server requires one"
             else:
-                hint = "the server refused our client certificate or parameters (wrong CA, revoked, expired)"
+                hint = ("the server refused our client certificate or parameters: an expired or revoked (claim) "
+                        "certificate, one from a CA the server does not trust, or a policy refusing it")
             return self._fail(TlsError(f"{self.server_name} aborted the TLS handshake with {alert}",
                                        err=code, hint=hint))
         if code in (ERR_SSL_CONN_EOF, ERR_SSL_PEER_CLOSE_NOTIFY):

@@ -134,6 +134,8 @@ def test_requests_over_the_rate_are_rejected_with_a_throttling_error(
 
 
 def test_split_requests_are_throttled_too(local_aws_factory: Callable[..., LocalAwsIot]) -> None:
+    """The rate applies to the certificates the product handler creates (CreateKeysAndCertificate), and
+    the handler answers a throttled one with 429 and keeps the operator's permission for the retry."""
     cloud = local_aws_factory(device_key_type="ec", request_rate=0.001, request_burst=1)
     with MqttProbe.for_claim(cloud, "q-split") as probe:
         assert probe.connect()
@@ -141,9 +143,15 @@ def test_split_requests_are_throttled_too(local_aws_factory: Callable[..., Local
         assert probe.publish("certificate/q-split/create") == 0
         assert {probe.get()[0], probe.get()[0]} == {"certificate/q-split/create/accepted/key",
                                                      "certificate/q-split/create/accepted/cert"}
+        cloud.allow_reprovision("q-split")  # else the second request is refused as AlreadyProvisioned
         assert probe.publish("certificate/q-split/create") == 0
         topic, body = probe.get_json()
-    assert topic == "certificate/q-split/create/rejected" and body["errorCode"] == "ThrottlingException"
+    assert topic == "certificate/q-split/create/rejected"
+    assert (body["statusCode"], body["errorCode"]) == (429, "ThrottlingException")
+    assert cloud.throttled_counts()["split"] == 1 and cloud.request_counts()["split"] == 2
+    assert len(cloud.certificates()) == 1
+    attrs = cloud.registry.snapshot()["things"]["q-split"]["attributes"]
+    assert "nrfprov_reprovision" in attrs  # restored: the device's retry may still use it
 
 
 # --- ownership token lifetime ------------------------------------------------------------------------

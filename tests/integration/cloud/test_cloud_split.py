@@ -1,4 +1,8 @@
-"""Split-topic workaround against the real broker, with a plain paho client [aws-iot-device-credentials-workaround]."""
+"""Split-topic workaround against the real broker, with a plain paho client [aws-iot-device-credentials-workaround].
+
+The stand-in answers with the product handler (``nrfprov.aws.handler``, what ``nrfprov aws deploy`` deploys):
+``handler_calls()`` is that handler's own record of each request, so these tests exercise the deployed code.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from fixtures.cloud import MqttProbe
 from nrfprov.cloud import LocalAwsIot
+from nrfprov.cloud.routing import CLIENT_ID_MARKER, MARKER
 
 pytestmark = pytest.mark.integration
 
@@ -44,11 +51,16 @@ def test_split_flow_delivers_matching_raw_pem_and_the_cert_works_at_once(
     key = serialization.load_pem_private_key(key_pem, None)
     assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048
     assert cert.public_key().public_numbers() == key.public_key().public_numbers()
-    assert cert.subject.rfc4514_string() == "CN=dev-1"
     [rec] = local_aws.certificates()
+    assert cert.subject.rfc4514_string() == f"CN={rec.common_name}" and rec.common_name.startswith("cert-")
     assert rec.certificate_id == hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
     assert (rec.status, rec.thing_name, rec.operation) == ("ACTIVE", "dev-1", "split")
     assert local_aws.request_counts()["split"] == 1
+    # Served by the product handler, with the event the deployed rule builds (clientid() from the
+    # broker's tag on the request, topic(2) from the topic).
+    [call] = local_aws.handler_calls()
+    assert (call.caller, call.event) == ("split", {"deviceId": "dev-1", "topicId": "dev-1"})
+    assert call.result["issued"] and call.result["certificateId"] == rec.certificate_id
 
     # Issued at run time, no broker restart: connect with the new identity (client ID = thing name).
     pid = local_aws.broker_pid
@@ -90,18 +102,36 @@ def test_split_parallel_delivers_both_in_some_order(local_aws_factory: Callable[
     assert sorted(t.rsplit("/", 1)[1] for t, _ in msgs) == ["cert", "key"]
 
 
-def test_each_split_request_makes_another_active_certificate(
-    local_aws_factory: Callable[..., LocalAwsIot],
+def test_a_second_certificate_needs_the_operators_permission_and_retires_the_first(
+    local_aws_factory: Callable[..., LocalAwsIot], tmp_path: Path,
 ) -> None:
-    cloud = local_aws_factory(device_key_type="ec", connect_interval=0)  # two claim sessions in a row
-    _request_split(cloud, "dev-r")
-    _request_split(cloud, "dev-r")
-    recs = cloud.certificates()
-    assert [r.status for r in recs] == ["ACTIVE", "ACTIVE"]  # as with AWS CreateKeysAndCertificate
-    assert len({r.certificate_id for r in recs}) == 2
+    cloud = local_aws_factory(device_key_type="ec", connect_interval=0)  # claim sessions in a row
+    first = _request_split(cloud, "dev-r")
+    with MqttProbe.for_claim(cloud, "dev-r") as claim:
+        assert claim.connect()
+        claim.subscribe("certificate/dev-r/create/accepted/+", "certificate/dev-r/create/rejected")
+        assert claim.publish("certificate/dev-r/create") == 0
+        topic, body = claim.get_json()
+    assert topic == "certificate/dev-r/create/rejected"
+    assert (body["statusCode"], body["errorCode"]) == (409, "AlreadyProvisioned")
+    assert "reprovision dev-r" in body["errorMessage"]
+    [only] = cloud.certificates()
+
+    cloud.allow_reprovision("dev-r")  # nrfprov cloud reprovision dev-r, as nrfprov aws reprovision
+    second = _request_split(cloud, "dev-r")
+    status = {r.certificate_id: r.status for r in cloud.certificates()}
+    assert status.pop(only.certificate_id) == "INACTIVE" and list(status.values()) == ["ACTIVE"]
+    # The old identity is refused at the handshake now; the new one connects.
+    for n, (msgs, works) in enumerate(((first, False), (second, True))):
+        key_pem, cert_pem = _parts(msgs)
+        (tmp_path / f"k{n}.pem").write_bytes(key_pem)
+        (tmp_path / f"c{n}.pem").write_bytes(cert_pem)
+        with MqttProbe(cloud, tmp_path / f"c{n}.pem", tmp_path / f"k{n}.pem", "dev-r", tls12_only=True) as dev:
+            assert dev.connect() is works
+    assert [c.result.get("errorCode") for c in cloud.handler_calls()] == [None, "AlreadyProvisioned", None]
 
 
-@pytest.mark.parametrize("device_id", ["bad.id", "iot-responder", "nrfprov-claim"])
+@pytest.mark.parametrize("device_id", ["bad.id", "iot-responder", "nrfprov-claim", "IOT-RESPONDER", "Localhost"])
 def test_split_rejects_invalid_or_reserved_device_ids(local_aws_factory: Callable[..., LocalAwsIot],
                                                       device_id: str) -> None:
     cloud = local_aws_factory(device_key_type="ec")
@@ -112,7 +142,7 @@ def test_split_rejects_invalid_or_reserved_device_ids(local_aws_factory: Callabl
         topic, body = claim.get_json()
     assert topic == f"certificate/{device_id}/create/rejected"
     assert set(body) == {"statusCode", "errorCode", "errorMessage"}
-    assert body["statusCode"] in (400, 403)
+    assert (body["statusCode"], body["errorCode"]) in ((400, "InvalidDeviceId"), (403, "ReservedDeviceId"))
     assert cloud.certificates() == []
 
 
@@ -152,14 +182,41 @@ def test_concurrent_split_requests_each_get_their_own_pair(
             p.subscribe(f"certificate/{p.client_id}/create/accepted/+")
         for p in probes:  # all requests in flight before any reply is read
             assert p.publish(f"certificate/{p.client_id}/create") == 0
+        pairs = {p.client_id: _parts([p.get(), p.get()]) for p in probes}
         for p in probes:
-            key_pem, cert_pem = _parts([p.get(), p.get()])
-            cert = x509.load_pem_x509_certificate(cert_pem)
-            assert cert.subject.rfc4514_string() == f"CN={p.client_id}"
-            key = serialization.load_pem_private_key(key_pem, None)
-            assert cert.public_key() == key.public_key()
             assert p.drain() == []
     finally:
         for p in probes:
             p.close()
+    by_id = {r.certificate_id: r for r in cloud.certificates()}
+    for client_id, (key_pem, cert_pem) in pairs.items():
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        cert_id = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+        assert by_id[cert_id].thing_name == client_id  # its own certificate, attached to its own thing
+        assert cert.public_key() == serialization.load_pem_private_key(key_pem, None).public_key()
     assert sorted(r.thing_name or "" for r in cloud.certificates()) == ids
+
+
+def test_the_rule_event_takes_the_client_id_from_the_broker_not_from_the_client(
+    local_aws_factory: Callable[..., LocalAwsIot],
+) -> None:
+    """clientid() in the deployed rule is the connection's client ID; the broker plugin tags the request
+    with it and drops whatever properties the client sent, so a forged one never reaches the handler."""
+    cloud = local_aws_factory(device_key_type="ec", split_order="key-first")
+    with MqttProbe.for_responder(cloud, "test-responder") as watcher, MqttProbe.for_claim(cloud, "dev-t") as dev:
+        assert watcher.connect() and dev.connect()
+        assert watcher.subscribe("certificate/+/create") == [1]
+        dev.subscribe("certificate/dev-t/create/accepted/+")
+        forged = Properties(PacketTypes.PUBLISH)
+        forged.UserProperty = (CLIENT_ID_MARKER, "victim")
+        forged.UserProperty = (MARKER, "1")
+        assert dev.publish("certificate/dev-t/create", b"", properties=forged) == 0
+        assert watcher.get()[0] == "certificate/dev-t/create"
+        _, props = watcher.user_properties[-1]
+        assert sorted(k for k, _ in props) == sorted([MARKER, CLIENT_ID_MARKER])
+        assert dict(props)[CLIENT_ID_MARKER] == "dev-t" and dict(props)[MARKER] != "1"
+        assert [dev.get()[0] for _ in range(2)] == ["certificate/dev-t/create/accepted/key",
+                                                    "certificate/dev-t/create/accepted/cert"]
+        assert dev.user_properties[-1][1] == []  # nothing of the tag reaches a client
+    [call] = cloud.handler_calls()
+    assert call.event == {"deviceId": "dev-t", "topicId": "dev-t"}

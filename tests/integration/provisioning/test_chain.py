@@ -227,6 +227,7 @@ def test_split_with_duplicates_and_cert_first_on_the_real_broker(
 def test_a_failed_write_brings_the_modem_back_online_and_stays_resumable(rig_factory: Callable[..., Rig]) -> None:
     """Nordic's own tools leave the modem in CFUN=4 after credential work; we never do, even on failure."""
     rig = rig_factory("sm")
+    rig.modem.set_cfun(1)  # online, as a device in the field: a failed run puts back the mode it found
     settings = rig.settings(backend="offload", flow="split", client_id="dev-cme")
     rig.sim.fail_command("AT%CMNG=0", cme=515)  # memory full on the first write
     with pytest.raises(CredentialError):
@@ -240,6 +241,7 @@ def test_a_failed_write_brings_the_modem_back_online_and_stays_resumable(rig_fac
 
 def test_ctrl_c_while_offline_is_journaled_and_the_modem_comes_back(rig_factory: Callable[..., Rig]) -> None:
     rig = rig_factory("sm")
+    rig.modem.set_cfun(1)  # online, as a device in the field: an interrupted run puts back the mode it found
     settings = rig.settings(backend="offload", flow="split", client_id="dev-int")
 
     def interrupt(report: StepReport) -> None:

@@ -253,6 +253,39 @@ def test_two_concurrent_first_requests_get_one_certificate(aws: tuple[Any, Any])
     assert len(certificates(aws[0])) == 1
 
 
+class ThrottledIot(VersionedIot):
+    """moto's IoT client whose ``operation`` fails with ``code`` (botocore's ClientError shape)."""
+
+    def __init__(self, real: Any, operation: str, code: str) -> None:
+        super().__init__(real)
+        self.fail = (operation, code)
+
+    def __getattribute__(self, name: str) -> Any:
+        operation, code = object.__getattribute__(self, "fail") if name != "fail" else ("", "")
+        if name == operation:
+            def failing(**_kw: Any) -> Any:
+                err = Exception(code)
+                err.response = {"Error": {"Code": code}}  # type: ignore[attr-defined]
+                raise err
+            return failing
+        return object.__getattribute__(self, name)
+
+
+@pytest.mark.parametrize(("operation", "code", "status"), [
+    ("list_thing_principals", "ThrottlingException", 429),  # while checking the thing
+    ("describe_thing", "InternalFailureException", 500),
+    ("create_keys_and_certificate", "ThrottlingException", 429),  # while issuing
+])
+def test_a_failing_aws_call_is_answered_on_rejected_at_once(aws: tuple[Any, Any], operation: str, code: str,
+                                                            status: int) -> None:
+    iot = ThrottledIot(aws[0], operation, code)
+    out = request(h.Issuer(iot, aws[1], h.Config(device_policy=POLICY)), "dev-9")
+    doc = rejected_body("certificate/dev-9/create/rejected")
+    assert out["issued"] is False and doc["statusCode"] == status
+    assert doc["errorCode"] == ("ThrottlingException" if status == 429 else "InternalFailure")
+    assert certificates(aws[0]) == []
+
+
 def test_no_key_material_in_logs(aws: tuple[Any, Any], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     iss = issuer(aws)

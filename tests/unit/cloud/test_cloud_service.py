@@ -1,4 +1,5 @@
-"""The responder's decisions, without a broker: real CA, real registry files, a recording grant hook.
+"""The responder's decisions, without a broker: real CA, real registry files, the product handler
+(``nrfprov.aws.handler``) hosted over the stand-in's registry, a recording policy hook.
 
 The broker side of the same behaviour is covered in tests/integration/cloud.
 """
@@ -15,8 +16,11 @@ from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import nrfprov.aws.handler as handler
 from nrfprov.cloud import acl, pki, templates
 from nrfprov.cloud.broker import BrokerFiles, render_config
+from nrfprov.cloud.hosted import LambdaHost
+from nrfprov.cloud.iot_api import DEVICE_POLICY, StandInIot
 from nrfprov.cloud.registry import Registry, TokenProblem
 from nrfprov.cloud.service import KeyPool, ProvisioningService
 
@@ -31,30 +35,61 @@ class Clock:
         return self.now
 
 
+RESERVED = ("iot-responder", "nrfprov-claim")
+
+
+def make_service(tmp_path: Path, events: list[Any], clock: Clock, **host: Any) -> ProvisioningService:
+    templates.ensure_dir(tmp_path)
+    registry = Registry(tmp_path)
+    keys = KeyPool("ec", 0)
+    iot = StandInIot(registry=registry, ca=CA, take_key=keys.take, policy_changed=lambda: events.append("policy"),
+                     clock=clock)
+    lam = LambdaHost(iot, handler.Config(device_policy=DEVICE_POLICY, reserved=RESERVED), clock,
+                     **{"split_order": "key-first", **host})
+    return ProvisioningService(state_dir=tmp_path, ca=CA, registry=registry, keys=keys, host=lam,
+                               policy_changed=lambda: events.append("policy"), clock=clock,
+                               claim_certificate_id="c" * 64)
+
+
 @pytest.fixture
 def svc(tmp_path: Path) -> tuple[ProvisioningService, list[Any], Clock]:
     events: list[Any] = []
     clock = Clock()
-    templates.ensure_default(tmp_path)
-    s = ProvisioningService(
-        state_dir=tmp_path, ca=CA, registry=Registry(tmp_path), keys=KeyPool("ec", 0),
-        grant=lambda thing, cn: events.append(("grant", thing, cn)),
-        policy_changed=lambda: events.append("policy"), clock=clock,
-        reserved_names=frozenset({"iot-responder", "nrfprov-claim"}), split_order="key-first",
-    )
-    return s, events, clock
+    return make_service(tmp_path, events, clock), events, clock
 
 
-def test_split_grants_before_replying_in_order(svc: tuple[ProvisioningService, list[Any], Clock]) -> None:
+def grants(s: ProvisioningService) -> dict[str, list[str]]:
+    return {cn: things for cn, things in Registry.effective_grants(s.registry.snapshot(), DEVICE_POLICY).items()
+            if things}
+
+
+def test_split_is_served_by_the_product_handler_and_grants_before_replying(
+    svc: tuple[ProvisioningService, list[Any], Clock],
+) -> None:
     s, events, _ = svc
-    reply = s.handle("certificate/dev-1/create", b"anything")
+    reply = s.handle("certificate/dev-1/create", b"anything", "dev-1")
     assert reply is not None and reply.sequential
     assert [t for t, _ in reply.messages] == ["certificate/dev-1/create/accepted/key",
                                               "certificate/dev-1/create/accepted/cert"]
-    assert events == [("grant", "dev-1", "dev-1")]
+    assert events == ["policy"]  # one ACL rewrite + reload, when the thing met the device policy
     cert = x509.load_pem_x509_certificate(reply.messages[1][1])
-    assert pki.common_name(cert) == "dev-1"
+    [rec] = s.registry.certificates()
+    assert pki.common_name(cert) == rec.common_name and rec.common_name.startswith("cert-")
+    assert grants(s) == {rec.common_name: ["dev-1"]}
+    assert (rec.status, rec.thing_name, rec.operation) == ("ACTIVE", "dev-1", "split")
     assert s.request_counts() == {"split": 1}
+    # The handler's own record of the run: the rule's event and the certificate it issued.
+    [call] = s.host.calls()
+    assert call.caller == "split" and call.event == {"deviceId": "dev-1", "topicId": "dev-1"}
+    assert call.result["issued"] and call.result["certificateId"] == rec.certificate_id
+
+
+def test_a_split_request_without_the_brokers_client_id_tag_gets_no_answer(
+    svc: tuple[ProvisioningService, list[Any], Clock],
+) -> None:
+    s, _, _ = svc
+    assert s.handle("certificate/dev-1/create", b"", None) is None
+    assert s.host.calls() == [] and s.registry.certificates() == []
 
 
 def test_unknown_topics_are_ignored(svc: tuple[ProvisioningService, list[Any], Clock]) -> None:
@@ -81,7 +116,11 @@ def test_fleet_flow_and_token_rules(svc: tuple[ProvisioningService, list[Any], C
     assert reply.messages[0][0] == f"{reg}/accepted"
     assert load(reply.messages[0][1]) == {"deviceConfiguration": {}, "thingName": "a1"}
     cn = next(r.common_name for r in s.registry.certificates())
-    assert events[-1] == ("grant", "a1", cn)
+    assert events[-1] == "policy" and grants(s) == {cn: ["a1"]}
+    # RegisterThing asked the product handler first, as AWS asks the pre-provisioning hook.
+    [hook] = s.host.calls()
+    assert hook.caller == "hook" and hook.result == {"allowProvisioning": True}
+    assert hook.event["parameters"] == {"SerialNumber": "a1"} and hook.event["claimCertificateId"] == "c" * 64
     # second use, then expiry on a fresh token
     again = s.handle(reg, dump(req))
     assert again is not None and load(again.messages[0][1])["errorCode"] == "InvalidCertificateOwnershipToken"
@@ -96,18 +135,22 @@ def test_fleet_flow_and_token_rules(svc: tuple[ProvisioningService, list[Any], C
     assert late is not None and "expired" in load(late.messages[0][1])["errorMessage"]
 
 
-@pytest.mark.parametrize("name", ["nrfprov-claim", "iot-responder"])
-def test_reserved_names_cannot_be_taken(svc: tuple[ProvisioningService, list[Any], Clock], name: str) -> None:
-    s, events, _ = svc
-    reply = s.handle(f"certificate/{name}/create", b"")
-    assert reply is not None and reply.messages[0][0].endswith("/rejected")
-    r = s.handle("$aws/certificates/create/json", b"")
+@pytest.mark.parametrize("name", ["nrfprov-claim", "iot-responder", "IOT-RESPONDER", "Nrfprov-Claim"])
+def test_reserved_names_cannot_be_taken_in_any_case(svc: tuple[ProvisioningService, list[Any], Clock],
+                                                      name: str) -> None:
+    s, _, _ = svc
+    reply = s.handle(f"certificate/{name}/create", b"", name)
+    assert reply is not None and [t for t, _ in reply.messages] == [f"certificate/{name}/create/rejected"]
+    assert json.loads(reply.messages[0][1])["errorCode"] == "ReservedDeviceId"
+    r = s.handle("$aws/certificates/create/json", b"", "fp-1")
     assert r is not None
     tok = json.loads(r.messages[0][1])["certificateOwnershipToken"]
     reg = s.handle("$aws/provisioning-templates/nrfprov/provision/json",
-                   json.dumps({"certificateOwnershipToken": tok, "parameters": {"SerialNumber": name}}).encode())
+                   json.dumps({"certificateOwnershipToken": tok, "parameters": {"SerialNumber": name}}).encode(),
+                   "fp-1")
     assert reg is not None and json.loads(reg.messages[0][1])["statusCode"] == 403
-    assert not [e for e in events if e != "policy"]
+    assert grants(s) == {}
+    assert [r.status for r in s.registry.certificates()] == ["PENDING_ACTIVATION"]
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -124,7 +167,7 @@ def test_any_payload_gets_an_accepted_or_aws_shaped_rejected_reply(
     svc: tuple[ProvisioningService, list[Any], Clock], topic: str, payload: bytes
 ) -> None:
     s, _, _ = svc
-    reply = s.handle(topic, payload)
+    reply = s.handle(topic, payload, "fp-1")
     assert reply is not None and len(reply.messages) == 1
     out_topic, body = reply.messages[0]
     assert out_topic in (f"{topic}/accepted", f"{topic}/rejected")
@@ -167,18 +210,26 @@ def test_registry_persists_and_rejects_unknown_tokens(tmp_path: Path) -> None:
     assert Registry.crl_entries(again.snapshot()) == [(2**150, 5.0, True)]
 
 
-def test_templates_subset(tmp_path: Path) -> None:
-    templates.ensure_default(tmp_path)
-    body = templates.load(tmp_path, "nrfprov")
+def test_the_default_template_is_the_deployed_document(tmp_path: Path) -> None:
+    templates.ensure_dir(tmp_path)
+    body = templates.load(tmp_path, "nrfprov", device_policy="pol-1")
+    deployed = json.loads((Path(handler.__file__).parent / "fleet_template.json").read_text())
+    assert body == json.loads(json.dumps(deployed).replace("${DevicePolicyName}", "pol-1"))
+    # A stale copy in the state folder (written by older stand-ins) does not shadow it.
+    (tmp_path / "templates" / "nrfprov.json").write_text(json.dumps({"Resources": {}}))
+    assert templates.load(tmp_path, "nrfprov", device_policy="pol-1") == body
     out = templates.evaluate(body, {"SerialNumber": "s1"}, "c" * 64)
-    assert (out.thing_name, out.certificate_status, out.device_configuration) == ("s1", "ACTIVE", {})
+    assert (out.thing_name, out.certificate_status, out.device_configuration, out.policies) == \
+        ("s1", "ACTIVE", {}, ("pol-1",))
     with pytest.raises(templates.TemplateError, match="SerialNumber"):
         templates.evaluate(body, {}, "c" * 64)
     with pytest.raises(templates.TemplateNotFound):
-        templates.load(tmp_path, "../etc")
+        templates.load(tmp_path, "../etc", device_policy="pol-1")
     joined = {"Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {
-        "ThingName": {"Fn::Join": ["-", ["p", {"Ref": "AWS::IoT::Certificate::Id"}]]}}}}}
-    assert templates.evaluate(joined, {}, "abc").thing_name == "p-abc"
+        "ThingName": {"Fn::Join": ["-", ["p", {"Ref": "AWS::IoT::Certificate::Id"}]]}}},
+        "p": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyDocument": "{}"}}}}
+    out = templates.evaluate(joined, {}, "abc")
+    assert (out.thing_name, out.policies) == ("p-abc", (None,))
 
 
 def test_broker_config_mirrors_aws_limits(tmp_path: Path) -> None:

@@ -109,3 +109,12 @@ def test_the_kconfig_symbols_reach_the_session() -> None:
     s = load_settings(overrides=["CONFIG_NRFPROV_MQTT_PIPELINE=n", "CONFIG_NRFPROV_PUBLISH_BEFORE_SUBACK=y"])
     session_ = MqttSession.from_settings(s, lambda: None, "dev-1")  # type: ignore[arg-type, return-value]
     assert (session_.pipeline, session_.suback_later) == (False, True)
+
+
+def test_a_connack_that_never_comes_is_named_in_the_timeout(pair: tuple[socket.socket, socket.socket]) -> None:
+    ScriptedBroker(pair[1], hold_connack_until=0, hold_suback_until=0)  # a broker that answers nothing
+    s = session(pair[0], pipeline=True)
+    s.connect(5)
+    with pytest.raises(ResponseTimeout, match="CONNACK"):
+        s.subscribe([("a/#", 1)], 0.5)
+    s.disconnect()

@@ -193,10 +193,11 @@ class Dialect(abc.ABC):
             )
         else:
             name = errno_mod.errorcode.get(err, "unknown")
-            exc = LinkClosed(
-                f"socket {handle} failed during {what}: errno {err} ({name})",
-                hint="the peer reset or the network dropped the connection; reconnect",
-            )
+            hint = "the peer reset or the network dropped the connection; reconnect"
+            if err == errno_mod.ECONNRESET and handle in self._tls:
+                hint = ("the server reset the TLS connection; the likely cause is that it refused the client "
+                        "certificate (an expired or revoked claim certificate) or a policy refused the connection")
+            exc = LinkClosed(f"socket {handle} failed during {what}: errno {err} ({name})", hint=hint)
         with self.ch.condition:
             self._failed.setdefault(handle, exc)
             return self._failed[handle]
@@ -216,7 +217,7 @@ def connect_failed(
         )
     else:
         hint = "check the host name, the port and that the modem is registered (AT+CEREG?)"
-    return ConnectError(host, port, f"modem answered {cause}", hint=hint)
+    return ConnectError(host, port, str(cause), hint=hint)  # CommandError reads "modem answered ..."
 
 
 def _is_ip(host: str) -> bool:

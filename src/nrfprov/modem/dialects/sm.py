@@ -79,7 +79,7 @@ class SerialModemDialect(Dialect):
 
     def _cmd(self, text: str, **kw: Any) -> Command:
         c = command(text, **kw)
-        return _Terminated(c.text, c.expect, c.bare, c.timeout, c.data_mode, self.line_end)
+        return _Terminated(c.text, c.expect, c.bare, c.timeout, c.data_mode, c.requires_info, line_end=self.line_end)
 
     def _on_urc(self, ev: Urc | RawData) -> None:
         super()._on_urc(ev)
