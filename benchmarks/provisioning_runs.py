@@ -16,7 +16,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from nrfprov.config import Settings
 from nrfprov.mqtt.session import MqttSession
 from nrfprov.provisioning import flows
 from nrfprov.transport.base import ByteStream
@@ -25,6 +27,7 @@ from nrfprov.transport.native_tls import NativeTlsStream
 from nrfprov.transport.tcp import HostTcpStream
 
 TIMEOUT_S = 15.0
+DEFAULTS = Settings()
 TEMPLATE = "nrfprov"
 
 
@@ -55,10 +58,15 @@ def host_flow(
     serial: str | None = None,
 ) -> HostRun:
     """Run the combined flow + RegisterThing + reconnect proof over the host transport; return timings."""
-    serial = serial or f"host-{uuid.uuid4().hex[:12]}"
+    client_id = f"host-{uuid.uuid4().hex[:12]}"
+    # The thing's serial differs from the claim's client ID, as in AWS's fleet-provisioning samples, so the
+    # reconnect (as the thing) does not wait for the one-CONNECT-per-second quota.
+    serial = serial or f"sn-{client_id}"
     claim = TlsCredentials.from_pems(ca_pem, claim_cert_pem, claim_key_pem)
     t0 = time.perf_counter()
-    with MqttSession(_factory(host, port, server_name, claim), serial) as s:
+    # The product's session settings (Settings defaults: packets right behind CONNECT, SUBACK awaited).
+    opts = {"pipeline": DEFAULTS.mqtt_pipeline, "suback_later": DEFAULTS.publish_before_suback}
+    with MqttSession(_factory(host, port, server_name, claim), client_id, **opts) as s:
         s.connect(timeout=TIMEOUT_S)
         req = flows.combined_request(fmt)
         reg_base, reg_acc, reg_rej = flows.register_topics(TEMPLATE, fmt)
@@ -78,9 +86,34 @@ def host_flow(
     assert issued.private_key_pem is not None
     device = TlsCredentials.from_pems(ca_pem, issued.certificate_pem, issued.private_key_pem)
     thing = registration.thing_name
-    with MqttSession(_factory(host, port, server_name, device), thing) as d:
+    with MqttSession(_factory(host, port, server_name, device), thing, **opts) as d:
         d.connect(timeout=TIMEOUT_S)
         proof = json.dumps({"state": {"reported": {"provisioned": True}}}).encode()
         d.publish(f"$aws/things/{thing}/shadow/update", proof, qos=1, timeout=TIMEOUT_S)
         seconds = time.perf_counter() - t0
     return HostRun(seconds=seconds, thing_name=thing, certificate_id=issued.certificate_id)
+
+
+class Port:
+    """The host's side of the serial port, opened afresh for every round (untimed), as every
+    ``nrfprov provision`` opens it: nothing a round learnt (an address, the modem's socket settings)
+    carries over to the next."""
+
+    def __init__(self, url: str, baud: int = 115200, *, dialect: str = "sm", slm_terminator: str = "+++") -> None:
+        self.url = url
+        self.baud = baud
+        self.dialect = dialect
+        self.slm_terminator = slm_terminator
+        self.modem: Any = None
+
+    def reopen(self) -> Any:
+        from nrfprov.modem.facade import Modem
+
+        self.close()
+        self.modem = Modem.open(self.url, baud=self.baud, dialect=self.dialect, slm_terminator=self.slm_terminator)
+        return self.modem
+
+    def close(self) -> None:
+        if self.modem is not None:
+            self.modem.close()
+            self.modem = None

@@ -6,13 +6,16 @@ TLS headers, handshakes and MQTT all included, TCP/IP headers not). Both hops se
 relay itself adds no Nagle / delayed-ACK stall (~40 ms per small exchange otherwise, measured on this
 project's loopback).
 
-TLS 1.3 session tickets: mosquitto's OpenSSL sends two NewSessionTicket messages (~3.45 KB together, they
-embed the client certificate) to every TLS 1.3 client, which no client uses and which AWS IoT would not send
-(no session resumption [AWS IoT developer guide, transport-security]). They are encrypted, so they are
-recognised by position: on a TLS 1.3 connection, the run of large server application-data records that
-follows the client's second flight and precedes the first small record (CONNACK).
-``ConnectionCount.ticket_bytes`` reports them so a comparison can exclude them; TLS 1.2 connections have
-none.
+Session tickets: OpenSSL servers (mosquitto) send tickets that no client here uses and that AWS IoT does
+not send ("AWS IoT does not support the SessionTicket TLS extension" [AWS IoT developer guide,
+transport-security]). ``ConnectionCount.ticket_bytes`` reports them so a comparison can exclude them:
+- TLS 1.3: two encrypted NewSessionTicket records (~3.45 KB together, they embed the client
+  certificate), recognised by position: the run of large server application-data records that follows
+  the client's second flight and precedes the first small record (CONNACK);
+- TLS 1.2: one NewSessionTicket in clear before the server's ChangeCipherSpec, for clients that offer
+  the extension (Mbed TLS and OpenSSL clients do), recognised by its handshake type.
+The benchmarks' stand-in is started with tickets off (standin_process.py), so both read 0 there; the
+relay still reports them, so a change that brings them back shows.
 
 Only 127.0.0.1 is ever bound or dialled.
 """
@@ -40,6 +43,7 @@ _CT_CHANGE_CIPHER_SPEC = 20
 _CT_HANDSHAKE = 22
 _CT_APPLICATION_DATA = 23
 _EXT_SUPPORTED_VERSIONS = 43
+_HS_NEW_SESSION_TICKET = 4
 
 
 def _selected_version(server_hello: bytes) -> int | None:
@@ -107,6 +111,7 @@ class ConnectionCount:
     _down_reader: _RecordReader = field(default_factory=_RecordReader, repr=False)
     _client_second_flight: bool = field(default=False, repr=False)
     _tickets_done: bool = field(default=False, repr=False)
+    _server_ccs: bool = field(default=False, repr=False)
     # (monotonic seconds, "up"/"down", bytes) per forwarded chunk, when the relay was made with trace=True;
     # used to find stalls (e.g. a Nagle / delayed-ACK 40 ms gap) in a client's exchange.
     trace: list[tuple[float, str, int]] | None = field(default=None, repr=False)
@@ -127,6 +132,18 @@ class ConnectionCount:
             if ctype == _CT_HANDSHAKE and self.tls_version is None:
                 self.tls_version = _selected_version(head)
             elif (
+                ctype == _CT_HANDSHAKE
+                and self.tls_version == 0x0303
+                and not self._server_ccs
+                and head[5:6] == bytes([_HS_NEW_SESSION_TICKET])
+            ):
+                # TLS 1.2 sends its NewSessionTicket in clear, just before the server's
+                # ChangeCipherSpec [RFC 5077 §3.3]: recognised by its handshake type.
+                self.ticket_bytes += 5 + length
+                self.ticket_records += 1
+            elif ctype == _CT_CHANGE_CIPHER_SPEC:
+                self._server_ccs = True
+            elif (
                 ctype == _CT_APPLICATION_DATA
                 and self.tls_version == 0x0304
                 and self._client_second_flight
@@ -137,8 +154,6 @@ class ConnectionCount:
                     self.ticket_records += 1
                 else:
                     self._tickets_done = True
-            elif ctype == _CT_CHANGE_CIPHER_SPEC:
-                continue
 
 
 class CountingRelay:
@@ -207,6 +222,10 @@ class CountingRelay:
         with self._lock:
             self._counts = []
 
+    def set_trace(self, on: bool) -> None:
+        """Record every forwarded chunk (``ConnectionCount.trace``) of connections accepted from now on."""
+        self._trace = on
+
     def counts(self) -> list[ConnectionCount]:
         with self._lock:
             return list(self._counts)
@@ -251,6 +270,7 @@ class CountingRelay:
             with self._lock:
                 self._counts.append(count)
                 self._socks.update((client, upstream))
+            self._accepted(count)
             t = threading.Thread(
                 target=self._shuttle, args=(client, upstream, count), name=f"relay-{self.port}", daemon=True
             )
@@ -259,37 +279,54 @@ class CountingRelay:
 
     def _shuttle(self, client: socket.socket, upstream: socket.socket, count: ConnectionCount) -> None:
         sel = selectors.DefaultSelector()
-        sel.register(client, selectors.EVENT_READ, (upstream, count.observe_up))
-        sel.register(upstream, selectors.EVENT_READ, (client, count.observe_down))
+        sel.register(client, selectors.EVENT_READ, (upstream, count.observe_up, True))
+        sel.register(upstream, selectors.EVENT_READ, (client, count.observe_down, False))
         open_dirs = 2
         try:
             while open_dirs:
                 for key, _ in sel.select():
                     src: socket.socket = key.fileobj  # type: ignore[assignment]
-                    dst, observe = key.data
+                    dst, observe, up = key.data
                     try:
                         data = src.recv(_CHUNK)
                     except OSError:
                         data = b""
                     if data:
                         observe(data)
-                        try:
-                            dst.sendall(data)
-                        except OSError:
+                        if not self._forward(dst, data, up, count):
                             open_dirs = 0
                             break
                     else:
                         # Half-close: pass the EOF on so TLS close_notify / MQTT DISCONNECT semantics hold.
                         sel.unregister(src)
                         open_dirs -= 1
-                        try:
-                            dst.shutdown(socket.SHUT_WR)
-                        except OSError:
-                            pass
+                        self._forward_eof(dst, up, count)
         finally:
             sel.close()
-            with self._lock:
-                self._socks.discard(client)
-                self._socks.discard(upstream)
-            client.close()
-            upstream.close()
+            self._finish(client, upstream, count)
+
+    # -- what a shaped relay (shaped_relay.py) changes: when bytes and EOFs reach the other side -----
+
+    def _accepted(self, count: ConnectionCount) -> None:
+        """A connection was accepted (its TCP handshake with the client is done)."""
+
+    def _forward(self, dst: socket.socket, data: bytes, up: bool, count: ConnectionCount) -> bool:
+        """Pass ``data`` on at once; False when the other side is gone."""
+        try:
+            dst.sendall(data)
+        except OSError:
+            return False
+        return True
+
+    def _forward_eof(self, dst: socket.socket, up: bool, count: ConnectionCount) -> None:
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def _finish(self, client: socket.socket, upstream: socket.socket, count: ConnectionCount) -> None:
+        with self._lock:
+            self._socks.discard(client)
+            self._socks.discard(upstream)
+        client.close()
+        upstream.close()

@@ -26,14 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p7report import summarize as p7_summarize
+
 HERE = Path(__file__).resolve().parent
 UART_BYTES_PER_S = 115200 / 10  # 8N1: 10 bits on the wire per byte -> 11,520 B/s at 115200 baud
 
+# (label, comparison, target). p1/p2/p4 are the network issue's targets (P1 against the honest floor,
+# P2 and P4 against awsiotsdk); p3/p5 are the earlier suites' goals, kept.
 GOALS = {
-    "p1": ("P1 wall ÷ UART floor (native/offload: all traffic crosses the UART)", "<=", 1.15),
-    "p2": ("P2 our bytes ÷ awsiotsdk bytes (same flow)", "<=", 1.0),
+    "p1": ("P1 wall ÷ honest floor (UART line time + the cloud's own time), native/offload rows", "<=", 1.15),
+    "p2": ("P2 bytes on the air ÷ awsiotsdk's (same flow)", "<=", 0.75),
     "p3": ("P3 bridge ÷ paho+OpenSSL throughput", ">=", 0.8),
-    "p4": ("P4 our latency ÷ awsiotsdk latency", "<=", 1.0),
+    "p4": ("P4 host-direct latency ÷ awsiotsdk's", "<=", 0.3),
     "p5": ("P5 C extractor speed-up over json/cbor2 + pick", ">=", 1.0),
 }
 
@@ -121,8 +125,20 @@ def provisioning(benches: list[Bench]) -> tuple[dict[str, Any], dict[str, Any], 
             flow, fmt, backend = b.extra["flow"], b.extra["format"], b.extra["backend"]
             uart = _med(b.extra["uart_bytes"])
             floor = uart / UART_BYTES_PER_S
+            # The honest floor adds the time the device waited on the cloud (the stand-in's TLS, broker and
+            # responder: key, signature, registry, policy), measured at the relay: none of it is ours.
+            server = _med(b.extra.get("server_wait") or [0.0])
+            # When the reconnect reuses the claim's client ID, AWS's one CONNECT per second also bounds the
+            # run: line time to the claim's CONNECT + 1 s + line time from the reconnect's CONNECT.
+            quotas = [q for q in b.extra.get("quota_floor") or [] if q is not None]
+            quota = _med(quotas) if quotas else 0.0
+            honest = max(floor + server, quota)
             entry = {
-                "ratio": round(b.median / floor, 3),
+                "ratio": round(b.median / honest, 3),
+                "uart_only_ratio": round(b.median / floor, 3),
+                "server_wait_s": round(server, 4),
+                "quota_floor_s": round(quota, 4) if quotas else None,
+                "honest_floor_s": round(honest, 4),
                 "wall_s_median": round(b.median, 4),
                 "uart_bytes_median": int(uart),
                 "uart_tx_host_to_modem": int(_med(b.extra["uart_rx"])),
@@ -246,34 +262,39 @@ def _ratios(tree: Any, key: str = "ratio") -> list[float]:
 
 
 def goals(summary: dict[str, Any]) -> dict[str, Any]:
+    """One entry per goal: label, target, measured (the worst row), met (None: not measured)."""
+    from p7report import bytes_goal
+    from p7report import goals as p7_goals
+
     out: dict[str, Any] = {}
 
-    def judge(name: str, values: list[float]) -> None:
+    def judge(name: str, values: list[float], **more: Any) -> None:
         label, op, target = GOALS[name]
         if not values:
-            out[name] = {"goal": f"{op} {target}", "label": label, "met": None, "why": "not measured"}
+            out[name] = {"label": label, "target": f"{op} {target}", "measured": None, "met": None, **more}
             return
         worst = max(values) if op == "<=" else min(values)
         met = worst <= target if op == "<=" else worst >= target
-        out[name] = {"goal": f"{op} {target}", "label": label, "worst": round(worst, 3), "met": met}
+        out[name] = {"label": label, "target": f"{op} {target}", "measured": round(worst, 3), "met": met, **more}
 
-    # The floor is UART bytes ÷ line rate, which bounds a run only if all its traffic crosses the UART:
-    # true for native and offload; the host backend's cloud traffic uses the host's own TCP, so its rows
-    # are shown (and their worst reported) but do not decide the goal.
+    p7 = summary.get("p7_network", {})
+    out.update(p7_goals(p7, summary))
+    # The floor bounds a run only if all its traffic crosses the UART: true for native and offload; the
+    # host backend's cloud traffic uses the host's own TCP, so its rows are shown but do not decide.
     p1_all = summary["p1_uart_ratio"].get("_by_format", {})
     modem_only = [e["ratio"] for by_fmt in p1_all.values() for by_b in by_fmt.values()
                   for b, e in by_b.items() if b in ("native", "offload")]
-    judge("p1", modem_only)
     host_rows = [e["ratio"] for by_fmt in p1_all.values() for by_b in by_fmt.values()
                  for b, e in by_b.items() if b == "host"]
-    if host_rows:
-        out["p1"]["worst_host_backend_not_judged"] = round(max(host_rows), 3)
-    sdk = summary["p2_air_bytes"].get("awsiotsdk")
-    ours_combined = summary["p2_air_bytes"].get("combined", {}).get("json", {})
-    p2_ratios = [
-        v["total_without_tickets"] / sdk["total_without_tickets"] for v in ours_combined.values()
-    ] if sdk else []
-    judge("p2", p2_ratios)
+    judge("p1", modem_only, **({"worst_host_backend_not_judged": round(max(host_rows), 3)} if host_rows else {}))
+    b = bytes_goal(p7) if p7 else {"measured": None}
+    if b["measured"] is not None:
+        out["p2"] = {**b, "target": f"<= {b['target']}"}
+    else:  # without P7: P2's own combined rows against awsiotsdk's combined run
+        sdk = summary["p2_air_bytes"].get("awsiotsdk")
+        ours_combined = summary["p2_air_bytes"].get("combined", {}).get("json", {})
+        judge("p2", [v["total_without_tickets"] / sdk["total_without_tickets"] for v in ours_combined.values()]
+              if sdk else [])
     judge("p3", _ratios(summary["p3_bridge_vs_openssl"]))
     judge("p4", _ratios(summary["p4_vs_awsiotsdk"]))
     judge("p5", _ratios(summary["p5_c_vs_python"]))
@@ -358,6 +379,7 @@ def build_summary(raw: dict[str, Any], benches: list[Bench]) -> dict[str, Any]:
         "p3_bridge_vs_openssl": pairs(benches, "p3", by_format=False),
         "p4_vs_awsiotsdk": p4,
         "p5_c_vs_python": pairs(benches, "p5", by_format=True),
+        "p7_network": p7_summarize(benches),
         **extras(benches),
     }
     summary["goals"] = goals(summary)
@@ -381,17 +403,24 @@ def main(argv: list[str] | None = None) -> int:
     summary = build_summary(raw, benches)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+    from p7report import plot as p7_plot
     from render import plot, results_markdown  # sibling module; report.py runs as a script
 
     png = args.out / "payload_size.png"
+    p7_png = args.out / "p7_network.png"
     if not args.no_plot:
         plot(summary, png)
+        if summary["p7_network"]:
+            p7_plot(summary["p7_network"], p7_png)
     notes = args.notes.read_text() if args.notes.exists() else ""
-    args.results_md.write_text(results_markdown(summary, png_rel=png.relative_to(args.results_md.parent),
-                                                notes=notes))
+    rel = args.results_md.parent
+    args.results_md.write_text(results_markdown(
+        summary, png_rel=png.relative_to(rel), notes=notes,
+        p7_png_rel=p7_png.relative_to(rel) if summary["p7_network"] and not args.no_plot else None))
     print(f"wrote {args.out / 'summary.json'}, {args.results_md}" + ("" if args.no_plot else f", {png}"))
     for name, g in summary["goals"].items():
-        print(f"  {name}: {g['label']} {g['goal']}: worst {g.get('worst', '-')} -> "
+        measured = g["measured"] if not isinstance(g["measured"], dict) else g["measured"].get("worst_above_minimum")
+        print(f"  {name}: {g['label']} {g['target']}: measured {measured} -> "
               f"{'met' if g['met'] else 'NOT met' if g['met'] is False else 'not measured'}")
     return 0
 

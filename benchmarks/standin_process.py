@@ -26,6 +26,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+# AWS IoT sends no TLS session tickets ("AWS IoT does not support the SessionTicket TLS extension"
+# [AWS IoT developer guide, transport-security]); mosquitto has no switch for them, but OpenSSL 3 applies
+# the "system_default" section of the file OPENSSL_CONF names to every SSL_CTX it creates
+# [OpenSSL config(5), SSL_CONF_cmd(3): Options -SessionTicket for TLS 1.2, NumTickets 0 for TLS 1.3].
+# The stand-in process and the mosquitto it starts get this file, so no client in a benchmark pays for
+# tickets AWS would not send (the relay still counts any that appear).
+NO_TICKETS_CONF = """\
+openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+Options = -SessionTicket
+NumTickets = 0
+"""
 START_TIMEOUT_S = 30.0  # CA creation + first RSA key + mosquitto start, on a busy 2-core machine
 STOP_TIMEOUT_S = 10.0  # per escalation step: SIGINT, then SIGTERM, then SIGKILL
 # The ready line is one JSON object of a host, a port and five paths; 64 KiB is far above it.
@@ -120,10 +136,13 @@ class StandInProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "nrfprov", "cloud", "up", "--state", str(self.state_dir),
                "--device-key", self.device_key, "--json"]
+        conf = self.state_dir / "openssl-no-tickets.cnf"
+        conf.write_text(NO_TICKETS_CONF)
+        env = {**os.environ, "OPENSSL_CONF": str(conf)}
         with open(self.log_path, "wb") as log:
             # A session of its own: a Ctrl-C meant for pytest does not reach it; we stop it ourselves.
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                                          bufsize=0, start_new_session=True)
+                                          bufsize=0, start_new_session=True, env=env)
         try:
             line = self._read_ready_line()
             self._info = json.loads(line)

@@ -222,6 +222,9 @@ _SYMBOLS: dict[str, _Symbol] = {
     "CONFIG_NRFPROV_SLM_TERMINATOR": _Symbol("slm_terminator", str),
     "CONFIG_NRFPROV_RESPONSE_TIMEOUT_S": _Symbol("response_timeout", int, _range(1, 3600)),
     "CONFIG_NRFPROV_LTE_TIMEOUT_S": _Symbol("lte_timeout", int, _range(1, 3600)),
+    "CONFIG_NRFPROV_MQTT_PIPELINE": _Symbol("mqtt_pipeline", bool),
+    "CONFIG_NRFPROV_PUBLISH_BEFORE_SUBACK": _Symbol("publish_before_suback", bool),
+    "CONFIG_NRFPROV_DNS_REUSE_S": _Symbol("dns_reuse_s", int, _range(0, 3600)),
     "CONFIG_NRFPROV_CONNECT_TIMEOUT_S": _Symbol("connect_timeout", int, _range(1, 3600)),
 }
 
@@ -278,6 +281,12 @@ class Settings:
     slm_terminator: str = "+++"  # CONFIG_SLM_DATAMODE_TERMINATOR default
     response_timeout: int = 60  # the workaround's device script waits 60 s for both parts
     lte_timeout: int = 300
+    # Round trips on the air (docs/provisioning.md, "Round trips"): MQTT packets right behind CONNECT
+    # (MQTT 3.1.1 / 5.0 §3.1.4 allow it); the request right behind its SUBSCRIBE (off: AWS documents
+    # subscribe-before-publish); the broker's address looked up once and reused for this many seconds.
+    mqtt_pipeline: bool = True
+    publish_before_suback: bool = False
+    dns_reuse_s: int = 60
     #: Seconds for one broker connection: TCP or modem socket connect, TLS handshake and MQTT CONNACK.
     #: A broker that accepts TCP and never speaks TLS fails after this. 90 s covers a handshake over
     #: a 115200-baud UART on NB-IoT (RTT 1.6 s, 26 kbit/s down: the simulator's nb-iot profile).

@@ -86,6 +86,12 @@ class Modem:
         self._sm_auto_receive = sm_auto_receive
         self._reg_status: int | None = None
         self._reg_updates = 0
+        # What this host last set or read of the modem, so each credential operation need not ask again
+        # (one UART round trip each): the functional mode, and whether +CEREG URCs are on. Only this
+        # object drives the port; a raw ``at()`` command or a modem restart (its Ready banner) makes
+        # them unknown again.
+        self._cfun_known: int | None = None
+        self._cereg_urcs = False
         self._offline_depth = 0
         self._restore_mode: int | None = None  # the mode offline() owes back (see close())
         self._lock: FileLock | None = None
@@ -178,7 +184,13 @@ class Modem:
 
     def at(self, text: str, timeout: float | None = None) -> list[str]:
         """Run one AT command; return its information lines. Raises ``CommandError``."""
+        self._forget_state()  # it may change the functional mode or the URC settings
         return self._ch.execute(command(text, timeout=timeout)).lines
+
+    def _forget_state(self) -> None:
+        self._cfun_known = None
+        self._cereg_urcs = False
+        self._reg_status = None
 
     # --- functional mode, registration, identity ------------------------------------------------
 
@@ -187,24 +199,35 @@ class Modem:
         values = ints(lines[0]) if lines else []
         if not values:
             raise AtProtocolError(f"no +CFUN line in the reply to AT+CFUN?: {lines!r}")
+        self._cfun_known = values[0]
         return values[0]
 
     def set_cfun(self, mode: int) -> None:
         """``AT+CFUN=<mode>``. If the answer does not come in time, the modem may still switch later
         (a CFUN=4 answered after the timeout takes effect then): the real mode is read back, waiting
         for the late answer first, and only a modem that did not reach ``mode`` is an error."""
+        self._cfun_known = None  # unknown until the modem has answered
         try:
             self._ch.execute(cmds.cfun_set(mode))
         except CommandTimeout as exc:
             actual = self._cfun_after_timeout(exc)
             if actual == mode:
                 log.warning("AT+CFUN=%d was answered late; the modem is now in CFUN=%d", mode, actual)
+                self._mode_set(mode)
                 return
             raise CommandTimeout(
                 exc.command, exc.timeout,
                 hint=f"the modem is in CFUN={actual}" if actual is not None else
                 "the functional mode is unknown: check it with nrfprov at --port PORT AT+CFUN?",
             ) from exc
+        self._mode_set(mode)
+
+    def _mode_set(self, mode: int) -> None:
+        self._cfun_known = mode
+        if mode in (0, OFFLINE_MODE):  # the radio is off: not registered, whenever its +CEREG: 0 comes
+            with self._ch.condition:
+                self._reg_status = 0
+                self._reg_updates += 1
 
     def _cfun_after_timeout(self, exc: CommandTimeout) -> int | None:
         """The mode after a timed-out change, once the modem has answered it (None if it never does).
@@ -235,7 +258,7 @@ class Modem:
             finally:
                 self._offline_depth -= 1
             return
-        previous = self.cfun()
+        previous = self._cfun_known if self._cfun_known is not None else self.cfun()
         changed = previous in ACTIVE_MODES
         self._offline_depth = 1
         try:
@@ -266,6 +289,8 @@ class Modem:
             self._restore_mode = None
 
     def _on_urc(self, ev: Urc | RawData) -> None:
+        if isinstance(ev, Urc) and ev.line == "Ready":  # the boot banner: the modem restarted
+            self._forget_state()
         if isinstance(ev, Urc) and ev.line.startswith("+CEREG:"):
             values = ints(ev.line.split(",", 1)[0])
             if values:
@@ -278,16 +303,20 @@ class Modem:
         return self._reg_status
 
     def wait_registered(self, timeout: float) -> int:
-        """Wait for +CEREG stat 1 (home) or 5 (roaming); return it. Enables ``AT+CEREG=5`` URCs."""
-        self._ch.execute(cmds.cereg_set(5))
-        with self._ch.condition:
-            updates = self._reg_updates
-        lines = self._ch.execute(cmds.cereg_read()).lines
-        values = ints(lines[0]) if lines else []
-        with self._ch.condition:
-            # The read form is "+CEREG: <n>,<stat>,..."; a URC seen since then is newer: keep it.
-            if len(values) >= 2 and self._reg_updates == updates:
-                self._reg_status = values[1]
+        """Wait for +CEREG stat 1 (home) or 5 (roaming); return it. Enables ``AT+CEREG=5`` URCs (once per
+        modem start: the setting lasts until the modem restarts [3GPP TS 27.007 §10.1.22])."""
+        tracked = self._cereg_urcs and self._reg_status is not None
+        if not self._cereg_urcs:
+            self._ch.execute(cmds.cereg_set(5))
+            self._cereg_urcs = True
+        if not tracked:  # else every change since the URCs were switched on has been reported
+            with self._ch.condition:
+                updates = self._reg_updates
+            stat = _cereg_read_stat(self._ch.execute(cmds.cereg_read()).lines)
+            with self._ch.condition:
+                # A URC seen since the read was sent is newer than its answer: keep it.
+                if stat is not None and self._reg_updates == updates:
+                    self._reg_status = stat
         self._ch.wait_for(
             lambda: self._reg_status in REGISTERED or self._reg_status == REG_DENIED, timeout
         )
@@ -422,6 +451,13 @@ class Modem:
         data mode safely: legacy SLM with a short terminator such as ``+++``."""
         self._socket_dialect().check_raw_binary_safe()
 
+    def resolve(self, host: str, *, max_age: float) -> str:
+        """The IPv4 address of ``host``, reused if looked up less than ``max_age`` s ago (``AT#XGETADDRINFO``)."""
+        return self._socket_dialect().resolve(host, max_age=max_age)
+
+    def forget_address(self, host: str) -> None:
+        self._socket_dialect().forget_address(host)
+
     def open_tcp(self, host: str, port: int, timeout: float = 30.0) -> ModemSocket:
         handle = self._socket_dialect().open(host, port, tls=None, timeout=timeout)
         return ModemSocket(self._socket_dialect(), handle, host=host, port=port, tls=False)
@@ -442,6 +478,17 @@ _WRITE_HINTS = {
     "each line ending in a real line break",
     515: "the modem's credential storage is full; delete unused sec tags (nrfprov creds delete)",
 }
+
+
+def _cereg_read_stat(lines: list[str]) -> int | None:
+    """<stat> of the read form ``+CEREG: <n>,<stat>[,"<tac>",...]`` [3GPP TS 27.007 §10.1.22]. A +CEREG
+    URC that the modem sent while the read was pending also starts with ``+CEREG:`` and so arrives among
+    its lines; it has ``<stat>`` first and a quoted ``"<tac>"`` (or nothing) second, so it is skipped."""
+    for line in lines:
+        fields = [f.strip() for f in line.split(":", 1)[-1].split(",")]
+        if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
+            return int(fields[1])
+    return None
 
 
 def _open_port(url: str, *, baud: int, rtscts: bool) -> Any:

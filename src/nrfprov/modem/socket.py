@@ -58,6 +58,11 @@ class ModemSocket:
         self._received += len(data)
         return data
 
+    def wake(self) -> None:
+        """Any thread: a ``recv`` waiting for this socket returns at once unless data is there
+        (``transport.base``, ``wake``)."""
+        self._dialect.wake(self.handle)
+
     def close(self) -> None:
         with self._close_lock:
             if self._closed:

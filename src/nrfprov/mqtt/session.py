@@ -23,6 +23,22 @@ API (what the provisioning flow uses)::
     s.counters()                                       # bytes per layer: MQTT, TLS plaintext, wire
     s.disconnect()                                     # also a context manager
 
+Overlapping exchanges (each saves a round trip on the air; benchmarks/RESULTS.md counts them):
+
+- ``pipeline`` (``CONFIG_NRFPROV_MQTT_PIPELINE``, on by default): ``connect()`` returns once CONNECT is
+  sent, so the next SUBSCRIBE or PUBLISH leaves right behind it; the CONNACK is checked by every later
+  wait, with the same errors ``connect()`` raises (refusal → ``MqttError``, a hang-up before CONNACK →
+  ``ConnectThrottled``). MQTT allows it: "Clients are allowed to send further Control Packets
+  immediately after sending a CONNECT Packet; Clients need not wait for a CONNACK Packet to arrive from
+  the Server" [MQTT 3.1.1 §3.1.4; MQTT 5.0 §3.1.4], and a refused CONNECT makes the server discard them;
+- ``suback_later`` (``CONFIG_NRFPROV_PUBLISH_BEFORE_SUBACK``, off by default): ``subscribe()`` returns once
+  SUBSCRIBE is sent and the SUBACK is checked by the next wait, so a request can follow its SUBSCRIBE
+  at once. MQTT orders nothing between a SUBSCRIBE and a later PUBLISH of the same client, and AWS IoT
+  asks Fleet Provisioning clients to subscribe before publishing and warns that matching messages may
+  start only some time after the SUBACK [AWS IoT developer guide, fleet-provision-api and mqtt]; whether
+  a reply can be lost is AWS's behaviour, which we cannot verify here, hence off by default. A refused
+  subscription then surfaces after the request has left.
+
 CONNECT spacing: AWS IoT allows one CONNECT per second per client ID and hangs up on a faster one, and
 the provisioning chain reconnects with the claim's client ID (split flow) right after the claim
 session. Every session waits, after its stream is open and before its CONNECT, until
@@ -87,24 +103,46 @@ class ConnectSpacer:
 
     ``wait_turn`` reserves the slot under a lock before it sleeps, so concurrent sessions with one
     client ID queue up one interval apart. Entries older than the interval are forgotten.
+
+    The broker counts CONNECTs as they arrive. The previous one arrived before its CONNACK left, so a
+    CONNECT sent one ``quota`` after that CONNACK was received (``acknowledged``) cannot come too soon,
+    whatever the latency of either path; without a CONNACK the send time plus ``interval`` (the quota
+    and a margin) decides. The earlier of the two applies.
     """
 
     def __init__(self, interval: float = CONNECT_INTERVAL_S + CONNECT_MARGIN_S, *,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 quota: float = CONNECT_INTERVAL_S) -> None:
         self.interval = interval
+        self.quota = min(quota, interval)
         self._clock = clock
         self._sleep = sleep
         self._last: dict[str, float] = {}
+        self._acked: dict[str, float] = {}  # client ID -> when the CONNACK of its last CONNECT came
         self._lock = threading.Lock()
+
+    def acknowledged(self, client_id: str) -> None:
+        """The CONNACK for ``client_id``'s last CONNECT has just been received."""
+        with self._lock:
+            if client_id in self._last:
+                self._acked[client_id] = self._clock()
 
     def wait_turn(self, client_id: str) -> float:
         """Sleep until ``client_id`` may CONNECT again, record the CONNECT as sent now; seconds waited."""
         with self._lock:
             now = self._clock()
             self._last = {cid: t for cid, t in self._last.items() if now - t < self.interval}
+            self._acked = {cid: t for cid, t in self._acked.items() if cid in self._last}
             last = self._last.get(client_id)
-            delay = 0.0 if last is None else max(0.0, last + self.interval - now)
+            delay = 0.0
+            if last is not None:
+                earliest = last + self.interval
+                acked = self._acked.get(client_id)
+                if acked is not None and acked >= last:
+                    earliest = min(earliest, acked + self.quota)
+                delay = max(0.0, earliest - now)
             self._last[client_id] = now + delay
+            self._acked.pop(client_id, None)
         if delay > 0:
             log.debug("waiting %.3f s before CONNECT as %s (one CONNECT per second per client ID)", delay, client_id)
             self._sleep(delay)
@@ -138,6 +176,8 @@ class MqttSession:
         payload_symbol: str = default_symbol("mqtt_payload_buffer_len"),
         spacer: ConnectSpacer | None = None,
         max_queued: int = MAX_QUEUED,
+        pipeline: bool = False,
+        suback_later: bool = False,
     ) -> None:
         if not client_id or len(client_id.encode()) > iotcore.CLIENT_ID_LIMIT:
             raise UsageError(f"MQTT client ID must be 1..{iotcore.CLIENT_ID_LIMIT} bytes, got {client_id!r}")
@@ -157,6 +197,9 @@ class MqttSession:
         self._dead: NrfprovError | None = None
         self._closing = False
         self._subscribed: set[str] = set()
+        self.pipeline = pipeline
+        self.suback_later = suback_later
+        self._unchecked_subacks: dict[int, list[str]] = {}  # mid -> filters (suback_later)
         self._tunnel: Tunnel | None = None
         self._client: TunnelClient | None = None
 
@@ -171,6 +214,7 @@ class MqttSession:
             clean_session=settings.clean_session, mqtt_v5=settings.mqtt_v5 if mqtt_v5 is None else mqtt_v5,
             payload_limit=lim.payload_len if lim is not None else None,
             payload_symbol=settings.symbol("mqtt_payload_buffer_len"),
+            pipeline=settings.mqtt_pipeline, suback_later=settings.publish_before_suback,
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -186,6 +230,12 @@ class MqttSession:
         client.on_subscribe = self._on_subscribe
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        # paho calls these when it queues a packet and once it has written it to the tunnel: the pump
+        # then sends it at once instead of after its poll timeout (tunnel.py, modem streams). Both,
+        # because paho's thread may write a packet before the queueing thread has registered it, and
+        # then the "written" edge is skipped [paho-mqtt client.py, _packet_queue / loop_write].
+        client.on_socket_register_write = self._on_written
+        client.on_socket_unregister_write = self._on_written
         self._client = client
         kwargs: dict[str, Any] = {"keepalive": self.keepalive}
         if self.mqtt_v5:
@@ -203,22 +253,41 @@ class MqttSession:
             self._close_tunnel()
             raise MqttError(f"sending MQTT CONNECT failed: {rc}", reason_code=int(rc))
         client.loop_start()
+        if self.pipeline:
+            log.debug("MQTT CONNECT sent as %s; CONNACK is checked by the next wait", self.client_id)
+            return
         try:
-            self._wait(lambda: self._connack is not None, timeout, "CONNACK")
-        except LinkClosed as exc:
-            self.disconnect()
-            raise ConnectThrottled(self.client_id) from exc  # hung up on our CONNECT
+            self._wait(lambda: self._connack is not None and not self._connack.is_failure, timeout, "CONNACK")
         except BaseException:
             self.disconnect()  # no thread or stream outlives a failed connect()
             raise
+        log.debug("MQTT connected as %s", self.client_id)
+
+    def _connack_problem(self) -> NrfprovError | None:
+        """Condition held: the error a refused or unanswered CONNECT stands for, else None."""
+        if self._connack is None:
+            if isinstance(self._dead, LinkClosed):
+                throttled = ConnectThrottled(self.client_id)  # hung up on our CONNECT
+                throttled.__cause__ = self._dead
+                return throttled
+            return self._dead
         if self._connack.is_failure:
             code = int(self._connack.value)
-            self.disconnect()
             if code == CONNACK_RATE_EXCEEDED:
-                raise ConnectThrottled(self.client_id, reason_code=code)
-            raise MqttError(f"broker refused the MQTT connection: {self._connack}", reason_code=code,
-                            hint="check the client ID and the certificate's policy")
-        log.debug("MQTT connected as %s", self.client_id)
+                return ConnectThrottled(self.client_id, reason_code=code)
+            return MqttError(f"broker refused the MQTT connection: {self._connack}", reason_code=code,
+                             hint="check the client ID and the certificate's policy")
+        return None
+
+    def _suback_problem(self) -> MqttError | None:
+        """Condition held (suback_later): a refusal among the SUBACKs that came since the last check."""
+        for mid in [m for m in self._unchecked_subacks if m in self._subacks]:
+            topics = self._unchecked_subacks.pop(mid)
+            for topic, code in zip(topics, self._subacks.pop(mid), strict=False):
+                if code.is_failure:
+                    return MqttError(f"broker refused the subscription to {topic!r}: {code}",
+                                     reason_code=int(code.value), hint="check the policy/ACL for this topic")
+        return None
 
     def disconnect(self) -> None:
         """Send DISCONNECT (if still connected), stop paho's thread and the tunnel. Idempotent."""
@@ -249,6 +318,12 @@ class MqttSession:
             rc, sub_mid = client.subscribe(batch)
             self._check_rc(rc, "SUBSCRIBE")
             mid = int(sub_mid or 0)
+            if self.suback_later:
+                with self._cond:
+                    self._unchecked_subacks[mid] = [topic for topic, _ in batch]
+                granted += [q for _, q in batch]  # as asked; the SUBACK is checked by the next wait
+                self._subscribed.update(topic for topic, _ in batch)
+                continue
             self._wait(partial(self._subacks.__contains__, mid), timeout, "SUBACK")
             with self._cond:
                 codes = self._subacks.pop(mid)
@@ -358,32 +433,68 @@ class MqttSession:
             self._tunnel.close()
 
     def _live_client(self) -> TunnelClient:
-        if self._dead is not None:
-            raise self._dead
-        if self._client is None or self._connack is None or self._closing:
+        with self._cond:
+            problem = self._problem() or self._dead
+        if problem is not None:
+            raise problem
+        if self._client is None or (self._connack is None and not self.pipeline) or self._closing:
             raise UsageError("the MQTT session is not connected; call connect() first")
         return self._client
 
+    def _problem(self) -> NrfprovError | None:
+        """Condition held: a refused or unanswered CONNECT, or a refused subscription (``suback_later``),
+        else None. Sticky: the session is dead from then on."""
+        problem = self._connack_problem() if self._connack is None or self._connack.is_failure else None
+        if problem is None and self._unchecked_subacks:
+            problem = self._suback_problem()
+        if problem is not None and self._dead is None:
+            self._dead = problem
+        return problem
+
     def _check_rc(self, rc: int, what: str) -> None:
         if rc != MQTT_ERR_SUCCESS:
-            if self._dead is not None:
-                raise self._dead
+            with self._cond:
+                problem = self._problem() or self._dead
+            if problem is not None:
+                raise problem
             raise LinkClosed(f"cannot send {what}: the MQTT connection is down (paho rc {rc})")
+
+    def _raise_problem(self) -> None:
+        """Condition held: raise a CONNACK / SUBACK problem (closing the session first when the CONNECT
+        failed, as ``connect()`` does)."""
+        problem = self._problem()
+        if problem is None:
+            return
+        if self._connack is None or self._connack.is_failure:
+            self._cond.release()  # disconnect() joins paho's thread, whose callbacks take this condition
+            try:
+                self.disconnect()
+            finally:
+                self._cond.acquire()
+        raise problem
 
     def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not ready():
+            while True:
+                self._raise_problem()
+                if ready():
+                    return
                 if self._dead is not None:
                     raise self._dead
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise ResponseTimeout(what, timeout)
+                    raise ResponseTimeout(self._still_missing(what), timeout)
                 self._cond.wait(left)
+
+    def _still_missing(self, what: str) -> str:
+        """Condition held: what a timed-out wait lacked (a pipelined session may still lack its CONNACK)."""
+        return what if self._connack is not None else f"CONNACK (and then {what})"
 
     def _wait_any(self, filters: Sequence[str], deadline: float, what: str, timeout: float) -> Message:
         with self._cond:
             while True:
+                self._raise_problem()
                 for m in self._queue:
                     if any(topic_matches_sub(f, m.topic) for f in filters):
                         self._queue.remove(m)
@@ -392,12 +503,13 @@ class MqttSession:
                     raise self._dead
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise ResponseTimeout(what, timeout)
+                    raise ResponseTimeout(self._still_missing(what), timeout)
                 self._cond.wait(left)
 
     # paho callbacks (paho's network thread) ------------------------------------------------------
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        self._spacer.acknowledged(self.client_id)
         with self._cond:
             self._connack = reason_code
             self._cond.notify_all()
@@ -423,6 +535,11 @@ class MqttSession:
         with self._cond:
             self._pubacks[mid] = reason_code
             self._cond.notify_all()
+
+    def _on_written(self, client: Any, userdata: Any, sock: Any) -> None:
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.kick()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         payload = bytes(message.payload)

@@ -10,8 +10,10 @@ Waiting on both directions at once:
 - a selectable stream (host TCP, native TLS over host TCP; see ``transport.base``) is drained with
   ``recv(timeout=0)`` and then ``select()``-ed together with the socketpair: no polling, no latency;
 - any other stream (modem sockets: readiness is an AT URC) is read with a short ``recv`` timeout that
-  grows from 10 ms to 200 ms while idle, checking paho's side in between. Outbound latency is at most
-  the current timeout; traffic resets it.
+  grows from 10 ms to 200 ms while idle, checking paho's side in between; traffic resets it. When paho
+  has written a packet, ``kick()`` wakes that ``recv`` (``transport.base``, ``wake``), so the packet
+  leaves at once instead of after the rest of the timeout (a stream without ``wake()``, e.g. legacy
+  SLM polling with ``#XPOLL``, keeps outbound latency below the current timeout).
 
 When the stream fails, the typed error is kept in ``error`` and paho's end is closed at once, so paho
 notices immediately instead of after a missed PINGRESP [paho-mqtt client.py, keepalive handling].
@@ -26,7 +28,7 @@ import socket
 import threading
 
 from nrfprov.errors import LinkClosed, NrfprovError, ResponseTimeout, TransportError
-from nrfprov.transport.base import ByteStream, select_fd
+from nrfprov.transport.base import ByteStream, select_fd, wake_stream
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,15 @@ class Tunnel:
         self._thread.start()
         return self._paho_end
 
+    def kick(self) -> None:
+        """Any thread: paho has written to its end; have the pump thread send it now."""
+        wake_stream(self.stream)
+
     def close(self, timeout: float = 5.0) -> None:
         """Stop the pump (the stream gets closed by its owner thread) and wait for it."""
         self._stopping = True
         _shutdown(self._net)  # wakes select()/recv() in the pump thread
+        wake_stream(self.stream)  # and a modem socket's recv (its readiness is no descriptor)
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
         if not self._thread.is_alive() and not self._thread.ident:

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from nrfprov.sim import keygen
 from nrfprov.sim.framing import Command
+from nrfprov.sim.netsock import SocketFailure, lookup_ipv4
 from nrfprov.sim.replies import AtFail, as_int, ok, param
 from nrfprov.sim.store import MAX_SEC_TAG, WRITABLE_TYPES, ContentError, validate
 
@@ -62,6 +63,8 @@ class ModemCommands:
             "%CMNG": self.cmng,
             "%KEYGEN": self.keygen,
             "%ATTESTTOKEN": self.attesttoken,
+            "#XGETADDRINFO": self.xgetaddrinfo,
+            "#XRESET": self.xreset,
         }
         if modem.dialect == "sm":
             self._table["#XSMVER"] = lambda c: self._exec_only(c, f'#XSMVER: "{SM_VERSION}","{MFW_VERSION}"')
@@ -118,6 +121,39 @@ class ModemCommands:
             key_type=self.m.signing_key_type,
         )
         return self._exec_only(c, f'%ATTESTTOKEN: "{tok}"')
+
+    def xreset(self, c: Command) -> bytes:
+        """``AT#XRESET``: the application restarts: ``OK``, then the boot banner ``Ready``; sockets, their
+        poll and receive settings, CFUN, +CEREG and +CMEE reporting start from scratch
+        [ncs-serial-modem at_generic.rst; sdk-nrf serial_lte_modem Generic_AT_commands.rst]."""
+        if c.form != "exec":
+            raise AtFail()
+        m = self.m
+        m._attach_gen += 1  # a pending attach belongs to the modem before the restart
+        m.sockets.close_all()
+        m.sockets.reset()
+        m.cfun, m.reg_stat, m.cereg_n, m.cmee = 0, 0, 0, 0
+        m.call_soon(lambda: m.respond(b"\r\nReady\r\n"))  # after the OK
+        return ok()
+
+    def xgetaddrinfo(self, c: Command) -> bytes:
+        """``AT#XGETADDRINFO="<host>"[,<family>]`` → ``#XGETADDRINFO: "<ip>"``: a DNS lookup over the radio
+        [ncs-serial-modem at_socket.rst; sdk-nrf SOCKET_AT_commands.rst]. IPv4 only, as the sockets."""
+        if c.form != "set":
+            raise AtFail()
+        host = param(c.params, 0)
+        family = as_int(param(c.params, 1) or "0", 0, 2)
+        if not host or family == 2:
+            raise AtFail(None, "only IPv4 lookups are simulated")
+        m = self.m
+        if m.reg_stat not in (1, 5):
+            raise AtFail(None, "not registered to the LTE network")
+        try:
+            ip = lookup_ipv4(host, resolve=m.resolve, allow_remote=m.allow_remote, link=m.link, stats=m.stats,
+                             stop=m._stop)
+        except SocketFailure as exc:
+            raise AtFail(None, exc.reason) from exc
+        return ok(f'#XGETADDRINFO: "{ip}"')
 
     def cgsn(self, c: Command) -> bytes:
         imei = self.m.identity.imei

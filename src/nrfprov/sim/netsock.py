@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from nrfprov.sim.network import Link, Scheduler
+from nrfprov.sim.network import AirKind, Link, Scheduler
 from nrfprov.sim.tlslimits import ChainTooLarge, RecordScanner, RecordTooLarge
 from nrfprov.sim.uart import Stats
 
@@ -53,6 +53,35 @@ class SocketFailure(Exception):
         self.reason = reason
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def lookup_ipv4(host: str, *, resolve: Mapping[str, str], allow_remote: bool, link: Link | None, stats: Stats,
+                stop: threading.Event | None) -> str:
+    """The IPv4 address the modem connects to for ``host``. A name costs a DNS round trip over the radio
+    (network.py; ``resolve`` maps names to the simulator's targets); an address literal costs nothing."""
+    if not _is_ip(host):
+        stats.add("dns", 1)
+        if link is not None:
+            link.dns_lookup(host, (stop or threading.Event()).wait)
+    target = resolve.get(host, host)
+    try:
+        # Family 1 = IPv4 [ncs-serial-modem at_socket.rst]: resolve to IPv4 only
+        # (our choice; mirrored by the client).
+        infos = socket.getaddrinfo(target, None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise SocketFailure(ETIMEDOUT, f"DNS lookup of {target!r} failed: {exc}") from exc
+    ip = str(infos[0][4][0])
+    if not allow_remote and not ipaddress.ip_address(ip).is_loopback:
+        raise SocketFailure(ECONNREFUSED, f"{host} resolves to {ip}: the simulator only reaches loopback")
+    return ip
+
+
 class SimSocket:
     """One modem socket. The worker thread calls connect/send/recv; a pump thread reads TCP."""
 
@@ -70,6 +99,9 @@ class SimSocket:
         self.handle = handle
         # The radio between modem and internet (network.py); None = ideal, bytes move at once.
         self._link = link if link is not None and not link.profile.ideal else None
+        # Every link, ideal or not, reports what crosses it to its observer (network.AirEvent).
+        self._air = link
+        self._conn = link.new_connection() if link is not None else 0
         self._handshaking = False
         self.tls = tls
         self.sec_tag = sec_tag
@@ -105,16 +137,12 @@ class SimSocket:
         timeout: float = 30.0,
         stop: threading.Event | None = None,
     ) -> None:
-        target = resolve.get(host, host)
         try:
-            # Family 1 = IPv4 [ncs-serial-modem at_socket.rst]: resolve to IPv4 only
-            # (our choice; mirrored by the client).
-            infos = socket.getaddrinfo(target, port, socket.AF_INET, socket.SOCK_STREAM)
-        except OSError as exc:
-            raise self._fail(ETIMEDOUT, f"DNS lookup of {target!r} failed: {exc}") from exc
-        addr = infos[0][4]
-        if not allow_remote and not ipaddress.ip_address(addr[0]).is_loopback:
-            raise self._fail(ECONNREFUSED, f"{host} resolves to {addr[0]}: the simulator only reaches loopback")
+            ip = lookup_ipv4(host, resolve=resolve, allow_remote=allow_remote, link=self._air, stats=self._stats,
+                             stop=stop)
+        except SocketFailure as exc:
+            raise self._fail(exc.errno, exc.reason) from exc
+        addr = (ip, port)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
@@ -123,6 +151,7 @@ class SimSocket:
             sock.close()
             raise self._fail(ECONNREFUSED, f"connect to {addr} failed: {exc}") from exc
         self._sock = sock
+        self._note("connect")
         if self._link is not None:  # SYN out, SYN-ACK back: one round trip over the radio
             self._wait_until(self._link.up.schedule(60, time.monotonic()) + self._link.profile.rtt_s / 2, stop)
         if self.tls:
@@ -139,6 +168,10 @@ class SimSocket:
         self.connected = True
         self._pump = threading.Thread(target=self._pump_loop, name=f"sim-sock-{self.handle}", daemon=True)
         self._pump.start()
+
+    def _note(self, kind: AirKind, nbytes: int = 0, t: float | None = None) -> None:
+        if self._air is not None:
+            self._air.note(self._conn, kind, nbytes, t)
 
     def _fail(self, errno_: int, reason: str) -> SocketFailure:
         log.info("sim socket %d: %s", self.handle, reason)
@@ -164,6 +197,7 @@ class SimSocket:
                 raise self._fail(EOPNOTSUPP, "TLS handshake failed: the peer closed the connection")
             if self._link is not None:  # the handshake runs inside AT#XCONNECT: wait for the radio here
                 self._wait_until(self._link.down.schedule(len(data), time.monotonic()), stop)
+            self._note("down", len(data))
             self._stats.add("air_rx", len(data))
             try:
                 self.scanner.feed(data)
@@ -199,6 +233,7 @@ class SimSocket:
         if sock is None:
             return
         self._stats.add("air_tx", len(data))
+        self._note("up", len(data))
         if self._link is None:
             sock.sendall(data)
             return
@@ -380,6 +415,7 @@ class SimSocket:
             return False
         if self.error:
             return False
+        self._note("down", len(data))
         self._stats.add("air_rx", len(data))
         if self._ssl is None:
             with self._cond:
@@ -441,6 +477,8 @@ class SimSocket:
                 except (ssl.SSLError, OSError, ValueError):
                     pass
                 self._flush_out_quietly()
+        if not self._closed and self._sock is not None:
+            self._note("close")
         self._closed = True
         self._quiet = True
         with self._cond:

@@ -21,6 +21,15 @@ Default figures, per radio access technology (typical, not worst case; every one
 
 Time is read from a clock function; the link itself is arithmetic (``Link.schedule``), and one
 scheduler thread per process delivers what is due, so 100 simulated modems cost one thread here.
+
+DNS: a host name given to ``#XCONNECT`` or ``#XGETADDRINFO`` is looked up over the radio, one round
+trip per lookup (a query up, the answer down; over UDP, so not in the TCP byte counters). Whether the
+modem caches answers is not documented by Nordic, so the simulator does not cache: every lookup of a
+name costs its round trip, and a client that wants to save it reuses the address itself.
+
+What crosses the radio can be watched: ``Link.observer`` (any callable) receives an :class:`AirEvent`
+for every DNS lookup, TCP connect, chunk sent or received and socket close, timed at the modem's end of
+the radio. The benchmarks count round trips from these events (benchmarks/airtime.py).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +119,32 @@ class Direction:
             return done + self.delay
 
 
+AirKind = Literal["dns", "connect", "up", "down", "close"]
+
+
+@dataclass(frozen=True)
+class AirEvent:
+    """One thing that crossed (or started to cross) the radio, at the modem's end of it.
+
+    ``connect``: the SYN leaves (the SYN-ACK is one round trip later); ``up``: a chunk handed to the
+    radio; ``down``: a chunk that has arrived; ``close``: the modem closed the socket; ``dns``: a
+    lookup (one round trip). ``conn`` numbers the link's connections (0 for DNS).
+    """
+
+    t: float
+    conn: int
+    kind: AirKind
+    nbytes: int = 0
+
+
+# A DNS query is a 12-byte header, the name as labels (one length byte per label plus a root byte) and
+# 4 bytes of type and class; the answer repeats it and adds one A record of 16 bytes with a name pointer
+# [RFC 1035 §4.1]. Only their serialisation time matters here (UDP is not in the TCP byte counters).
+def dns_sizes(name: str) -> tuple[int, int]:
+    query = 12 + len(name.strip(".")) + 2 + 4
+    return query, query + 16
+
+
 class Link:
     """The modem's radio link, shared by all its sockets (they share one radio)."""
 
@@ -116,6 +152,30 @@ class Link:
         self.profile = p
         self.up = Direction(p.up_bps, p.rtt_s / 2)
         self.down = Direction(p.down_bps, p.rtt_s / 2)
+        # Set by whoever watches the radio (benchmarks); called on the thread where the event happens.
+        self.observer: Callable[[AirEvent], None] | None = None
+        self._conns = itertools.count(1)
+        self._conns_lock = threading.Lock()
+
+    def new_connection(self) -> int:
+        with self._conns_lock:
+            return next(self._conns)
+
+    def note(self, conn: int, kind: AirKind, nbytes: int = 0, t: float | None = None) -> None:
+        observer = self.observer
+        if observer is not None:
+            observer(AirEvent(time.monotonic() if t is None else t, conn, kind, nbytes))
+
+    def dns_lookup(self, name: str, wait: Callable[[float], object]) -> None:
+        """One DNS round trip for ``name`` over this link; ``wait(seconds)`` sleeps (stoppably)."""
+        now = time.monotonic()
+        self.note(0, "dns", t=now)
+        if self.profile.ideal:
+            return
+        query, answer = dns_sizes(name)
+        at_server = self.up.schedule(query, now)
+        done = self.down.schedule(answer, at_server)
+        wait(max(0.0, done - now))
 
 
 class Scheduler:

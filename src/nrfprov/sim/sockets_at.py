@@ -57,6 +57,7 @@ class SocketCommands:
         self._out_armed: set[int] = set()
         self._recvcfg: dict[int, int] = {}  # handle → #XRECVCFG auto-reception flags (SM)
         self._recvcfg_default = 0  # AT#XRECVCFG=,<flags>: for every socket, open or opened later
+        self._apoll_default = 0  # AT#XAPOLL=,1,<events>: the same for #XAPOLL [sm_at_socket.c poll_ctx]
         self._eof_pushed: set[int] = set()
         common: dict[str, Handler] = {
             "#XSOCKET": self.xsocket,
@@ -109,6 +110,10 @@ class SocketCommands:
             self.socks[h] = s
             if self._recvcfg_default:
                 self._recvcfg[h] = self._recvcfg_default
+            if self._apoll_default:  # a new socket takes the context's events, armed [sm_at_socket.c]
+                self._apoll[h] = self._apoll_default
+                self._in_armed.add(h)
+                self._out_armed.add(h)
         self.selected = h
         return s
 
@@ -134,6 +139,12 @@ class SocketCommands:
     def close_all(self) -> None:
         for h in list(self.socks):
             self._close(h)
+
+    def reset(self) -> None:
+        """Forget the settings for sockets opened later (a restart of the application)."""
+        with self._lock:
+            self._recvcfg_default = 0
+            self._apoll_default = 0
 
     # --- open / options ------------------------------------------------------------------------
 
@@ -372,6 +383,8 @@ class SocketCommands:
         if events & ~(POLLIN | POLLOUT):
             raise AtFail(None, "#XAPOLL takes POLLIN (1) and POLLOUT (4) only")  # [sm_at_socket.c]
         with self._lock:
+            if h_param is None:  # no handle: every socket, open or opened later
+                self._apoll_default = events if op == 1 else 0
             for h in handles:
                 if op == 1:
                     self._apoll[h] = events

@@ -63,6 +63,7 @@ class Stats:
     air_tx: int = 0  # TCP payload bytes sent by the modem (TLS records included)
     air_rx: int = 0  # TCP payload bytes received by the modem
     commands: int = 0
+    dns: int = 0  # DNS lookups the modem made over the radio (network.py)
     uart_rx_s: float = 0.0  # line time of the bytes in uart_rx (10 bit times each; 0 unthrottled)
     uart_tx_s: float = 0.0  # line time of the bytes in uart_tx
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -91,6 +92,7 @@ class Stats:
                 "air_tx": self.air_tx,
                 "air_rx": self.air_rx,
                 "commands": self.commands,
+                "dns": self.dns,
             }
 
 

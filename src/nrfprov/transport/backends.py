@@ -13,10 +13,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from nrfprov.config import Settings
-from nrfprov.errors import UsageError
+from nrfprov.errors import ConnectError, ModemTlsHandshakeError, UsageError
 from nrfprov.names import BACKENDS, Backend
 from nrfprov.transport.base import ByteStream
 from nrfprov.transport.credentials import TlsCredentials
@@ -37,6 +38,10 @@ class ModemLike(Protocol):
     """The part of ``nrfprov.modem.Modem`` this module uses."""
 
     def check_raw_binary_safe(self) -> None: ...
+
+    def resolve(self, host: str, *, max_age: float) -> str: ...
+
+    def forget_address(self, host: str) -> None: ...
 
     def open_tcp(self, host: str, port: int, timeout: float = ...) -> Any: ...
 
@@ -98,7 +103,8 @@ def open_stream(
         if tag is None:
             raise UsageError("the offload backend needs a sec tag holding the TLS credentials",
                              hint="set CONFIG_AWS_IOT_SEC_TAG (Nordic's aws_iot_provisioning sample uses 43)")
-        stream: ByteStream = modem.open_tls(host, port, tag, name, timeout=timeout)
+        m = modem
+        stream: ByteStream = _dial(m, host, settings, lambda addr: m.open_tls(addr, port, tag, name, timeout=timeout))
         return stream
 
     if b == "native":
@@ -115,10 +121,31 @@ def open_stream(
         # slm_at_host.c]:
         # the modem facade refuses that configuration with a DialectError before any byte is sent.
         modem.check_raw_binary_safe()
-        inner: ByteStream = modem.open_tcp(host, port, timeout=timeout)
+        m = modem
+        inner: ByteStream = _dial(m, host, settings, lambda addr: m.open_tcp(addr, port, timeout=timeout))
     else:
         inner = HostTcpStream.connect(host, port, timeout=timeout)
     return NativeTlsStream.open(inner, creds, name, **kw)
+
+
+def _dial(modem: ModemLike, host: str, settings: Settings, open_socket: Callable[[str], ByteStream]) -> ByteStream:
+    """Open a modem socket to ``host``, reusing the address the modem looked up less than
+    ``CONFIG_NRFPROV_DNS_REUSE_S`` seconds ago: the reconnect after provisioning then costs no DNS round
+    trip on the air (the modem's own DNS cache is not documented). The TLS name stays the host name
+    (``TlsParams.hostname`` / the native bridge's server name), so the certificate check is unchanged. A
+    refused connect to a reused address forgets it and dials once more after a fresh lookup (it may
+    be stale); a failed TLS handshake is not retried."""
+    reuse = settings.dns_reuse_s
+    if reuse <= 0:
+        return open_socket(host)
+    try:
+        return open_socket(modem.resolve(host, max_age=reuse))
+    except ModemTlsHandshakeError:
+        raise
+    except ConnectError as exc:
+        log.info("connect to the address of %s failed (%s); looking it up again", host, exc)
+        modem.forget_address(host)
+        return open_socket(modem.resolve(host, max_age=0))
 
 
 def _need_modem(modem: ModemLike | None, backend: str) -> ModemLike:

@@ -11,6 +11,11 @@ serial port — readable for any URC, so useless for this socket). The contract 
 ``ResponseTimeout``, no more data arrives without that descriptor turning readable. Host TCP and the
 native TLS bridge over host TCP offer it; modem sockets do not (their readiness is an AT URC), and the
 MQTT tunnel falls back to short ``recv`` timeouts for them.
+
+Second optional extension, for those: ``wake()``, callable from any thread, makes a ``recv`` that is
+waiting (or the next one) return at once with ``ResponseTimeout`` unless data is there, so the thread
+that owns the stream can send what another thread just queued without waiting out its timeout
+(``wake_stream``; the MQTT tunnel uses it when paho has written a packet).
 """
 
 from __future__ import annotations
@@ -58,6 +63,13 @@ def select_fd(stream: object) -> int | None:
         return int(fn())
     except (AttributeError, OSError, ValueError):
         return None
+
+
+def wake_stream(stream: object) -> None:
+    """Call ``stream.wake()`` if it has one (see the module docstring); else nothing."""
+    fn = getattr(stream, "wake", None)
+    if fn is not None:
+        fn()
 
 
 class LayerCounters(TypedDict):

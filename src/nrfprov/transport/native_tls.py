@@ -48,7 +48,7 @@ from nrfprov.errors import (
     TransportError,
     UsageError,
 )
-from nrfprov.transport.base import ByteStream, select_fd
+from nrfprov.transport.base import ByteStream, select_fd, wake_stream
 from nrfprov.transport.credentials import TlsCredentials
 from nrfprov.transport.tls_records import CT_HANDSHAKE, RecordScanner
 from nrfprov.transport.tls_verify import explain_verify_failure
@@ -163,6 +163,10 @@ class NativeTlsStream:
     @property
     def bytes_received(self) -> int:
         return self._received
+
+    def wake(self) -> None:
+        """Any thread: a ``recv`` waiting on the inner stream returns early (``transport.base``)."""
+        wake_stream(self.inner)
 
     def select_fileno(self) -> int:
         fd = select_fd(self.inner)

@@ -59,13 +59,20 @@ class ScriptedBroker:
     """Answers CONNECT/SUBSCRIBE/PUBLISH(QoS 1) on one socket with configurable codes, in a thread.
 
     ``on_publish(topic, payload)`` may return packets to send back (e.g. a reply message).
+    ``hold_connack_until`` (a packet type) keeps the CONNACK back until such a packet has arrived, and
+    ``hold_suback_until`` the SUBACK: a client that waits for the acknowledgement before sending it
+    then waits forever (how the tests prove that a packet left before an acknowledgement).
     """
 
     def __init__(self, sock: socket.socket, *, v5: bool = False, connack_rc: int = 0,
                  suback_codes: dict[str, int] | None = None, puback_reason: int = 0,
-                 on_publish: object = None) -> None:
+                 on_publish: object = None, hold_connack_until: int | None = None,
+                 hold_suback_until: int | None = None, close_after_connect: bool = False) -> None:
         import threading
 
+        self.hold = {CONNACK: hold_connack_until, SUBACK: hold_suback_until}
+        self.held: dict[int, bytes] = {}
+        self.close_after_connect = close_after_connect
         self.sock = sock
         self.v5 = v5
         self.connack_rc = connack_rc
@@ -77,13 +84,30 @@ class ScriptedBroker:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
+    def _send(self, ptype: int, pkt: bytes) -> None:
+        if self.hold.get(ptype) is not None:
+            self.held[ptype] = pkt
+            return
+        self.sock.sendall(pkt)
+
+    def _release(self, arrived: int) -> None:
+        for ptype, until in list(self.hold.items()):
+            if until == arrived:
+                self.hold[ptype] = None
+                if ptype in self.held:
+                    self.sock.sendall(self.held.pop(ptype))
+
     def _run(self) -> None:
         try:
             while True:
                 ptype, flags, body = read_packet(self.sock)
                 self.received.append((ptype, body))
+                if ptype == CONNECT and self.close_after_connect:  # a broker that hangs up on the CONNECT
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                    return
+                self._release(ptype)
                 if ptype == CONNECT:
-                    self.sock.sendall(packet(CONNACK, bytes([0, self.connack_rc]) + (b"\x00" if self.v5 else b"")))
+                    self._send(CONNACK, packet(CONNACK, bytes([0, self.connack_rc]) + (b"\x00" if self.v5 else b"")))
                 elif ptype == SUBSCRIBE:
                     mid = body[:2]
                     rest = body[2:]
@@ -95,7 +119,7 @@ class ScriptedBroker:
                         topic = rest[2 : 2 + n].decode()
                         codes.append(self.suback_codes.get(topic, rest[2 + n] & 3))
                         rest = rest[3 + n :]
-                    self.sock.sendall(packet(SUBACK, mid + (b"\x00" if self.v5 else b"") + bytes(codes)))
+                    self._send(SUBACK, packet(SUBACK, mid + (b"\x00" if self.v5 else b"") + bytes(codes)))
                 elif ptype == PUBLISH:
                     qos = (flags >> 1) & 3
                     n = int.from_bytes(body[:2], "big")

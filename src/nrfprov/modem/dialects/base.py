@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import abc
 import errno as errno_mod
+import ipaddress
 import logging
 import re
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from nrfprov.at import RawData, Urc
+from nrfprov.at import RawData, Urc, command, quote
+from nrfprov.at.commands import Command
 from nrfprov.errors import (
+    AtProtocolError,
     ConnectError,
     LinkClosed,
     ModemTlsHandshakeError,
@@ -27,6 +31,10 @@ log = logging.getLogger(__name__)
 # poll(2) revents as the modem reports them (the ones read here: IN 1, ERR 8, HUP 16)
 # [ncs-serial-modem at_socket.rst, #XAPOLL].
 POLLIN, POLLERR, POLLHUP = 1, 8, 16
+
+#: A DNS lookup by the modem: one round trip on the air, more when the resolver retries (our bound;
+#: the AT documentation gives none).
+LOOKUP_TIMEOUT_S = 60.0
 
 EMSGSIZE = 122  # nrf_errno / Linux value the modem reports for an oversized TLS record
 # SO_ERROR after a failed modem TLS handshake: users report connect() failing with EOPNOTSUPP (95 in the
@@ -51,10 +59,12 @@ class Dialect(abc.ABC):
 
     def __init__(self, channel: AtChannel) -> None:
         self.ch = channel
+        self._addresses: dict[str, tuple[str, float]] = {}  # host -> (IPv4, monotonic time looked up)
         self._rx: dict[int, bytearray] = {}  # bytes received but not yet returned, per handle
         self._failed: dict[int, TransportError] = {}  # sticky per-socket failure
         self._eof: set[int] = set()
         self._tls: set[int] = set()
+        self._woken: set[int] = set()  # handles whose recv should return now (wake())
         self._lock = threading.RLock()  # multi-command socket operations run one at a time
         channel.add_urc_handler(self._on_urc)
 
@@ -85,6 +95,43 @@ class Dialect(abc.ABC):
     def check_raw_binary_safe(self) -> None:
         """Raise DialectError if arbitrary binary payload (TLS ciphertext) cannot be sent."""
 
+    def resolve(self, host: str, *, max_age: float) -> str:
+        """The IPv4 address of ``host``: the one looked up less than ``max_age`` seconds ago, else a new
+        lookup by the modem (``AT#XGETADDRINFO``, one DNS round trip on the air). An address literal is
+        returned as it is."""
+        if _is_ip(host):
+            return host
+        now = time.monotonic()
+        with self.ch.condition:
+            cached = self._addresses.get(host)
+        if cached is not None and now - cached[1] < max_age:
+            return cached[0]
+        with self._lock:
+            # Family 1 = IPv4, as the sockets this dialect opens [ncs-serial-modem at_socket.rst].
+            reply = self.ch.execute(self._cmd(f"AT#XGETADDRINFO={quote(host)},1", timeout=LOOKUP_TIMEOUT_S))
+        ip = _first_ipv4(reply.lines)
+        if ip is None:
+            raise AtProtocolError(f"no IPv4 address in the reply to AT#XGETADDRINFO: {reply.lines!r}")
+        with self.ch.condition:
+            self._addresses[host] = (ip, now)
+        return ip
+
+    def forget_address(self, host: str) -> None:
+        """Drop a looked-up address (a connect to it failed: it may be stale)."""
+        with self.ch.condition:
+            self._addresses.pop(host, None)
+
+    def _cmd(self, text: str, **kw: Any) -> Command:
+        """A command as this modem's build expects it (the Serial Modem dialect changes the terminator)."""
+        return command(text, **kw)
+
+    def wake(self, handle: int) -> None:
+        """Any thread: the ``recv`` waiting for ``handle`` (or the next one) returns now, with
+        ``ResponseTimeout`` unless data or EOF is there; the caller has something to send."""
+        with self.ch.condition:
+            self._woken.add(handle)
+            self.ch.condition.notify_all()
+
     def recv(self, handle: int, max_bytes: int, timeout: float | None) -> bytes:
         """1..max_bytes bytes, b"" at EOF; ResponseTimeout after ``timeout`` s with nothing."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -99,8 +146,12 @@ class Dialect(abc.ABC):
                 if handle in self._eof:
                     return b""
                 failure = self._failed.get(handle)
+                woken = handle in self._woken
+                self._woken.discard(handle)
             if failure is not None:
                 raise failure
+            if woken:
+                raise ResponseTimeout(f"data on modem socket {handle} (woken to send)", timeout or 0.0)
             if asked and deadline is not None and time.monotonic() >= deadline:
                 raise ResponseTimeout(f"data on modem socket {handle}", timeout or 0.0)
             self._recv_some(handle, deadline)
@@ -125,6 +176,7 @@ class Dialect(abc.ABC):
 
     def _forget(self, handle: int) -> None:
         with self.ch.condition:
+            self._woken.discard(handle)
             self._rx.pop(handle, None)
             self._failed.pop(handle, None)
             self._eof.discard(handle)
@@ -166,6 +218,26 @@ def connect_failed(
     else:
         hint = "check the host name, the port and that the modem is registered (AT+CEREG?)"
     return ConnectError(host, port, str(cause), hint=hint)  # CommandError reads "modem answered ..."
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_ipv4(lines: list[str]) -> str | None:
+    """The first IPv4 address in ``#XGETADDRINFO: "<ip_addresses>"`` [ncs-serial-modem at_socket.rst]."""
+    for line in lines:
+        for token in re.split(r'[\s",]+', line.split(":", 1)[-1]):
+            try:
+                if isinstance(ipaddress.ip_address(token), ipaddress.IPv4Address):
+                    return token
+            except ValueError:
+                continue
+    return None
 
 
 _INT_RE = re.compile(r"-?\d+")

@@ -19,13 +19,19 @@ Facts of the Serial Modem that differ from legacy SLM and matter here:
 * ``AT#XRECVCFG=<h>,1`` (auto-receive in AT-command mode) makes the modem push received data as
   ``#XRECV: <h>,0,<n>`` CR LF ``<data>`` CR LF after the ``#XAPOLL`` that announces it, which saves the
   ``AT#XRECV`` round trip; at end of stream it pushes only a CR LF [at_socket.rst, #XRECVCFG;
-  ``sm_at_socket.c`` ``auto_reception``].
+  ``sm_at_socket.c`` ``auto_reception``];
+* without a handle, ``AT#XRECVCFG=,1`` and ``AT#XAPOLL=,1,1`` apply to every socket, "whether already
+  open or opened in the future" [at_socket.rst]: the modem keeps them in its poll context and copies
+  them into each new socket (``sm_at_socket.c``, socket open). So they are sent once per modem start,
+  not twice per socket (two UART round trips saved per connection); the boot banner ``Ready`` means the
+  modem restarted and lost them, and they are sent again before the next socket.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from nrfprov.at import LengthData, Ok, Urc, command, quote
 from nrfprov.at.commands import Command
@@ -68,14 +74,18 @@ class SerialModemDialect(Dialect):
         # announced by #XAPOLL and idle polling costs no AT traffic (the MQTT tunnel polls often).
         self._drained: set[int] = set()
         self._pollin_at: dict[int, float] = {}  # auto-receive: when a POLLIN came that no push has followed yet
+        # AT#XRECVCFG=,1 / AT#XAPOLL=,1,1 sent since the modem last started (see the module docstring).
+        self._context_set = False
 
-    def _cmd(self, text: str, **kw: object) -> Command:
-        c = command(text, **kw)  # type: ignore[arg-type]
+    def _cmd(self, text: str, **kw: Any) -> Command:
+        c = command(text, **kw)
         return _Terminated(c.text, c.expect, c.bare, c.timeout, c.data_mode, c.requires_info, line_end=self.line_end)
 
     def _on_urc(self, ev: Urc | RawData) -> None:
         super()._on_urc(ev)
-        if isinstance(ev, Urc) and ev.line.startswith("#XAPOLL:"):
+        if isinstance(ev, Urc) and ev.line == "Ready":  # the boot banner: a restart cleared the context
+            self._context_set = False
+        elif isinstance(ev, Urc) and ev.line.startswith("#XAPOLL:"):
             values = ints(ev.line)
             if len(values) == 2:
                 handle, revents = values
@@ -94,8 +104,21 @@ class SerialModemDialect(Dialect):
     def check_raw_binary_safe(self) -> None:
         return None  # length-delimited send: no terminator to collide with
 
+    def _set_context(self) -> None:
+        """Auto-receive and POLLIN notifications for every socket of this modem start (module docstring)."""
+        if self._context_set:
+            return
+        if self.auto_receive:
+            try:
+                self.ch.execute(self._cmd("AT#XRECVCFG=,1"))
+            except CommandError:  # a build without auto-receive: read with AT#XRECV instead
+                self.auto_receive = False
+        self.ch.execute(self._cmd(f"AT#XAPOLL=,1,{POLLIN}"))
+        self._context_set = True
+
     def open(self, host: str, port: int, *, tls: TlsParams | None, timeout: float) -> int:
         with self._lock:
+            self._set_context()
             if tls is None:
                 reply = self.ch.execute(self._cmd("AT#XSOCKET=1,1,0"))
             else:
@@ -109,11 +132,6 @@ class SerialModemDialect(Dialect):
                     with self.ch.condition:
                         self._tls.add(handle)
                     self.ch.execute(self._cmd(f"AT#XSSOCKETOPT={handle},1,2,{quote(tls.hostname)}"))
-                if self.auto_receive:
-                    try:
-                        self.ch.execute(self._cmd(f"AT#XRECVCFG={handle},1"))
-                    except CommandError:  # a build without auto-receive: read with AT#XRECV instead
-                        self.auto_receive = False
                 try:
                     self.ch.execute(
                         self._cmd(f"AT#XCONNECT={handle},{quote(host)},{int(port)}", timeout=timeout)
@@ -123,10 +141,11 @@ class SerialModemDialect(Dialect):
                     err = self._so_error(handle) if tls is not None else None
                     raise connect_failed(host, port, tls, exc, so_error=err) from exc
                 with self.ch.condition:
+                    # Nothing arrives before we send (TLS and MQTT clients speak first); anything seen
+                    # for this handle so far is from before the connect.
                     self._revents.pop(handle, None)
                     self._drained.discard(handle)
                     self._pollin_at.pop(handle, None)
-                self.ch.execute(self._cmd(f"AT#XAPOLL={handle},1,{POLLIN}"))
             except BaseException:
                 self._close_quietly(handle)
                 raise
@@ -199,7 +218,7 @@ class SerialModemDialect(Dialect):
         timeout = None if wait_end is None else max(0.0, wait_end - time.monotonic())
 
         def arrived() -> bool:
-            return bool(self._rx.get(handle)) or handle in self._eof or (
+            return bool(self._rx.get(handle)) or handle in self._eof or handle in self._woken or (
                 since is None and handle in self._pollin_at
             )
 
@@ -207,8 +226,8 @@ class SerialModemDialect(Dialect):
         return True
 
     def _wake(self, handle: int) -> bool:
-        """Something for ``handle`` arrived (condition held): readiness, pushed data or EOF."""
-        return handle in self._revents or bool(self._rx.get(handle)) or handle in self._eof
+        """Something for ``handle`` arrived (condition held): readiness, pushed data, EOF, or a wake()."""
+        return handle in self._revents or bool(self._rx.get(handle)) or handle in self._eof or handle in self._woken
 
     def _so_error(self, handle: int) -> int:
         """SO_ERROR of the socket (0 = none; -1 when the modem cannot say, e.g. handle gone)."""
