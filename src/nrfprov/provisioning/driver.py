@@ -177,6 +177,8 @@ class Driver:
         self._utc = utc
         self._session: MqttSession | None = None
         self._filters: list[str] = []
+        # The last ConnectMqtt, to connect again when a pipelined CONNECT turns out throttled.
+        self._connect_effect: m.ConnectMqtt | None = None
         self._socket_bytes = 0
         self._record: JournalRecord | None = None
         # The functional mode the modem had when the run started, and whether the run changed it:
@@ -386,13 +388,14 @@ class Driver:
                 return m.ProbeFailed("connect", str(exc))
             return m.Connected()
         if isinstance(eff, m.Subscribe):
-            self._live_session().subscribe([(t, 1) for t in eff.topics], OPERATION_TIMEOUT)
+            topics = [(t, 1) for t in eff.topics]
+            self._session_call(lambda session: session.subscribe(topics, OPERATION_TIMEOUT), resubscribe=False)
             self._filters = list(eff.topics)
             return m.Subscribed()
         if isinstance(eff, m.Publish):
             self._discard_queued(eff.discard_queued)
             try:
-                self._live_session().publish(eff.topic, eff.payload, eff.qos, OPERATION_TIMEOUT)
+                self._session_call(lambda session: session.publish(eff.topic, eff.payload, eff.qos, OPERATION_TIMEOUT))
             except TransportError as exc:
                 if not eff.probe:
                     raise
@@ -448,6 +451,7 @@ class Driver:
         # The proof connection speaks MQTT 5 whatever the device uses: a 3.1.1 broker may PUBACK a
         # publish its policy drops (mosquitto does), while an MQTT 5 PUBACK carries the refusal (0x87).
         v5 = s.mqtt_v5 or eff.identity is m.Identity.PROVISIONED
+        self._connect_effect = eff
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
             # Keepalive, clean session and (device-mirror mode) the payload limit with its symbol.
             session = MqttSession.from_settings(s, factory, eff.client_id, mqtt_v5=v5)
@@ -502,6 +506,30 @@ class Driver:
         except NrfprovError as exc:  # best effort: the error that ended the run is already propagating
             log.warning("the modem may not be in CFUN=%d, its mode before the run: %s; set it with "
                         "nrfprov at --port PORT AT+CFUN=%d", initial, exc, initial)
+
+    def _session_call(self, op: Callable[[MqttSession], object], *, resubscribe: bool = True) -> None:
+        """Run ``op`` on the live session, repeating it after a throttled CONNECT.
+
+        A pipelined CONNECT (``CONFIG_NRFPROV_MQTT_PIPELINE``) returns before its CONNACK, so a broker that
+        hangs up on it under AWS IoT's one-CONNECT-per-second quota is noticed by the first operation
+        after it, not in ``_connect``. As ``_connect`` does for an unpipelined CONNECT: connect again (the
+        session's spacer waits the interval), subscribe again to what this session had, and repeat
+        ``op``. A server processes nothing after a CONNECT it refused (MQTT 5.0 §3.1.4), so nothing is
+        sent twice. Checked before a probe reads a failure as a refused proof.
+        """
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                op(self._live_session())
+                return
+            except ConnectThrottled:
+                again = self._connect_effect
+                if attempt == CONNECT_ATTEMPTS or again is None:
+                    raise
+                log.info("CONNECT as %s hung up (seen after it, attempt %d); connecting again", again.client_id,
+                         attempt)
+                self._connect(again)
+                if resubscribe and self._filters:
+                    self._live_session().subscribe([(t, 1) for t in self._filters], OPERATION_TIMEOUT)
 
     def _live_session(self) -> MqttSession:
         if self._session is None:
