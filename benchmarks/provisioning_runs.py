@@ -11,11 +11,13 @@ times and checks that the run really provisioned (thing name returned, proof PUB
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nrfprov.config import Settings
@@ -117,3 +119,26 @@ class Port:
         if self.modem is not None:
             self.modem.close()
             self.modem = None
+
+
+def modem_run_settings(stand_in: Any, broker_port: int, certs: Path, flow: str, fmt: str, backend: str, *,
+                       claim_tag: int, provisioned_tag: int, response_timeout: int) -> Settings:
+    """Settings for one provisioning run of a simulated modem against the stand-in (P1/P2, P7)."""
+    return dataclasses.replace(
+        Settings(),
+        broker_host=stand_in.server_name,  # "localhost": looked up by the modem (a round trip under a profile)
+        broker_port=broker_port,
+        claim_sec_tag=claim_tag,
+        provisioned_sec_tag=provisioned_tag,
+        tls_backend=backend,
+        flow=flow,
+        payload_format="json" if fmt == "pem" else fmt,
+        template_name="" if flow == "split" else "nrfprov",
+        # The thing's name is not the claim's client ID (as in AWS's fleet-provisioning samples), so the
+        # reconnect does not wait for the one-CONNECT-per-second quota (split cannot avoid it).
+        template_parameters="" if flow == "split" else "SerialNumber=sn-{client_id}",
+        certs_dir=str(certs),
+        ca_file=str(stand_in.ca_path),
+        lte_timeout=30,
+        response_timeout=response_timeout,
+    )

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from airtime import quota_floor, server_wait
-from provisioning_runs import Port
+from provisioning_runs import Port, modem_run_settings
 from relay import CountingRelay
 
 BAUD = 115200
@@ -86,27 +86,6 @@ def sim_modem(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
             port.close()
 
 
-def _settings(stand_in: Any, relay: CountingRelay, certs: Path, flow: str, fmt: str, backend: str) -> Any:
-    from nrfprov.config import Settings
-
-    return dataclasses.replace(
-        Settings(),
-        broker_host=stand_in.server_name,  # "localhost": the simulator resolves it to 127.0.0.1
-        broker_port=relay.port,
-        claim_sec_tag=CLAIM_TAG,
-        provisioned_sec_tag=PROVISIONED_TAG,
-        tls_backend=backend,
-        flow=flow,
-        payload_format="json" if fmt == "pem" else fmt,
-        template_name="" if flow == "split" else "nrfprov",
-        # The thing's name is not the claim's client ID (as in AWS's fleet-provisioning samples), so the
-        # reconnect does not wait for the one-CONNECT-per-second quota (split cannot avoid it).
-        template_parameters="" if flow == "split" else "SerialNumber=sn-{client_id}",
-        certs_dir=str(certs),
-        ca_file=str(stand_in.ca_path),
-        lte_timeout=30,
-        response_timeout=30,
-    )
 
 
 @pytest.mark.parametrize(("flow", "fmt", "backend"), COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS])
@@ -126,7 +105,8 @@ def test_provision_on_simulated_modem(benchmark: Any, stand_in: Any, relay: Coun
             modem.write_credential(CLAIM_TAG, 0, Path(stand_in.ca_path).read_text())
             modem.write_credential(CLAIM_TAG, 1, Path(stand_in.claim_cert_path).read_text())
             modem.write_credential(CLAIM_TAG, 2, Path(stand_in.claim_key_path).read_text())
-    base = _settings(stand_in, relay, certs, flow, fmt, backend)
+    base = modem_run_settings(stand_in, relay.port, certs, flow, fmt, backend, claim_tag=CLAIM_TAG,
+                              provisioned_tag=PROVISIONED_TAG, response_timeout=30)
     counter = itertools.count()
     rounds: list[dict[str, Any]] = []
     pending: dict[str, Any] = {}

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 from airtime import AirCount, count, server_wait
-from provisioning_runs import Port
+from provisioning_runs import Port, modem_run_settings
 from relay import CountingRelay
 
 from nrfprov.sim.network import PROFILES, AirEvent
@@ -101,27 +101,6 @@ def _modem(tmp_path: Path, network: str, stand_in: Any, backend: str,
             port.close()
 
 
-def _settings(stand_in: Any, relay: CountingRelay, certs: Path, flow: str, fmt: str, backend: str) -> Any:
-    from nrfprov.config import Settings
-
-    return dataclasses.replace(
-        Settings(),
-        broker_host=stand_in.server_name,  # "localhost": looked up by the modem over the radio
-        broker_port=relay.port,
-        claim_sec_tag=CLAIM_TAG,
-        provisioned_sec_tag=TAG,
-        tls_backend=backend,
-        flow=flow,
-        payload_format="json" if fmt == "pem" else fmt,
-        template_name="" if flow == "split" else "nrfprov",
-        # The thing's name is not the claim's client ID (as in AWS's fleet-provisioning samples), so the
-        # reconnect does not wait for the one-CONNECT-per-second quota (split cannot avoid it).
-        template_parameters="" if flow == "split" else "SerialNumber=sn-{client_id}",
-        certs_dir=str(certs),
-        ca_file=str(stand_in.ca_path),
-        lte_timeout=30,
-        response_timeout=60,
-    )
 
 
 def _figures(air: AirCount, t0: float, extra: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +149,8 @@ def _modem_client(benchmark: Any, stand_in: Any, relay: CountingRelay, tmp_path:
     from nrfprov.provisioning.driver import Driver
 
     certs = stand_in.write_certs_folder(tmp_path / "certs")
-    base = _settings(stand_in, relay, certs, flow, fmt, backend)
+    base = modem_run_settings(stand_in, relay.port, certs, flow, fmt, backend, claim_tag=CLAIM_TAG,
+                              provisioned_tag=TAG, response_timeout=60)
     if option:
         base = dataclasses.replace(base, **{option: True})
     if dialect == "slm":
