@@ -220,6 +220,19 @@ def _no_changes(text: str) -> bool:
 
 
 @aws_errors
+def _wait_stack(clients: Clients, stack: str, waiter: str) -> None:
+    """Wait for a CloudFormation stack operation; a failed one becomes ``StackStateError`` naming the
+    stack's state, the first failure reason and the command that fixes it."""
+    try:
+        clients.cloudformation.get_waiter(waiter).wait(StackName=stack, WaiterConfig=WAIT)
+    except Exception as exc:
+        if type(exc).__name__ != "WaiterError":  # botocore's WaiterError, not imported at module load
+            raise
+        after = describe_stack(clients, stack)
+        st = after["StackStatus"] if after else "DELETE_COMPLETE"
+        raise StackStateError(stack, st, failure_reason(clients, stack), hint=f"run: {fix_for(stack, st)}") from exc
+
+
 def deploy(clients: Clients, stack: str, options: tpl.StackOptions, *, recreate: bool = False) -> DeployResult:
     """Create or update the stack so it holds ``options``; a second identical call changes nothing."""
     body = tpl.render_text()
@@ -266,15 +279,7 @@ def deploy(clients: Clients, stack: str, options: tpl.StackOptions, *, recreate:
         raise AwsError(f"CloudFormation could not plan the change: {reason}", operation="CreateChangeSet",
                        hint="nrfprov aws status shows what is deployed")
     cfn.execute_change_set(ChangeSetName=name, StackName=stack)
-    waiter = "stack_create_complete" if kind == "CREATE" else "stack_update_complete"
-    try:
-        cfn.get_waiter(waiter).wait(StackName=stack, WaiterConfig=WAIT)
-    except Exception as exc:
-        if type(exc).__name__ != "WaiterError":
-            raise
-        after = describe_stack(clients, stack)
-        st = after["StackStatus"] if after else "DELETE_COMPLETE"
-        raise StackStateError(stack, st, failure_reason(clients, stack), hint=f"run: {fix_for(stack, st)}") from exc
+    _wait_stack(clients, stack, "stack_create_complete" if kind == "CREATE" else "stack_update_complete")
     after = describe_stack(clients, stack)
     assert after is not None
     claim_policy = outputs(after).get("ClaimPolicyName")
@@ -350,12 +355,5 @@ def destroy(clients: Clients, stack: str, *, keep_claim_certificates: bool = Fal
     device_certs = len(policy_targets(clients, device_policy)) if device_policy else 0
     cfn = clients.cloudformation
     cfn.delete_stack(StackName=stack)
-    try:
-        cfn.get_waiter("stack_delete_complete").wait(StackName=stack, WaiterConfig=WAIT)
-    except Exception as exc:
-        if type(exc).__name__ != "WaiterError":
-            raise
-        after = describe_stack(clients, stack)
-        st = after["StackStatus"] if after else "DELETE_COMPLETE"
-        raise StackStateError(stack, st, failure_reason(clients, stack), hint=f"run: {fix_for(stack, st)}") from exc
+    _wait_stack(clients, stack, "stack_delete_complete")
     return DestroyResult(stack, True, tuple(deleted), tuple(detached), device_policy, device_certs, tuple(notes))
