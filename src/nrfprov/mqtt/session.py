@@ -457,7 +457,14 @@ class MqttSession:
                 problem = self._problem() or self._dead
             if problem is not None:
                 raise problem
-            raise LinkClosed(f"cannot send {what}: the MQTT connection is down (paho rc {rc})")
+            down = LinkClosed(f"cannot send {what}: the MQTT connection is down (paho rc {rc})")
+            if self._connack is None:
+                # paho saw the hang-up before our reader recorded it: with no CONNACK yet this is the
+                # same refused CONNECT that _connack_problem reports once the reader has caught up.
+                throttled = ConnectThrottled(self.client_id)
+                throttled.__cause__ = down
+                raise throttled
+            raise down
 
     def _raise_problem(self) -> None:
         """Condition held: raise a CONNACK / SUBACK problem (closing the session first when the CONNECT

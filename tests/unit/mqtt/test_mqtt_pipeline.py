@@ -81,6 +81,17 @@ def test_a_hang_up_on_the_connect_is_throttling_at_the_next_operation(
     s.disconnect()
 
 
+def test_paho_seeing_the_hang_up_first_is_still_throttling(pair: tuple[socket.socket, socket.socket]) -> None:
+    # paho may answer MQTT_ERR_NO_CONN (4) before the session's reader has recorded the hang-up on
+    # the CONNECT; that answer must read as the same refused CONNECT (the driver reconnects on it).
+    ScriptedBroker(pair[1], hold_connack_until=SUBSCRIBE)  # alive, no CONNACK: the reader saw nothing
+    s = session(pair[0], pipeline=True)
+    s.connect(5)
+    with pytest.raises(ConnectThrottled):
+        s._check_rc(4, "SUBSCRIBE")
+    s.disconnect()
+
+
 def test_suback_later_publishes_before_the_suback(pair: tuple[socket.socket, socket.socket]) -> None:
     def answer(topic: str, payload: bytes) -> list[bytes]:
         return [publish("req/accepted", b"ok")] if topic == "req" else []
