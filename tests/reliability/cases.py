@@ -64,7 +64,8 @@ def sim_command(prefix: str, nth: int = 1) -> Arm:
 
 def after_reply(op: str) -> Arm:
     """The reply is on its way: the cloud issued and sent it, the host read from its socket
-    (``AT#XRECV``) and went on; kill before the modem executes the host's next command."""
+    (``AT#XRECV``, or the modem pushed it: ``#XRECVCFG`` auto-receive) and went on; kill before the
+    modem executes the host's next command."""
     def arm(lab: Lab, dev: Device, killer: Killer) -> tuple[dict[str, str], Callable[[], None]]:
         state = {"issued": False, "read": False}
 
@@ -80,12 +81,18 @@ def after_reply(op: str) -> Arm:
                 killer()
             elif text.upper().startswith("AT#XRECV"):
                 state["read"] = True
+
+        def pushed(data: bytes) -> None:
+            if state["issued"] and data.startswith(b"\r\n#XRECV:"):
+                state["read"] = True
         lab.cloud.after_handle = issued
         dev.sim.on_command = command
+        dev.sim.on_respond = pushed
 
         def undo() -> None:
             lab.cloud.after_handle = None
             dev.sim.on_command = None
+            dev.sim.on_respond = None
         return {}, undo
     return arm
 
