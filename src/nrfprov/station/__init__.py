@@ -6,9 +6,9 @@
 bench workflow.
 """
 
-from nrfprov.station.ports import BOARDS, Candidate, PortReport, find_candidates, list_all, probe
+from nrfprov.station.ports import BOARDS, Candidate, PortReport, find_candidates, list_all, probe, probe_all
 from nrfprov.station.report import FIELDS, Report
 from nrfprov.station.runner import MAX_JOBS, Station, StationOptions, StationSummary
 
 __all__ = ["BOARDS", "FIELDS", "MAX_JOBS", "Candidate", "PortReport", "Report", "Station", "StationOptions",
-           "StationSummary", "find_candidates", "list_all", "probe"]
+           "StationSummary", "find_candidates", "list_all", "probe", "probe_all"]

@@ -149,6 +149,10 @@ class Station:
         with self._lock:
             return list(self._rows)
 
+    def now(self) -> float:
+        """The station's clock (the live view's elapsed times)."""
+        return self._clock()
+
     @property
     def stopping(self) -> bool:
         return self.ctx.stop.is_set()
