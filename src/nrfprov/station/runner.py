@@ -226,6 +226,7 @@ class Station:
             self.ctx.stop_signum = int(signum)
             self.ctx.stop.set()
             self._wake.set()
+            self._emit({"event": "stopping", "signal": signal.Signals(int(signum)).name})
 
     def _all_ended(self) -> bool:
         with self._lock:
