@@ -120,6 +120,9 @@ def _station(args: argparse.Namespace) -> int:
     else:
         station = Station(settings, options, emit=_print_event)
         summary = station.run()
+    if summary.devices == 0:
+        print("nrfprov: station: no modem found (pyserial lists no Nordic board; ptys need --port; "
+              "see nrfprov ports --all)", file=sys.stderr)
     if summary.exit_code != 0:
         _print_failed(summary.as_dict())
     return summary.exit_code

@@ -118,7 +118,7 @@ class Station:
         self.options = options
         self._comports = comports or ports.default_comports
         self._clock = clock
-        self._emit_lock = threading.Lock()
+        self._emit_lock = threading.RLock()  # an output callback may call stop(), which emits
         self._user_emit = emit
         self._jobs = threading.BoundedSemaphore(options.jobs)
         self._wake = threading.Event()

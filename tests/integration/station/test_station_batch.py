@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,9 @@ import pytest
 from benchrig import PEM_KEY_MARKERS, TAG, Bench
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from rich.console import Console
 
+from nrfprov.cli.station_view import LiveView
 from nrfprov.station import FIELDS, Station, StationOptions, StationSummary
 
 pytestmark = pytest.mark.integration
@@ -68,6 +71,11 @@ def test_ten_modems_in_one_run_then_a_rerun_skips_all_without_the_cloud(bench_fa
         text = path.read_text()
         assert not any(mark in text for mark in PEM_KEY_MARKERS), path
     assert sum(e["event"] == "result" for e in events) == 10 and events[-1]["event"] == "summary"
+    # The live view's "step k of n" counts the machine's states: a fresh split run has 11, the sample's
+    # 12 steps with "receive key" and "receive certificate" as one state; each is reached.
+    steps = [e for e in events if e["event"] == "device" and e["steps"]]
+    assert {e["steps"] for e in steps} == {11}
+    assert {e["step"] for e in steps if e["imei"] == rows[0]["imei"]} == set(range(1, 12))
 
     # The rerun: every modem is recognised as done before any socket opens.
     requests, air, certs = bench.cloud.request_counts(), bench.air_bytes(), len(bench.cloud.certificates())
@@ -160,3 +168,9 @@ def test_watch_provisions_a_modem_plugged_in_while_running(bench_factory: Callab
     assert summary.provisioned == 3 and summary.failed == 0
     assert sorted(done) == sorted(s.identity.imei for s in bench.sims)
     assert summary.exit_code == 130  # stopped as by Ctrl-C, nothing failed
+    # The live view of the finished batch: one row per device with its IMEI and result, and the totals.
+    console = Console(file=io.StringIO(), width=160, height=40, color_system=None)
+    console.print(LiveView(station, console))
+    screen = console.file.getvalue()  # type: ignore[attr-defined]
+    assert all(imei in screen for imei in done) and screen.count("provisioned") == 3
+    assert "done 3" in screen and "failed 0" in screen and "11/11" in screen
