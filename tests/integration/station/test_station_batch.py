@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import shutil
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +30,8 @@ pytestmark = pytest.mark.integration
 
 def run_station(bench: Bench, *extra: str, events: list[dict[str, Any]] | None = None,
                 **options: Any) -> StationSummary:
-    opts = StationOptions(patterns=(bench.pattern,), state_root=bench.journals, report=bench.report, **options)
+    options.setdefault("patterns", (bench.pattern,))
+    opts = StationOptions(state_root=bench.journals, report=bench.report, **options)
     out: list[dict[str, Any]] = events if events is not None else []
     return Station(bench.settings(*extra), opts, emit=out.append, comports=lambda: []).run()
 
@@ -174,3 +177,29 @@ def test_watch_provisions_a_modem_plugged_in_while_running(bench_factory: Callab
     screen = console.file.getvalue()  # type: ignore[attr-defined]
     assert all(imei in screen for imei in done) and screen.count("provisioned") == 3
     assert "done 3" in screen and "failed 0" in screen and "11/11" in screen
+
+
+def test_done_is_told_from_the_journal_or_the_report_and_a_foreign_certificate_needs_force(
+        bench_factory: Callable[..., Bench], tmp_path: Path) -> None:
+    bench = bench_factory(3)
+    # Modem 2 holds a client certificate nobody here issued (another tool, an earlier batch).
+    bench.sims[2].store.put(TAG, 1, bench.cloud.claim_cert_path.read_text())
+    first = run_station(bench)
+    assert (first.provisioned, first.failed, first.exit_code) == (2, 1, 2), first.as_dict()
+    foreign = next(r for r in bench.report_rows() if r["imei"] == bench.sims[2].identity.imei)
+    assert (foreign["result"], foreign["error_class"]) == ("failed", "AlreadyProvisioned")
+
+    # The journals are lost (another PC, a wiped disk): the report still proves modems 0 and 1.
+    shutil.rmtree(bench.journals)
+    air = bench.air_bytes()
+    again = run_station(bench, patterns=(str(bench.root / "nrf91-[01]"),))
+    assert (again.skipped, again.exit_code) == (2, 0), again.as_dict()
+    assert bench.air_bytes() == air
+    # Neither journal nor report: a certificate in the sec tag is someone else's until --force.
+    other = Station(bench.settings(), StationOptions(patterns=(str(bench.root / "nrf91-0"),),
+                                                     state_root=tmp_path / "elsewhere"), comports=lambda: []).run()
+    assert (other.failed, other.exit_code) == (1, 2)
+
+    forced = run_station(bench, patterns=(str(bench.root / "nrf91-2"),), force=True)
+    assert (forced.provisioned, forced.exit_code) == (1, 0), forced.as_dict()
+    assert certificates_of(bench)[bench.sims[2].identity.imei] == bench.report_rows()[-1]["certificate_id"]
