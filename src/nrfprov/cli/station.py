@@ -120,6 +120,9 @@ def _station(args: argparse.Namespace) -> int:
     else:
         station = Station(settings, options, emit=_print_event)
         summary = station.run()
+    if summary.stopped_by:
+        print(f"nrfprov: station stopped ({summary.as_dict()['stopped_by']}): devices in flight finished or "
+              "journaled; rerun the same command to continue", file=sys.stderr)
     if summary.devices == 0:
         print("nrfprov: station: no modem found (pyserial lists no Nordic board; ptys need --port; "
               "see nrfprov ports --all)", file=sys.stderr)
