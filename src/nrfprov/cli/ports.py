@@ -27,7 +27,7 @@ examples:
 def add_selection_options(p: argparse.ArgumentParser) -> None:
     """``--port`` (repeatable, globs), ``--serial-number``, ``--baud``, ``--rtscts``: shared with station."""
     g = p.add_argument_group("port selection (default: every recognised Nordic board)")
-    g.add_argument("--port", dest="ports", action="append", default=[], metavar="PATH|GLOB|URL",
+    g.add_argument("--port", dest="port", action="append", default=[], metavar="PATH|GLOB|URL",
                    help="a device path, a glob pattern ('/dev/ttyACM*', quoted) or a pyserial URL; repeatable. "
                    "A recognised board's other interfaces are left out")
     g.add_argument("--serial-number", dest="serial_numbers", action="append", default=[], metavar="SN",
@@ -59,7 +59,7 @@ def _ports(args: argparse.Namespace) -> int:
             for x in listing:
                 print(f"{x.port:<24} {x.board or '-':<14} {x.usb_serial or '-':<16} {x.role}")
         return 0
-    candidates = ports.find_candidates(args.ports, args.serial_numbers)
+    candidates = ports.find_candidates(args.port, args.serial_numbers)
     reports = ports.probe_all(candidates, baud=args.baud, rtscts=args.rtscts)
     if args.json:
         print_json([r.as_dict() for r in reports])

@@ -106,7 +106,7 @@ def _station(args: argparse.Namespace) -> int:
     settings = load_settings_from(args)
     _check(settings, args)
     options = StationOptions(
-        patterns=tuple(args.ports), serial_numbers=tuple(args.serial_numbers), jobs=args.jobs, watch=args.watch,
+        patterns=tuple(args.port), serial_numbers=tuple(args.serial_numbers), jobs=args.jobs, watch=args.watch,
         poll_s=args.poll_s, state_root=args.state, flow=args.flow, payload_format=args.payload_format,
         force=args.force, baud=args.baud, rtscts=args.rtscts, report=args.report)
     live = not args.json and sys.stdout.isatty()
