@@ -112,7 +112,7 @@ def test_a_dropped_link_and_a_full_modem_fail_alone_and_succeed_on_a_rerun(bench
     assert rows[str(bench.root / "nrf91-7")]["error_class"] == "CredentialError"
     assert rows[str(bench.root / "nrf91-7")]["exit_code"] == 7
     assert rows[str(bench.root / "nrf91-3")]["exit_code"] == 3
-    assert rows[str(bench.root / "nrf91-3")]["error_class"]
+    assert rows[str(bench.root / "nrf91-3")]["error_class"] == "ModemLinkError"  # the cable, not the modem
     assert all(r["result"] == "provisioned" for p, r in rows.items() if p not in bad)
     issued = {c.certificate_id for c in bench.cloud.certificates()}
     assert len(issued) == 10
@@ -129,9 +129,10 @@ def test_a_dropped_link_and_a_full_modem_fail_alone_and_succeed_on_a_rerun(bench
 
 def test_the_station_stays_under_the_clouds_request_rate(bench_factory: Callable[..., Bench]) -> None:
     # The stand-in throttles above 2 requests/s (burst 2); ten modems ask at once. The station's
-    # bucket at 2/s with a burst of 1 keeps every request under that: nothing is throttled.
+    # bucket at 1/s with a burst of 1 keeps every request under that, with room for the time between
+    # a token and its request reaching the cloud on a loaded machine: nothing is throttled.
     bench = bench_factory(10, request_rate=2.0, request_burst=2)
-    summary = run_station(bench, "CONFIG_NRFPROV_STATION_REQUEST_RATE=2", "CONFIG_NRFPROV_STATION_REQUEST_BURST=1")
+    summary = run_station(bench, "CONFIG_NRFPROV_STATION_REQUEST_RATE=1", "CONFIG_NRFPROV_STATION_REQUEST_BURST=1")
     assert (summary.provisioned, summary.exit_code) == (10, 0), summary.as_dict()
     assert sum(bench.cloud.throttled_counts().values()) == 0
     assert bench.cloud.request_counts()["split"] == 10
