@@ -39,8 +39,8 @@ more examples:
   nrfprov station --conf prj.conf --port '/dev/ttyACM*' --port /dev/ttyUSB3 --report batch.csv
   nrfprov station --conf prj.conf --serial-number 001050912345 --serial-number 001050912346
   nrfprov station --conf prj.conf --report batch.csv --json | tee events.jsonl   (one JSON event per line)
-  nrfprov sim --count 10 --baud 0 --state /tmp/bench --link '/tmp/nrf91-{n}' &   (a simulated bench)
-  nrfprov station --conf prj.conf --port '/tmp/nrf91-*' --report /tmp/bench.csv
+  nrfprov sim --count 10 --baud 0 --state /tmp/bench --link '/tmp/nrf91-{n}' &   (a simulated bench,
+  nrfprov station --conf prj.conf --port '/tmp/nrf91-*' --report /tmp/bench.csv   see docs/station.md)
 
 On a terminal a live view shows one row per device (port, IMEI, step of the chain, elapsed, UART
 bytes, result) and the batch (done / failed / running, devices per minute, ETA); otherwise, or with
