@@ -204,3 +204,21 @@ def test_done_is_told_from_the_journal_or_the_report_and_a_foreign_certificate_n
     forced = run_station(bench, patterns=(str(bench.root / "nrf91-2"),), force=True)
     assert (forced.provisioned, forced.exit_code) == (1, 0), forced.as_dict()
     assert certificates_of(bench)[bench.sims[2].identity.imei] == bench.report_rows()[-1]["certificate_id"]
+
+
+def test_a_port_another_nrfprov_holds_is_reported_busy_and_left_alone(bench_factory: Callable[..., Bench]) -> None:
+    from nrfprov.modem import Modem
+    from nrfprov.station import Candidate, probe
+
+    bench = bench_factory(3)
+    held = Modem.open(str(bench.root / "nrf91-1"))  # e.g. a terminal someone left open with nrfprov at
+    try:
+        commands = bench.sims[1].stats.snapshot()["commands"]
+        assert probe(Candidate(str(bench.root / "nrf91-1"))).status == "busy"
+        summary = run_station(bench)
+        assert (summary.provisioned, summary.busy, summary.exit_code) == (2, 1, 2), summary.as_dict()
+        assert bench.sims[1].stats.snapshot()["commands"] == commands  # not a byte was sent to it
+    finally:
+        held.close()
+    again = run_station(bench)
+    assert (again.provisioned, again.skipped, again.exit_code) == (1, 2, 0), again.as_dict()
