@@ -120,3 +120,34 @@ def test_ctrl_c_finishes_or_journals_every_device_and_leaves_no_modem_offline(
     assert again.exit_code == 0 and again.done == 6, again.as_dict()
     issued = {c.certificate_id for c in bench.cloud.certificates()}
     assert issued_before <= issued and len(issued) == 6  # one certificate per modem, none lost or doubled
+
+
+def test_watch_as_a_process_takes_a_modem_plugged_in_and_ends_on_ctrl_c(bench_factory: Callable[..., Bench]) -> None:
+    bench = bench_factory(1)
+    proc = subprocess.Popen(
+        nrfprov("station", "--conf", str(bench.conf_file()), "--port", bench.pattern, "--state",
+                str(bench.journals), "--report", str(bench.report), "--watch", "--poll-s", "0.1", "--json"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    results: list[dict[str, Any]] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # each line is an event; the loop ends when the process closes stdout
+            event = json.loads(line)
+            if event["event"] == "result":
+                results.append(event)
+                if len(results) == 1:
+                    bench.add_modem()  # plugged in while the station watches
+                else:
+                    proc.send_signal(signal.SIGINT)
+        rc = proc.wait(HANG_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr = proc.stderr.read() if proc.stderr is not None else ""
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert rc == 130 and "Traceback" not in stderr, stderr
+    assert [r["result"] for r in results] == ["provisioned", "provisioned"]
+    assert {r["imei"] for r in results} == {s.identity.imei for s in bench.sims}
