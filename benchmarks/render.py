@@ -40,6 +40,7 @@ def _measured(g: dict[str, Any]) -> str:
 
 
 def results_markdown(s: dict[str, Any], *, png_rel: Path, notes: str = "", p7_png_rel: Path | None = None) -> str:
+    from p6report import markdown as p6_markdown
     from p7report import markdown as p7_markdown
 
     m, v = s["machine"], s["versions"]
@@ -69,6 +70,7 @@ def results_markdown(s: dict[str, Any], *, png_rel: Path, notes: str = "", p7_pn
     if host_p1 is not None:
         out += [f"P1 with the host backend (worst {host_p1}) is listed below but not judged: its cloud traffic",
                 "does not cross the UART, so the UART floor does not bound it.", ""]
+    out += p6_markdown(s.get("p6_station", {}))
     out += p7_markdown(s.get("p7_network", {}), p7_png_rel)
     out += [
         "## P1: end-to-end provisioning time against the honest floor (115200 baud, attach delay 0)",

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p6report import summarize as p6_summarize
 from p7report import summarize as p7_summarize
 
 HERE = Path(__file__).resolve().parent
@@ -277,8 +278,11 @@ def goals(summary: dict[str, Any]) -> dict[str, Any]:
         met = worst <= target if op == "<=" else worst >= target
         out[name] = {"label": label, "target": f"{op} {target}", "measured": round(worst, 3), "met": met, **more}
 
+    from p6report import goals as p6_goals
+
     p7 = summary.get("p7_network", {})
     out.update(p7_goals(p7, summary))
+    out.update(p6_goals(summary.get("p6_station", {})))
     # The floor bounds a run only if all its traffic crosses the UART: true for native and offload; the
     # host backend's cloud traffic uses the host's own TCP, so its rows are shown but do not decide.
     p1_all = summary["p1_uart_ratio"].get("_by_format", {})
@@ -379,6 +383,7 @@ def build_summary(raw: dict[str, Any], benches: list[Bench]) -> dict[str, Any]:
         "p3_bridge_vs_openssl": pairs(benches, "p3", by_format=False),
         "p4_vs_awsiotsdk": p4,
         "p5_c_vs_python": pairs(benches, "p5", by_format=True),
+        "p6_station": p6_summarize(benches),
         "p7_network": p7_summarize(benches),
         **extras(benches),
     }

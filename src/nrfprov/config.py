@@ -226,6 +226,9 @@ _SYMBOLS: dict[str, _Symbol] = {
     "CONFIG_NRFPROV_PUBLISH_BEFORE_SUBACK": _Symbol("publish_before_suback", bool),
     "CONFIG_NRFPROV_DNS_REUSE_S": _Symbol("dns_reuse_s", int, _range(0, 3600)),
     "CONFIG_NRFPROV_CONNECT_TIMEOUT_S": _Symbol("connect_timeout", int, _range(1, 3600)),
+    # nrfprov station: certificate and RegisterThing requests per second, and the burst (station/limiter.py).
+    "CONFIG_NRFPROV_STATION_REQUEST_RATE": _Symbol("station_request_rate", int, _range(1, 1000)),
+    "CONFIG_NRFPROV_STATION_REQUEST_BURST": _Symbol("station_request_burst", int, _range(1, 1000)),
 }
 
 #: Field -> the symbol named when no fragment set the field: the first (legacy NCS) name above.
@@ -291,6 +294,10 @@ class Settings:
     #: A broker that accepts TCP and never speaks TLS fails after this. 90 s covers a handshake over
     #: a 115200-baud UART on NB-IoT (RTT 1.6 s, 26 kbit/s down: the simulator's nb-iot profile).
     connect_timeout: int = 90
+    #: ``nrfprov station``: certificate requests (and, apart, RegisterThing requests) per second for the
+    #: whole station, and how many may go at once; half the lowest published AWS rate (station/limiter.py).
+    station_request_rate: int = 5
+    station_request_burst: int = 5
     #: field name → the fragment line that set it (absent: default).
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: field name → the symbol that set it (absent: default).

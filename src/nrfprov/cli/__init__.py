@@ -24,6 +24,8 @@ _COMMAND_MODULES = [
     "nrfprov.cli.modem",
     "nrfprov.cli.sim",
     "nrfprov.cli.provision",
+    "nrfprov.cli.ports",
+    "nrfprov.cli.station",
     "nrfprov.cli.demo",
     "nrfprov.cli.tls_check",
     "nrfprov.cli.cloud",

@@ -156,6 +156,7 @@ class Driver:
         thing: str | None = None,
         ca_pem: str | None = None,
         progress: Callable[[StepReport], None] | None = None,
+        before_effect: Callable[[m.Effect], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         utc: Callable[[], _dt.datetime] = lambda: _dt.datetime.now(_dt.UTC),
     ) -> None:
@@ -173,6 +174,9 @@ class Driver:
         self._ca_pem = ca_pem
         self._received_at = 0.0  # when the MQTT layer decoded the message being handled
         self._progress = progress
+        #: Called with each effect before it runs; it may wait (a station's cloud request rate) or
+        #: raise ``Interrupted`` to end the run there (journaled, the modem's mode restored).
+        self._before_effect = before_effect
         self._clock = clock
         self._utc = utc
         self._session: MqttSession | None = None
@@ -336,6 +340,8 @@ class Driver:
         while True:
             eff = machine.next_effect()
             if eff is not None:
+                if self._before_effect is not None:
+                    self._before_effect(eff)
                 ev = self._execute(eff, result, t0)
                 if ev is not None:
                     machine.receive_event(ev, self._clock())

@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nrfprov.errors import JournalError, ReplyConflict
+from nrfprov.errors import CloudRejected, JournalError, ReplyConflict
 from nrfprov.locks import FileLock, folder_lock
 from nrfprov.provisioning.bundle import CredentialBundle
 
@@ -278,12 +278,19 @@ class Journal:
 
     def fail(self, rec: JournalRecord, error: BaseException) -> None:
         """Record a failure. Issued, unproven credentials stay resumable (``in_progress``); after the
-        proof (key erased) nothing is left to resume, whatever failed afterwards."""
+        proof (key erased) nothing is left to resume, whatever failed afterwards. A request the cloud
+        answered with ``rejected`` is marked so (``rejected``): it issued nothing."""
         if rec.key_erased:
             rec.status = "done"
         else:
             rec.status = "failed" if rec.bundle is None and not rec.replies and not rec.requests else "in_progress"
         rec.error = f"{type(error).__name__}: {error}"
+        if isinstance(error, CloudRejected) and rec.requests and not rec.requests[-1].get("rejected"):
+            # The cloud answered the last request with `rejected` (a throttled request among them): it
+            # issued nothing, so no later run counts it as "requested, reply lost" [AWS IoT developer
+            # guide, fleet-provision-api: a refused request is answered on .../rejected].
+            rec.requests[-1]["rejected"] = {"status_code": error.status_code, "error_code": error.error_code,
+                                            "at": _now()}
         if isinstance(error, ReplyConflict):
             rec.conflict = list(error.certificate_ids)  # never resumable: the key may be another's too
         self._write(rec, kind="fail")

@@ -9,7 +9,9 @@
   registration in doubt, or a run already proven. A fresh run is refused while unproven
   credentials sit in the journal, and when the provisioned sec tag already holds a client
   certificate, unless ``force``;
-- :func:`machine_plan` turns that choice, the CA text and the modem's IMEI into the machine's Plan.
+- :func:`machine_plan` turns that choice, the CA text and the modem's IMEI into the machine's Plan;
+- :func:`journal_state` says, from the journal alone, whether the next run must be a ``--resume``
+  (a station decides each device's run with it, as a user reads ``--resume``'s advice).
 
 The driver reads the journal, the local files, the IMEI and the sec tag's listing and hands them
 in; it then only executes the machine's effects.
@@ -153,12 +155,17 @@ def _choose_resume(existing: JournalRecord | None, journal_path: Path, backend: 
             "nothing to resume",))
     pending = existing.pending_bundle()
     if pending is not None:
-        doubt = not pending.thing_name and any(r.get("operation") == "register" for r in existing.requests)
+        # A RegisterThing the cloud answered with `rejected` registered nothing (Journal.fail notes it).
+        doubt = not pending.thing_name and any(r.get("operation") == "register" and not r.get("rejected")
+                                               for r in existing.requests)
         return replace(base, resume=pending, register_in_doubt=doubt)
     if _usable_replies(existing):
         return replace(base, replies=tuple(existing.raw_replies()), csr_public_key=_csr_key(existing))
+    lost = [_orphan_of(r) for r in existing.requests if r.get("operation") != "register" and not r.get("rejected")]
+    if existing.requests and not lost:
+        raise UsageError(f"nothing to resume in {journal_path}: the cloud rejected the request, nothing was issued",
+                         hint="run without --resume to request new credentials")
     if existing.requests:
-        lost = [_orphan_of(r) for r in existing.requests if r.get("operation") != "register"]
         got = "only part of its reply was" if existing.replies else "its reply was never"
         raise UsageError(
             f"nothing to resume: the request was sent but {got} journaled. "
@@ -168,19 +175,42 @@ def _choose_resume(existing: JournalRecord | None, journal_path: Path, backend: 
                      hint="run without --resume to request new credentials")
 
 
+#: What a journal holds, for a caller that must decide between a fresh run and ``--resume`` without
+#: asking the user (``journal_state``).
+NO_JOURNAL = "none"
+FRESH = "fresh"  # nothing issued to continue with: a run requests (again); lost requests become orphans
+RESUMABLE = "resumable"  # issued credentials (a bundle or usable raw replies) not yet proven: --resume
+PROVEN = "proven"  # the reconnect proved the credentials: nothing to do unless --force
+CONFLICT = "conflict"  # a reply conflict: never used, the user must move the journal away
+
+
+def journal_state(existing: JournalRecord | None) -> str:
+    """Which run the journal calls for: ``RESUMABLE`` exactly when a fresh run would be refused for
+    unproven credentials (``_choose_fresh``) and ``--resume`` continues without a new request."""
+    if existing is None:
+        return NO_JOURNAL
+    if existing.conflict:
+        return CONFLICT
+    if existing.proven:
+        return PROVEN
+    if existing.pending_bundle() is not None or _usable_replies(existing):
+        return RESUMABLE
+    return FRESH
+
+
 def _choose_fresh(settings: Settings, existing: JournalRecord | None, journal_path: Path, *, flow: Flow,
                   payload_format: PayloadFormat, backend: Backend, imei: str, stored: StoredCertificate | None,
                   force: bool) -> RunChoice:
     orphans: list[dict[str, Any]] = list(existing.orphans) if existing else []
     notices: list[str] = []
-    if existing is not None and not existing.proven and (existing.pending_bundle() or _usable_replies(existing)):
+    if existing is not None and journal_state(existing) == RESUMABLE:
         raise UsageError(
             f"{journal_path} holds credentials issued at {existing.started_at or '?'} that were never proven on "
             "this modem",
             hint="continue with --resume (no new certificate is requested), or move that file away to discard them")
     if existing is not None and not existing.proven and existing.requests:
         for r in existing.requests:
-            if r.get("operation") != "register":
+            if r.get("operation") != "register" and not r.get("rejected"):
                 orphans.append(_orphan_of(r))
                 notices.append(_describe_orphan(orphans[-1]))
     tag = settings.provisioned_sec_tag

@@ -194,3 +194,27 @@ def test_a_client_certificate_in_the_tag_stops_a_fresh_run_unless_forced(pki: Pk
         plan.choose_run(_settings(), None, JOURNAL, stored=unknown, **kw)  # type: ignore[arg-type]
     from nrfprov.provisioning.bundle import CredentialBundle as B
     assert info.value.certificate_id == B(cert, "").fingerprint()
+
+
+def test_a_request_the_cloud_rejected_issued_nothing(pki: Pki) -> None:
+    # A throttled (or refused) request: no orphan on the next fresh run, nothing to resume.
+    rejected = _requested("split")
+    rejected.requests[-1]["rejected"] = {"status_code": 429, "error_code": "ThrottlingException"}
+    assert plan.journal_state(rejected) == plan.FRESH
+    fresh = _choose(_settings(), rejected, resume=False)
+    assert not fresh.record.orphans and not fresh.notices
+    with pytest.raises(UsageError, match="the cloud rejected the request"):
+        _choose(_settings(), rejected, resume=True)
+    # A RegisterThing the cloud rejected registered nothing: resuming it is no registration in doubt.
+    refused = {"status_code": 400, "error_code": "InvalidParameters"}
+    rec = _pending(pki, requests=[{"operation": "create"}, {"operation": "register", "rejected": refused}])
+    s = _settings("CONFIG_NRFPROV_TEMPLATE_NAME=t")
+    assert not _choose(s, rec, resume=True).register_in_doubt
+    assert plan.journal_state(rec) == plan.RESUMABLE
+
+
+def test_journal_state_tells_a_station_which_run_to_make(pki: Pki) -> None:
+    assert plan.journal_state(None) == plan.NO_JOURNAL
+    assert plan.journal_state(_requested("split")) == plan.FRESH  # reply lost: a new request (an orphan)
+    assert plan.journal_state(_pending(pki)) == plan.RESUMABLE
+    assert plan.journal_state(_pending(pki, conflict=["ab" * 32])) == plan.CONFLICT
