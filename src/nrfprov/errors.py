@@ -20,6 +20,8 @@ from __future__ import annotations
 EXIT_HANGUP = 129
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+#: 128 + SIGPIPE (13): stdout's reader went away (``nrfprov ports | head -3``).
+EXIT_BROKEN_PIPE = 141
 
 #: Every exit status of ``nrfprov``, with its meaning (0, 1, 2 and 130 besides the error classes:
 #: 2 is also argparse's status for a bad option; 130 is 128 + SIGINT, the shell's convention).
@@ -36,6 +38,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_HANGUP: "hung up (SIGHUP); handled like Ctrl-C: the modem is restored, a provisioning run stays "
     "resumable",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); an interrupted provisioning run stays resumable",
+    EXIT_BROKEN_PIPE: "stdout closed by its reader (a pipe into head, say); nothing more was printed",
     EXIT_TERMINATED: "terminated (SIGTERM); handled like Ctrl-C: the modem is restored, a provisioning run "
     "stays resumable",
 }

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from nrfprov.errors import EXIT_CODES, EXIT_INTERRUPTED, Interrupted, NrfprovError
+from nrfprov.errors import EXIT_BROKEN_PIPE, EXIT_CODES, EXIT_INTERRUPTED, Interrupted, NrfprovError
 from nrfprov.interrupts import install as install_interrupts
 
 # Modules that add subcommands, in the order they appear in --help.
@@ -81,3 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
             print(f"nrfprov: interrupted ({name})", file=sys.stderr)
             return code
+        except BrokenPipeError:
+            # Python's documented recipe (signal module, "Note on SIGPIPE"): point stdout at /dev/null
+            # so the interpreter's final flush cannot raise again, and end quietly.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE

@@ -237,7 +237,9 @@ def _provision(modem: Any, journal: Journal, c: Candidate, status: DeviceStatus,
             return _finish(ctx, c, status, acc, "resumed" if resume else "provisioned", None)
         except AlreadyProvisioned as exc:
             _take(acc, driver)
-            proven = exc.thing_name or exc.certificate_id in ctx.proven.get(status.imei, set())
+            # A thing name is only named when this device's journal proved the certificate (plan._identify);
+            # otherwise an earlier report row must have proven exactly this certificate id.
+            proven = bool(exc.thing_name) or exc.certificate_id in ctx.proven.get(status.imei, set())
             if not proven:
                 raise
             acc.thing, acc.certificate = exc.thing_name, exc.certificate_id
