@@ -135,9 +135,11 @@ def test_provision_on_simulated_modem(benchmark: Any, stand_in: Any, relay: Coun
         collect()
         n = next(counter)
         settings = dataclasses.replace(base, client_id=f"p1-{flow}-{backend}-{n}-{uuid.uuid4().hex[:6]}")
-        # A fresh port per round, as every `nrfprov provision` opens it (untimed).
+        # A fresh port per round, as every `nrfprov provision` opens it (untimed). Every round provisions
+        # the same modem again, so it replaces the last round's identity (--force: the sec tag is listed
+        # in every fresh run anyway, force only lets the run go on).
         driver = Driver(settings, port.reopen(), state_dir=tmp_path / f"journal-{n}", flow=flow,
-                        payload_format=settings.payload_format)
+                        payload_format=settings.payload_format, force=True)
         relay.reset()
         lines.take()
         pending.update(sim=sim.stats.snapshot(), driver=driver, line0=lines.line())

@@ -192,8 +192,9 @@ def _modem_client(benchmark: Any, stand_in: Any, relay: CountingRelay, tmp_path:
             state["t0"] = time.monotonic()
             if client == "nrfprov":
                 settings = dataclasses.replace(base, client_id=client_id)
+                # force: rounds re-provision one modem (see test_p1p2_modem.py)
                 result = Driver(settings, modem, state_dir=tmp_path / f"journal-{client_id}", flow=flow,  # type: ignore[arg-type]
-                                payload_format=settings.payload_format).run()
+                                payload_format=settings.payload_format, force=True).run()
                 assert result.ok
             else:
                 run_sample(modem, base, flow=flow, fmt=fmt, backend=backend, claim_tag=CLAIM_TAG, tag=TAG,
