@@ -4,8 +4,8 @@ Layer order (docs/architecture.md, "Layers"): at < modem < transport < mqtt < pr
 A room may import the neutral base modules at the top of the package and any room below it, never
 one above; cli/, the wiring on top, may also import aws/, sim/ and cloud/. aws/ imports no device
 layer. The stand-ins sim/ and cloud/ are independent witnesses: they import only the neutral
-helpers (cloud/ may also import the aws/ handler it hosts). Rooms that do not exist yet (station/,
-aws/) are checked as soon as they appear, and an unclassified new room fails the test until it is given a place here.
+helpers (cloud/ may also import the aws/ handler it hosts). An unclassified new room fails the test until it
+is given a place here.
 
 Imports are read everywhere in a file (inside functions too: a lazy import is still a dependency),
 relative imports are resolved against the file's package, and the sans-IO cores may neither import
