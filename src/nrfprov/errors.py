@@ -38,7 +38,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_HANGUP: "hung up (SIGHUP); handled like Ctrl-C: the modem is restored, a provisioning run stays "
     "resumable",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); an interrupted provisioning run stays resumable",
-    EXIT_BROKEN_PIPE: "stdout closed by its reader (a pipe into head, say); nothing more was printed",
+    EXIT_BROKEN_PIPE: "stdout closed by its reader (a pipe into head, say); a provisioning run or station "
+    "finishes silently instead",
     EXIT_TERMINATED: "terminated (SIGTERM); handled like Ctrl-C: the modem is restored, a provisioning run "
     "stays resumable",
 }

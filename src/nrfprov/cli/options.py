@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,6 +142,18 @@ def add_json_option(p: Any, what: str = "one JSON document on stdout instead of 
 
 
 def print_json(data: Any, *, indent: int | None = 2) -> None:
-    json.dump(data, sys.stdout, indent=indent)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    """One JSON document on stdout; a reader that went away does not change the exit status (print_line)."""
+    print_line(json.dumps(data, indent=indent))
+
+
+def print_line(text: str) -> None:
+    """Print one line of progress or events, flushed for a reader that pipes it. A reader that went
+    away (``| head``) must not stop work on a modem halfway: stdout then goes to /dev/null and the
+    run goes on to its end and its exit status [Python docs, signal module, "Note on SIGPIPE"]."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

@@ -13,6 +13,7 @@ from nrfprov.cli.options import (
     add_state_option,
     load_settings_from,
     print_json,
+    print_line,
     state_dir,
 )
 from nrfprov.names import FLOWS, FORMATS
@@ -98,7 +99,7 @@ class _Progress:
             self._status = self._console.status(text)
             self._status.start()
         else:
-            print(text, flush=True)
+            print_line(text)
 
     def step(self, report: Any, next_step: str | None) -> None:
         if not self.enabled:
@@ -110,7 +111,7 @@ class _Progress:
             if self._status is not None and next_step:
                 self._status.update(f"{next_step} ...")
         else:
-            print(f"step {report.state.value}: {report.seconds:.2f} s{detail}", flush=True)
+            print_line(f"step {report.state.value}: {report.seconds:.2f} s{detail}")
 
     def stop(self) -> None:
         if self._status is not None:

@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nrfprov.cli.options import add_config_options, add_json_option, float_range, int_range, load_settings_from
+from nrfprov.cli.options import (
+    add_config_options,
+    add_json_option,
+    float_range,
+    int_range,
+    load_settings_from,
+    print_line,
+)
 from nrfprov.cli.ports import add_selection_options
 from nrfprov.names import FLOWS, FORMATS
 
@@ -133,8 +140,7 @@ def _station(args: argparse.Namespace) -> int:
 
 def _print_event(event: dict[str, Any]) -> None:
     # Called under the station's output lock: one whole line per event, flushed for a reader piping it.
-    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    print_line(json.dumps(event, separators=(",", ":")))
 
 
 def _print_summary(s: dict[str, Any]) -> None:
