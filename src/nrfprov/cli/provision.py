@@ -122,8 +122,9 @@ class _Progress:
 def _provision(args: argparse.Namespace) -> int:
     from nrfprov.errors import NrfprovError
     from nrfprov.modem import Modem
-    from nrfprov.provisioning.driver import Driver, StepReport
+    from nrfprov.provisioning.driver import Driver
     from nrfprov.provisioning.plan import check_combination
+    from nrfprov.provisioning.results import StepReport
 
     settings = load_settings_from(args)
     flow = args.flow or settings.flow

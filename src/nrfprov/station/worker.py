@@ -39,8 +39,9 @@ from nrfprov.errors import AlreadyProvisioned, CloudRejected, Interrupted, LockH
 from nrfprov.names import Flow, PayloadFormat
 from nrfprov.provisioning import machine as m
 from nrfprov.provisioning import plan
-from nrfprov.provisioning.driver import Driver, RunResult, StepReport
+from nrfprov.provisioning.driver import Driver
 from nrfprov.provisioning.journal import Journal
+from nrfprov.provisioning.results import RunResult, StepReport
 from nrfprov.station.limiter import RequestLimiter, backoff_delay
 from nrfprov.station.ports import Candidate, identify
 from nrfprov.station.report import Report

@@ -22,7 +22,8 @@ from nrfprov.cloud import LocalAwsIot
 from nrfprov.config import load_settings
 from nrfprov.errors import NrfprovError
 from nrfprov.modem import Modem
-from nrfprov.provisioning.driver import Driver, RunResult
+from nrfprov.provisioning.driver import Driver
+from nrfprov.provisioning.results import RunResult
 from nrfprov.sim import SimulatedModem
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,8 @@ from provrig import CLAIM_TAG, TAG, Rig
 from nrfprov.cli.demo import write_claim_tag
 from nrfprov.errors import CredentialError, DeviceLimitError, ModemTlsHandshakeError, ModemTlsLimitError, UsageError
 from nrfprov.provisioning.bundle import normalize_pem
-from nrfprov.provisioning.driver import Driver, StepReport
+from nrfprov.provisioning.driver import Driver
+from nrfprov.provisioning.results import StepReport
 
 pytestmark = pytest.mark.integration
 
