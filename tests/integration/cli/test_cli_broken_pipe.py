@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from integration.cli.clirun import NRFPROV, env
-from integration.provisioning.provrig import CLAIM_TAG, fragment
-from nrfprov.cli.demo import write_claim_tag
+from integration.cli.provconf import claim_modems, split_offload_conf
 from nrfprov.cloud import LocalAwsIot
 from nrfprov.modem import Modem
 from nrfprov.sim import SimulatedModem
@@ -34,12 +33,8 @@ def test_provision_with_its_reader_gone_finishes_the_chain(
     sim_factory: Callable[..., SimulatedModem], local_aws: LocalAwsIot, tmp_path: Path
 ) -> None:
     sim = sim_factory(dialect="sm", baud=0)
-    with Modem.open(sim.port_url) as m:
-        write_claim_tag(m, local_aws, CLAIM_TAG)
-    certs = local_aws.write_certs_folder(tmp_path / "certs")
-    conf = tmp_path / "prj.conf"
-    lines = fragment(local_aws, certs, backend="offload", flow="split", fmt="json", dialect="sm", client_id="dev-p")
-    conf.write_text("\n".join(_quoted(line) for line in lines) + "\n")
+    claim_modems(local_aws, sim)
+    conf = split_offload_conf(local_aws, tmp_path, "dev-p")
     proc = subprocess.Popen([str(NRFPROV), "provision", "--port", sim.port_url, "--conf", str(conf), "--state",
                              str(tmp_path / "journal")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env=env())
@@ -52,8 +47,3 @@ def test_provision_with_its_reader_gone_finishes_the_chain(
     with Modem.open(sim.port_url) as m:
         assert m.cfun() == 1
         assert [int(c.type) for c in m.credentials(50)] == [0, 1, 2]  # the chain wrote CA, cert and key
-
-
-def _quoted(line: str) -> str:
-    name, _, value = line.partition("=")
-    return f"{name}={value}" if value.lstrip("-").isdigit() else f'{name}="{value}"'

@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 
 from integration.cli.clirun import run, start, wait_for_line
-from integration.provisioning.provrig import CLAIM_TAG, fragment
-from nrfprov.cli.demo import write_claim_tag
+from integration.cli.provconf import claim_modems, split_offload_conf
 from nrfprov.cloud import LocalAwsIot
-from nrfprov.modem import Modem
 from nrfprov.sim import SimulatedModem
 
 pytestmark = pytest.mark.integration
@@ -60,13 +58,8 @@ def test_two_runs_sharing_a_journal_folder_second_refused_before_any_request(
     sim_factory: Callable[..., SimulatedModem], local_aws: LocalAwsIot, tmp_path: Path
 ) -> None:
     sims = [sim_factory(dialect="sm", baud=0) for _ in range(2)]
-    for sim in sims:
-        with Modem.open(sim.port_url) as m:
-            write_claim_tag(m, local_aws, CLAIM_TAG)
-    certs = local_aws.write_certs_folder(tmp_path / "certs")
-    conf = tmp_path / "prj.conf"
-    lines = fragment(local_aws, certs, backend="offload", flow="split", fmt="json", dialect="sm", client_id="dev-a")
-    conf.write_text("\n".join(_quoted(line) for line in lines) + "\n")
+    claim_modems(local_aws, *sims)
+    conf = split_offload_conf(local_aws, tmp_path, "dev-a")
     shared = tmp_path / "shared-journal"
     sims[0].delay_command("AT+CGSN", HOLD_S, times=1)  # the first run reads the IMEI, and waits there
     first = start("-vv", "provision", "--port", sims[0].port_url, "--conf", str(conf), "--state", str(shared),
@@ -84,8 +77,3 @@ def test_two_runs_sharing_a_journal_folder_second_refused_before_any_request(
         first.kill()
         first.communicate(timeout=30)
     assert not (shared / "provisioning.json").exists()
-
-
-def _quoted(line: str) -> str:
-    name, _, value = line.partition("=")
-    return f"{name}={value}" if value.lstrip("-").isdigit() else f'{name}="{value}"'
