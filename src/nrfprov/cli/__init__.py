@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
+from nrfprov.cli.options import silence_stdout
 from nrfprov.errors import EXIT_BROKEN_PIPE, EXIT_CODES, EXIT_INTERRUPTED, Interrupted, NrfprovError
 from nrfprov.interrupts import install as install_interrupts
 
@@ -83,8 +83,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"nrfprov: interrupted ({name})", file=sys.stderr)
             return code
         except BrokenPipeError:
-            # Python's documented recipe (signal module, "Note on SIGPIPE"): point stdout at /dev/null
-            # so the interpreter's final flush cannot raise again, and end quietly.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            silence_stdout()
             return EXIT_BROKEN_PIPE

@@ -154,6 +154,12 @@ def print_line(text: str) -> None:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        silence_stdout()
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away, so no later write or the interpreter's
+    final flush raises again [Python docs, signal module, "Note on SIGPIPE"]."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

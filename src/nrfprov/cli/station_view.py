@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, Group, JustifyMethod
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -28,6 +28,11 @@ def _duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
 
+
+#: The device table's columns and their alignment.
+_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
+    ("port", "left"), ("IMEI", "left"), ("step", "right"), ("phase", "left"), ("elapsed", "right"),
+    ("UART bytes", "right"), ("result", "left"))
 
 class LiveView:
     """``with LiveView(station): station.run()`` — the view follows the station until the block ends."""
@@ -50,9 +55,8 @@ class LiveView:
         summary = self.station.summary()
         running = sum(1 for d in devices if d.started is not None and not d.result)
         table = Table(expand=False, pad_edge=False, box=None, header_style="bold")
-        for col, justify in (("port", "left"), ("IMEI", "left"), ("step", "right"), ("phase", "left"),
-                             ("elapsed", "right"), ("UART bytes", "right"), ("result", "left")):
-            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for col, justify in _COLUMNS:
+            table.add_column(col, justify=justify)
         room = max(3, self.console.size.height - _CHROME)
         shown = sorted(devices, key=lambda d: _ORDER.get(d.result, 2))[:room]
         for d in shown:
